@@ -1,0 +1,40 @@
+"""curio_jax: A2C and A2C + Random Network Distillation on a MiniGrid-faithful DoorKey, in JAX.
+
+Submodules load lazily so that `curio-jax --help` and config handling stay fast (navix and
+JAX are heavy imports).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_SUBMODULES = {
+    "config",
+    "envs",
+    "networks",
+    "returns",
+    "rnd",
+    "a2c",
+    "rollout",
+    "train",
+    "stats",
+    "convert",
+    "checkpoint",
+    "render",
+}
+_ATTRS = {"make_train": "train", "preset": "config", "make_doorkey": "envs"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"curio_jax.{name}")
+    if name in _ATTRS:
+        return getattr(importlib.import_module(f"curio_jax.{_ATTRS[name]}"), name)
+    raise AttributeError(f"module 'curio_jax' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _SUBMODULES | set(_ATTRS))

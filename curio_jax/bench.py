@@ -1,0 +1,183 @@
+"""Throughput benchmarks (host side). Figures are printed and returned as records, never
+asserted in tests.
+
+Counting convention: one frame = one environment step of one environment.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+
+def device_description() -> str:
+    """'cpu (N cores, <processor>)' or the accelerator's name."""
+    import os
+
+    import jax
+
+    dev = jax.devices()[0]
+    if dev.platform == "cpu":
+        return f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+    return f"{dev.platform} ({dev.device_kind}) x{jax.device_count()}"
+
+
+def time_jitted(
+    fn: Callable[[Any], Any], make_arg: Callable[[int], Any], repeats: int
+) -> tuple[float, float]:
+    """(compile_seconds, best steady-state seconds) of a jitted fn; each call gets a new arg."""
+    import jax
+
+    t0 = time.perf_counter()
+    compiled = jax.jit(fn).lower(make_arg(0)).compile()
+    compile_s = time.perf_counter() - t0
+    jax.block_until_ready(compiled(make_arg(0)))  # warm-up (allocations, thread pools)
+    best = float("inf")
+    for i in range(repeats):
+        arg = make_arg(i + 1)
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(arg))
+        best = min(best, time.perf_counter() - t0)
+    return compile_s, best
+
+
+def _random_rollout(env: Any, num_envs: int, steps: int) -> Callable[[Any], Any]:
+    """Reset `num_envs` envs and scan `steps` random actions; consumes every observation and
+    reward so that nothing is dead-code eliminated."""
+    import jax
+    import jax.numpy as jnp
+
+    def run(key):
+        k_reset, k_act = jax.random.split(key)
+        ts = jax.vmap(env.reset)(jax.random.split(k_reset, num_envs))
+
+        def body(ts, k):
+            a = jax.random.randint(k, (num_envs,), 0, 7)
+            ts = jax.vmap(env.step)(ts, a)
+            checksum = jnp.sum(ts.observation, dtype=jnp.int32) + jnp.sum(ts.reward).astype(
+                jnp.int32
+            )
+            return ts, checksum
+
+        _, sums = jax.lax.scan(body, ts, jax.random.split(k_act, steps))
+        return jnp.sum(sums)
+
+    return run
+
+
+def bench_jax_env(impl: str, size: int, num_envs: int, steps: int = 128, repeats: int = 3) -> dict:
+    """Steps/s of a jitted random-action rollout (reset outside the timed region is not
+    possible in one program, so the timed program includes one reset of every env)."""
+    import jax
+
+    if impl == "curio_jax":
+        from curio_jax.envs import make_doorkey
+
+        env = make_doorkey(size)
+    elif impl == "navix_symbolic_first_person":
+        import navix as nx
+
+        env = nx.make(
+            f"Navix-DoorKey-{size}x{size}-v0", observation_fn=nx.observations.symbolic_first_person
+        )
+    else:
+        raise ValueError(f"unknown jax env impl {impl!r}")
+    fn = _random_rollout(env, num_envs, steps)
+    compile_s, best = time_jitted(fn, lambda i: jax.random.key(i), repeats)
+    return {
+        "impl": impl,
+        "size": size,
+        "num_envs": num_envs,
+        "seeds": 1,
+        "steps_per_sec": num_envs * steps / best,
+        "compile_seconds": compile_s,
+        "device": device_description(),
+    }
+
+
+def bench_minigrid(size: int, num_envs: int, seconds: float = 2.0) -> dict:
+    """Steps/s of gymnasium MiniGrid DoorKey + ImgObsWrapper with random actions: one env
+    (`num_envs == 1`, plain env with manual reset) or `gym.make_vec(..., "sync")`."""
+    import gymnasium as gym
+    from minigrid.wrappers import ImgObsWrapper
+
+    env_id = f"MiniGrid-DoorKey-{size}x{size}-v0"
+    rng = np.random.default_rng(0)
+    steps = 0
+    if num_envs == 1:
+        env = ImgObsWrapper(gym.make(env_id))
+        env.reset(seed=0)
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            for a in rng.integers(0, 7, size=256):
+                _, _, term, trunc, _ = env.step(int(a))
+                if term or trunc:
+                    env.reset()
+            steps += 256
+    else:
+        env = gym.make_vec(
+            env_id, num_envs=num_envs, vectorization_mode="sync", wrappers=[ImgObsWrapper]
+        )
+        env.reset(seed=0)
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            for _ in range(16):
+                env.step(rng.integers(0, 7, size=num_envs))
+            steps += 16 * num_envs
+    elapsed = time.perf_counter() - t0
+    env.close()
+    return {
+        "impl": "minigrid",
+        "size": size,
+        "num_envs": num_envs,
+        "seeds": 1,
+        "steps_per_sec": steps / elapsed,
+        "compile_seconds": 0.0,
+        "device": f"cpu ({platform.processor() or platform.machine()}), python loop",
+    }
+
+
+def bench_env(
+    sizes: list[int],
+    num_envs: list[int],
+    impls: tuple[str, ...] = ("curio_jax", "navix_symbolic_first_person", "minigrid"),
+    steps: int = 128,
+    repeats: int = 3,
+    minigrid_envs: tuple[int, ...] = (1, 32),
+    log: Callable[[str], None] = print,
+) -> list[dict]:
+    """Every (impl, size, num_envs) cell; MiniGrid runs with `minigrid_envs` instead."""
+    records = []
+    for size in sizes:
+        for impl in impls:
+            counts = minigrid_envs if impl == "minigrid" else num_envs
+            for n in counts:
+                if impl == "minigrid":
+                    rec = bench_minigrid(size, n)
+                else:
+                    rec = bench_jax_env(impl, size, n, steps=steps, repeats=repeats)
+                log(
+                    f"{rec['impl']:>28}  {size:>2}x{size:<2}  envs {n:>5}  "
+                    f"{rec['steps_per_sec']:>12,.0f} steps/s  compile {rec['compile_seconds']:.1f}s"
+                )
+                records.append(rec)
+    return records
+
+
+def format_env_table(records: list[dict]) -> str:
+    """Markdown table: one row per (impl, size), one column per num_envs."""
+    counts = sorted({r["num_envs"] for r in records})
+    rows = {}
+    for r in records:
+        rows.setdefault((r["impl"], r["size"]), {})[r["num_envs"]] = r["steps_per_sec"]
+    head = "| impl | size | " + " | ".join(f"{n} envs" for n in counts) + " |"
+    sep = "|---|---|" + "---|" * len(counts)
+    lines = [head, sep]
+    for (impl, size), cells in rows.items():
+        vals = " | ".join(f"{cells[n]:,.0f}" if n in cells else "" for n in counts)
+        lines.append(f"| {impl} | {size}x{size} | {vals} |")
+    return "\n".join(lines)
