@@ -1,0 +1,674 @@
+"""Compare finished runs: the statistics behind `curio-jax compare` (host side only).
+
+A run directory, as written by `curio-jax train` (see shared/docs/interface.md), holds
+`config.json` (the TrainConfig as a nested dict), `metrics.csv` (one row per logged update per
+seed) and `summary.json` (per-seed frames-to-solve and final score, run totals).
+
+For every run: final score (the last average of the last 100 episode returns) as mean and IQM
+with bootstrap intervals over seeds, solved fraction, and the Kaplan-Meier median
+frames-to-solve with unsolved seeds censored at the run's frame budget. For every pair of
+comparable runs: probability of improvement on the final score, a Mann-Whitney test on the final
+scores and a log-rank test on frames-to-solve. Runs on different grid sizes are not comparable:
+the pair gets a warning and no statistics. Runs with different solved thresholds (the notebook's
+own A2C and RND presets on 8x8 and 16x16) compare final scores only, with a warning.
+
+`compare_runs` returns a JSON-serialisable dict (inf and NaN become null); `format_table` and
+`plot` render it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from curio_jax import stats
+
+__all__ = ["RunDirError", "Run", "load_run", "compare_runs", "format_table", "plot"]
+
+REQUIRED_COLUMNS = ("seed", "frames", "avg_return_last100")
+# Config fields that make two runs' scores incomparable when they differ.
+INCOMPATIBLE_FIELDS = ("env.size",)
+MAX_CURVE_POINTS = 300
+
+
+class RunDirError(Exception):
+    """A run directory is missing, incomplete or corrupt (the message is one line)."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run directory, validated.
+
+    ``final_scores[i]`` and ``frames_to_solve[i]`` belong to seed ``seeds[i]``; ``metrics`` maps
+    every numeric column of metrics.csv to its values, one per row."""
+
+    path: Path
+    config: dict[str, Any]
+    summary: dict[str, Any]
+    metrics: dict[str, np.ndarray]  # column -> float [rows]
+    seeds: np.ndarray  # int [n]
+    final_scores: np.ndarray  # float [n]
+    frames_to_solve: tuple[int | None, ...]  # [n], None where the seed never solved
+    budget: int  # frames each seed ran (its frame budget): where unsolved seeds are censored
+
+    @property
+    def size(self) -> int:
+        return int(self.config["env"]["size"])
+
+    @property
+    def solved_threshold(self) -> float:
+        return float(self.config["solved_threshold"])
+
+    @property
+    def preset(self) -> str:
+        return str(self.summary.get("preset", self.config.get("name", "?")))
+
+    @property
+    def impl(self) -> str:
+        return str(self.summary.get("impl", "?"))
+
+    def solve_times(self) -> tuple[np.ndarray, np.ndarray]:
+        """(times [n], events [n]): frames-to-solve, or the budget (censored) where unsolved."""
+        events = np.array([f is not None for f in self.frames_to_solve], dtype=bool)
+        times = np.array(
+            [self.budget if f is None else f for f in self.frames_to_solve], dtype=float
+        )
+        return times, events
+
+    def curve_matrix(self) -> tuple[np.ndarray, np.ndarray]:
+        """(frames [P], avg_return [n, P]): the logged average score per seed (NaN where a seed
+        has no row at that frame count or no finished episode yet)."""
+        seed_col = self.metrics["seed"].astype(np.int64)
+        frames_col = self.metrics["frames"].astype(np.int64)
+        values = self.metrics["avg_return_last100"]
+        keep = np.isin(seed_col, self.seeds)
+        frames = np.unique(frames_col[keep])
+        out = np.full((self.seeds.size, frames.size), np.nan)
+        seed_index = {int(s): i for i, s in enumerate(self.seeds)}
+        for s, f, v in zip(seed_col[keep], frames_col[keep], values[keep], strict=True):
+            out[seed_index[int(s)], np.searchsorted(frames, f)] = v
+        return frames, out
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise RunDirError(f"{path.parent}: missing {path.name}")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise RunDirError(f"{path}: not valid JSON ({msg})") from None
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _check_config(path: Path, cfg: Any) -> dict[str, Any]:
+    where = path / "config.json"
+    if not isinstance(cfg, dict):
+        raise RunDirError(f"{where}: expected a JSON object (the TrainConfig)")
+    env = cfg.get("env")
+    if not isinstance(env, dict) or not _is_int(env.get("size")) or env["size"] < 5:
+        raise RunDirError(f"{where}: env.size is missing or not an integer >= 5")
+    thr = cfg.get("solved_threshold")
+    if not _is_number(thr) or not math.isfinite(thr):
+        raise RunDirError(f"{where}: solved_threshold is missing or not a finite number")
+    return cfg
+
+
+def _frame_budget(path: Path, config: dict[str, Any], summary: dict[str, Any]) -> int:
+    """Frames each seed ran: summary.json's "frames_per_seed" when present (its "frames" is the
+    total over all seeds), otherwise config.json's total_frames rounded down to whole updates of
+    a2c.num_envs * a2c.rollout_size frames, as TrainConfig.num_updates does."""
+    per_seed = summary.get("frames_per_seed")
+    if per_seed is not None:
+        if not _is_int(per_seed) or per_seed < 1:
+            raise RunDirError(
+                f"{path / 'summary.json'}: frames_per_seed must be a positive integer"
+            )
+        return per_seed
+    total = config.get("total_frames")
+    if not _is_int(total) or total < 1:
+        raise RunDirError(
+            f"{path / 'config.json'}: total_frames is missing or not a positive integer"
+        )
+    a2c = config.get("a2c")
+    if isinstance(a2c, dict) and _is_int(a2c.get("num_envs")) and _is_int(a2c.get("rollout_size")):
+        per_update = a2c["num_envs"] * a2c["rollout_size"]
+        if per_update >= 1 and total >= per_update:
+            return total // per_update * per_update
+    return total
+
+
+def _check_summary(path: Path, summary: Any, frames: int) -> tuple[np.ndarray, np.ndarray, tuple]:
+    where = path / "summary.json"
+    seeds_in = summary.get("seeds")
+    if not isinstance(seeds_in, list) or not seeds_in:
+        raise RunDirError(f"{where}: 'seeds' is missing or empty")
+    seeds, finals, solves = [], [], []
+    for k, rec in enumerate(seeds_in):
+        if not isinstance(rec, dict):
+            raise RunDirError(f"{where}: seeds[{k}] is not an object")
+        seed, fts = rec.get("seed"), rec.get("frames_to_solve")
+        final = rec.get("final_avg_return_last100")
+        if not _is_int(seed):
+            raise RunDirError(f"{where}: seeds[{k}].seed is missing or not an integer")
+        if fts is not None and (not _is_int(fts) or not 0 <= fts <= frames):
+            raise RunDirError(
+                f"{where}: seed {seed}: frames_to_solve must be null or an integer in "
+                f"[0, {frames}] (the frame budget of a seed), got {fts!r}"
+            )
+        if not _is_number(final) or not math.isfinite(final):
+            raise RunDirError(
+                f"{where}: seed {seed}: final_avg_return_last100 must be a finite number, "
+                f"got {final!r}"
+            )
+        seeds.append(seed)
+        finals.append(float(final))
+        solves.append(fts)
+    if len(set(seeds)) != len(seeds):
+        raise RunDirError(f"{where}: duplicate seed numbers")
+    return np.array(seeds, np.int64), np.array(finals), tuple(solves)
+
+
+def _parse_float(text: str) -> float:
+    t = text.strip()
+    if t == "" or t.lower() in ("nan", "none", "null"):
+        return math.nan
+    return float(t)
+
+
+def _read_metrics(path: Path) -> dict[str, np.ndarray]:
+    where = path / "metrics.csv"
+    if not where.is_file():
+        raise RunDirError(f"{path}: missing metrics.csv")
+    try:
+        with where.open(newline="") as fh:
+            rows = list(csv.reader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise RunDirError(f"{where}: unreadable CSV ({type(e).__name__})") from None
+    if not rows:
+        raise RunDirError(f"{where}: empty file")
+    header = [h.strip() for h in rows[0]]
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise RunDirError(f"{where}: missing column(s) {', '.join(missing)} in the header")
+    body = [r for r in rows[1:] if r]
+    if not body:
+        raise RunDirError(f"{where}: no data rows")
+    for line, r in enumerate(body, start=2):
+        if len(r) != len(header):
+            raise RunDirError(
+                f"{where}: line {line} has {len(r)} fields, the header has {len(header)}"
+            )
+    out: dict[str, np.ndarray] = {}
+    for j, name in enumerate(header):
+        try:
+            col = np.array([_parse_float(r[j]) for r in body])
+        except ValueError:
+            if name in REQUIRED_COLUMNS:
+                bad = next(i for i, r in enumerate(body) if not _floatable(r[j]))
+                raise RunDirError(
+                    f"{where}: line {bad + 2}: column {name} is not a number: {body[bad][j]!r}"
+                ) from None
+            continue  # an unknown non-numeric column: ignored
+        out[name] = col
+    for name in ("seed", "frames"):
+        col = out[name]
+        if not np.isfinite(col).all() or (col != np.round(col)).any() or (col < 0).any():
+            bad = int(np.flatnonzero(~np.isfinite(col) | (col != np.round(col)) | (col < 0))[0])
+            raise RunDirError(
+                f"{where}: line {bad + 2}: column {name} must be a non-negative integer"
+            )
+    return out
+
+
+def _floatable(text: str) -> bool:
+    try:
+        _parse_float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def load_run(path: str | Path) -> Run:
+    """Read and validate one run directory. Raises RunDirError with a one-line message."""
+    p = Path(path)
+    if not p.exists():
+        raise RunDirError(f"{p}: no such run directory")
+    if not p.is_dir():
+        raise RunDirError(f"{p}: not a directory (expected a run directory)")
+    config = _check_config(p, _read_json(p / "config.json"))
+    summary = _read_json(p / "summary.json")
+    if not isinstance(summary, dict):
+        raise RunDirError(f"{p / 'summary.json'}: expected a JSON object")
+    budget = _frame_budget(p, config, summary)
+    seeds, finals, solves = _check_summary(p, summary, budget)
+    metrics = _read_metrics(p)
+    absent = sorted(set(seeds.tolist()) - set(metrics["seed"].astype(np.int64).tolist()))
+    if absent:
+        raise RunDirError(f"{p / 'metrics.csv'}: no rows for seed(s) {absent} of summary.json")
+    return Run(
+        path=p,
+        config=config,
+        summary=summary,
+        metrics=metrics,
+        seeds=seeds,
+        final_scores=finals,
+        frames_to_solve=solves,
+        budget=budget,
+    )
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def config_differences(a: Run, b: Run) -> list[str]:
+    """'field: value_a vs value_b' for every differing config field (dotted names), plus the
+    implementation when the two summaries name different ones."""
+    fa, fb = _flatten(a.config), _flatten(b.config)
+    out = []
+    for key in sorted(set(fa) | set(fb)):
+        va, vb = fa.get(key, "<absent>"), fb.get(key, "<absent>")
+        if va != vb:
+            out.append(f"{key}: {va} vs {vb}")
+    if a.impl != b.impl:
+        out.append(f"impl: {a.impl} vs {b.impl}")
+    return out
+
+
+def _json_number(x: float) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _estimate_dict(e: stats.Estimate) -> dict[str, float | None]:
+    return {
+        "value": _json_number(e.value),
+        "low": _json_number(e.low),
+        "high": _json_number(e.high),
+    }
+
+
+def _rng(seed: int, stream: int) -> np.random.Generator:
+    # One independent stream per quantity, so a run's intervals do not depend on which other
+    # runs are compared with it or in which order.
+    return np.random.default_rng([seed, stream])
+
+
+def _mean_curve(
+    run: Run, n_boot: int, alpha: float, seed: int
+) -> dict[str, list[float | None] | list[int]]:
+    """Mean over seeds of avg_return_last100 at each logged frame count, with a percentile-
+    bootstrap band over seeds (NaN entries, before a seed's first finished episode, are left
+    out of the mean)."""
+    frames, values = run.curve_matrix()  # [P], [n, P]
+    if frames.size > MAX_CURVE_POINTS:
+        keep = np.unique(np.linspace(0, frames.size - 1, MAX_CURVE_POINTS).round().astype(int))
+        frames, values = frames[keep], values[:, keep]
+    n = values.shape[0]
+    mask = ~np.isnan(values)
+    filled = np.where(mask, values, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = filled.sum(0) / mask.sum(0)
+        weights = _rng(seed, 10).multinomial(n, np.full(n, 1.0 / n), size=n_boot)  # [B, n]
+        reps = (weights @ filled) / (weights @ mask)  # [B, P]
+    low = np.full(frames.size, np.nan)
+    high = np.full(frames.size, np.nan)
+    for j in range(frames.size):
+        col = reps[:, j][np.isfinite(reps[:, j])]
+        if col.size:
+            low[j], high[j] = stats.percentile_interval(col, alpha)
+    return {
+        "frames": [int(f) for f in frames],
+        "mean": [_json_number(v) for v in mean],
+        "low": [_json_number(v) for v in low],
+        "high": [_json_number(v) for v in high],
+    }
+
+
+def _km_curve(run: Run) -> dict[str, list]:
+    """The Kaplan-Meier step function as points (0, 0), (t_1, F_1), ..., (budget, F_last)."""
+    times, events = run.solve_times()
+    km = stats.kaplan_meier(times, events)
+    xs = [0] + [int(t) for t in km.times] + [run.budget]
+    last = float(km.solved_fraction[-1]) if km.times.size else 0.0
+    ys = [0.0] + [float(f) for f in km.solved_fraction] + [last]
+    return {"frames": xs, "solved_fraction": ys}
+
+
+def _run_summary(run: Run, label: str, n_boot: int, alpha: float, seed: int) -> dict[str, Any]:
+    times, events = run.solve_times()
+    return {
+        "label": label,
+        "path": str(run.path),
+        "preset": run.preset,
+        "impl": run.impl,
+        "size": run.size,
+        "solved_threshold": run.solved_threshold,
+        "budget": run.budget,
+        "n_seeds": int(run.seeds.size),
+        "final_mean": _estimate_dict(
+            stats.bootstrap_ci(run.final_scores, np.mean, n_boot, alpha, _rng(seed, 1))
+        ),
+        "final_iqm": _estimate_dict(
+            stats.bootstrap_ci(run.final_scores, stats.iqm, n_boot, alpha, _rng(seed, 2))
+        ),
+        "n_solved": int(events.sum()),
+        "solved_fraction": float(events.mean()),
+        # value / high null: the median was not reached within the budget (fewer than half
+        # solved, in the data or in the bootstrap replicates)
+        "frames_to_solve_median": _estimate_dict(
+            stats.km_median_ci(times, events, n_boot, alpha, _rng(seed, 3))
+        ),
+        "frames_per_sec": _json_number(run.summary.get("frames_per_sec", math.nan)),
+        "seconds": _json_number(run.summary.get("seconds", math.nan)),
+        "seeds": [
+            {"seed": int(s), "final": float(f), "frames_to_solve": fts}
+            for s, f, fts in zip(run.seeds, run.final_scores, run.frames_to_solve, strict=True)
+        ],
+        "curve": _mean_curve(run, n_boot, alpha, seed),
+        "km_curve": _km_curve(run),
+    }
+
+
+def _labels(runs: list[Run]) -> list[str]:
+    """The shortest trailing parts of the paths that tell the runs apart."""
+    parts = [r.path.resolve().parts for r in runs]
+    for k in range(1, max(len(p) for p in parts) + 1):
+        names = ["/".join(p[-k:]) for p in parts]
+        if len(set(names)) == len(names):
+            return names
+    return [str(r.path) for r in runs]  # the same directory given twice
+
+
+def compare_runs(
+    paths: list[str | Path],
+    n_boot: int = 2000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Statistics for every run and every pair of runs, in the order given.
+
+    Pair (a, b) reports P(a > b) on the final score. Returns a JSON-serialisable dict:
+    {"settings", "runs": [...], "pairs": [...], "warnings": [str]}; numbers that are infinite
+    or undefined are null. Raises RunDirError for a missing or corrupt run directory and
+    ValueError for bad arguments."""
+    if isinstance(paths, (str, Path)) or len(paths) == 0:
+        raise ValueError("compare_runs needs a list of one or more run directories")
+    if not _is_int(n_boot) or n_boot < 1:
+        raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
+    if not _is_number(alpha) or not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    if not _is_int(seed) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    runs = [load_run(p) for p in paths]
+    labels = _labels(runs)
+    result: dict[str, Any] = {
+        "settings": {"n_boot": n_boot, "alpha": alpha, "seed": seed},
+        "runs": [
+            _run_summary(r, lab, n_boot, alpha, seed) for r, lab in zip(runs, labels, strict=True)
+        ],
+        "pairs": [],
+        "warnings": [],
+    }
+    for i in range(len(runs)):
+        for j in range(i + 1, len(runs)):
+            a, b = runs[i], runs[j]
+            diffs = config_differences(a, b)
+            pair: dict[str, Any] = {
+                "a": labels[i],
+                "b": labels[j],
+                "config_differences": diffs,
+            }
+            fields = {d.split(":")[0] for d in diffs}
+            if "env.size" in fields:
+                pair["comparable"] = False
+                size_diff = next(d for d in diffs if d.startswith("env.size"))
+                result["warnings"].append(
+                    f"not comparing {labels[i]} with {labels[j]}: {size_diff} (scores on "
+                    "different grids mean different things); pairwise statistics skipped"
+                )
+            else:
+                pair["comparable"] = True
+                poi = stats.probability_of_improvement(
+                    a.final_scores, b.final_scores, n_boot, alpha, _rng(seed, 4)
+                )
+                pair["probability_of_improvement"] = _estimate_dict(poi)
+                pair["mann_whitney_p"] = _json_number(
+                    stats.mann_whitney(a.final_scores, b.final_scores).pvalue
+                )
+                if "solved_threshold" in fields:
+                    # "solved" means different things: compare final scores only
+                    pair["logrank_p"] = None
+                    result["warnings"].append(
+                        f"{labels[i]} and {labels[j]} use different solved thresholds "
+                        f"({a.solved_threshold:g} vs {b.solved_threshold:g}): final scores are "
+                        "compared, frames-to-solve (log-rank) is not"
+                    )
+                else:
+                    ta, ea = a.solve_times()
+                    tb, eb = b.solve_times()
+                    pair["logrank_p"] = _json_number(stats.logrank(ta, ea, tb, eb).pvalue)
+                if a.budget != b.budget:
+                    result["warnings"].append(
+                        f"{labels[i]} and {labels[j]} ran different budgets ({a.budget} vs "
+                        f"{b.budget} frames per seed): final scores are taken at different "
+                        "points; the log-rank test accounts for the censoring"
+                    )
+            result["pairs"].append(pair)
+    return result
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _fmt_frames(f: float | None) -> str:
+    if f is None or not math.isfinite(f):
+        return "not reached"
+    if abs(f) >= 1e6:
+        return f"{f / 1e6:.2f}M"
+    if abs(f) >= 1e4:
+        return f"{f / 1e3:.0f}k"
+    if abs(f) >= 1e3:
+        return f"{f / 1e3:.1f}k"
+    return f"{f:.0f}"
+
+
+def _fmt_num(x: float | None, digits: int = 3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def _fmt_est(e: dict[str, float | None], fmt: Any = _fmt_num) -> str:
+    return f"{fmt(e['value'])} [{fmt(e['low'])}, {fmt(e['high'])}]"
+
+
+def _fmt_p(p: float | None) -> str:
+    if p is None:
+        return "n/a"
+    return f"{p:.2e}" if p < 1e-3 else f"{p:.3f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[k]) for r in [header, *rows]) for k in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(header, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    for r in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return lines
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A plain-text report of `compare_runs`' result: one table of runs, one of pairs, then the
+    warnings and each pair's config differences."""
+    level = round(100 * (1 - result["settings"]["alpha"]))
+    run_rows = []
+    for r in result["runs"]:
+        med = r["frames_to_solve_median"]
+        med_text = (
+            f"not reached within {_fmt_frames(r['budget'])}"
+            if med["value"] is None
+            else _fmt_est(med, _fmt_frames)
+        )
+        run_rows.append(
+            [
+                r["label"],
+                r["preset"],
+                r["impl"],
+                f"{r['size']}x{r['size']}",
+                str(r["n_seeds"]),
+                _fmt_frames(r["budget"]),
+                _fmt_est(r["final_mean"]),
+                _fmt_est(r["final_iqm"]),
+                f"{r['n_solved']}/{r['n_seeds']}",
+                med_text,
+            ]
+        )
+    lines = [f"Runs (final score = last average of 100 episode returns; [{level}% bootstrap CI])"]
+    lines += _table(
+        [
+            "run",
+            "preset",
+            "impl",
+            "size",
+            "seeds",
+            "budget",
+            "final mean",
+            "final IQM",
+            "solved",
+            "median frames-to-solve (Kaplan-Meier)",
+        ],
+        run_rows,
+    )
+    comparable = [p for p in result["pairs"] if p["comparable"]]
+    if comparable:
+        lines += ["", "Pairs (A vs B)"]
+        lines += _table(
+            ["A", "B", f"P(A > B) final [{level}% CI]", "Mann-Whitney p", "log-rank p"],
+            [
+                [
+                    p["a"],
+                    p["b"],
+                    _fmt_est(p["probability_of_improvement"], lambda v: _fmt_num(v, 2)),
+                    _fmt_p(p["mann_whitney_p"]),
+                    _fmt_p(p["logrank_p"]),
+                ]
+                for p in comparable
+            ],
+        )
+        if any(p["logrank_p"] is None for p in comparable):
+            lines.append("log-rank n/a: no seed solved while both runs had unsolved seeds.")
+    diffs = [p for p in result["pairs"] if p["comparable"] and p["config_differences"]]
+    if diffs:
+        lines += ["", "Config differences"]
+        for p in diffs:
+            lines.append(f"  {p['a']} vs {p['b']}: " + "; ".join(p["config_differences"]))
+    if result["warnings"]:
+        lines.append("")
+        lines += [f"warning: {w}" for w in result["warnings"]]
+    return "\n".join(lines)
+
+
+def _fmt_tick(v: float) -> str:
+    if v >= 1e6:
+        return f"{v / 1e6:g}M"
+    if v >= 1e3:
+        return f"{v / 1e3:g}k"
+    return f"{v:g}"
+
+
+def _nan_array(values: list[float | None]) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], float)
+
+
+def plot(result: dict[str, Any], path: str | Path) -> None:
+    """Write a two-panel PNG (or any format matplotlib infers from the suffix): the mean score
+    over seeds vs frames with its bootstrap band, and the Kaplan-Meier solved-fraction curves.
+
+    Needs matplotlib (the `plot` extra); uses the Agg canvas directly, never pyplot."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+        from matplotlib.ticker import FuncFormatter
+    except ImportError as e:
+        raise ImportError("plotting needs matplotlib: pip install 'curio_jax[plot]'") from e
+    out = Path(path)
+    if not out.parent.exists():
+        raise ValueError(f"directory {str(out.parent)!r} does not exist")
+    level = round(100 * (1 - result["settings"]["alpha"]))
+    height = 5.5 + 0.2 * len(result["runs"])
+    fig = Figure(figsize=(14, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax_score, ax_km = fig.subplots(1, 2)
+    frames_fmt = FuncFormatter(lambda v, _pos: _fmt_tick(v))
+    colors = [f"C{k % 10}" for k in range(len(result["runs"]))]
+    for r, c in zip(result["runs"], colors, strict=True):
+        cur = r["curve"]
+        x = np.asarray(cur["frames"], float)
+        label = f"{r['label']} ({r['size']}x{r['size']}, n={r['n_seeds']})"
+        ax_score.plot(x, _nan_array(cur["mean"]), color=c, lw=1.8, label=label)
+        ax_score.fill_between(
+            x, _nan_array(cur["low"]), _nan_array(cur["high"]), color=c, alpha=0.2, lw=0
+        )
+        km = r["km_curve"]
+        med = r["frames_to_solve_median"]["value"]
+        ax_km.step(
+            km["frames"],
+            km["solved_fraction"],
+            where="post",
+            color=c,
+            lw=1.8,
+            label=f"{r['label']}: {r['n_solved']}/{r['n_seeds']} solved, median {_fmt_frames(med)}",
+        )
+        ax_km.plot(km["frames"][-1], km["solved_fraction"][-1], "|", color=c, ms=12, mew=2)
+    for thr in sorted({r["solved_threshold"] for r in result["runs"]}):
+        ax_score.axhline(thr, color="0.4", ls="--", lw=1)
+        ax_score.annotate(
+            f"solved threshold {thr:g}",
+            (0.01, thr),
+            xycoords=("axes fraction", "data"),
+            xytext=(0, 3),
+            textcoords="offset points",
+            fontsize=9,
+            color="0.3",
+        )
+    ax_km.axhline(0.5, color="0.4", ls=":", lw=1)
+    ax_score.set_title(f"Average score (mean over seeds, {level}% bootstrap band)")
+    ax_score.set_xlabel("frames (environment steps)")
+    ax_score.set_ylabel("average return of the last 100 episodes")
+    ax_km.set_title("Seeds solved by f frames (Kaplan-Meier; | = frame budget)")
+    ax_km.set_xlabel("frames (environment steps)")
+    ax_km.set_ylabel("fraction of seeds solved")
+    ax_km.set_ylim(-0.02, 1.02)
+    for ax in (ax_score, ax_km):
+        ax.xaxis.set_major_formatter(frames_fmt)
+        ax.set_xlim(left=0)
+        ax.grid(alpha=0.3)
+        # below the panel, so that the curves stay visible however many runs there are
+        ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.13), fontsize=9, frameon=False)
+    fig.savefig(out, dpi=110)

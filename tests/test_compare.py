@@ -1,0 +1,336 @@
+"""`compare`: loading run directories, the statistics per run and per pair, incompatible pairs,
+corrupt directories, the text report and the figure. Runs are synthetic, written in tmp_path."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from curio_jax import compare, stats
+from curio_jax.config import preset
+
+pytest.importorskip("scipy.stats")
+
+N_BOOT = 200
+LOG_POINTS = 8
+
+
+def write_run(
+    root: Path,
+    name: str,
+    *,
+    preset_name: str = "notebook-a2c-8x8",
+    finals: list[float],
+    solves: list[int | None],
+    frames: int = 1_000_000,
+    threshold: float | None = None,
+    size: int | None = None,
+    impl: str = "curio_jax",
+    per_seed: bool = True,
+) -> Path:
+    """A run directory as `curio-jax train` writes it (summary "frames" is the total over the
+    seeds, "frames_per_seed" the budget of one; `per_seed=False` leaves the latter out, as an
+    older or foreign writer might). Seed k's average score rises linearly to finals[k]; the
+    first logged row has no finished episode yet (NaN)."""
+    cfg = preset(preset_name).to_dict()
+    cfg["total_frames"] = frames
+    if threshold is not None:
+        cfg["solved_threshold"] = threshold
+    if size is not None:
+        cfg["env"]["size"] = size
+    d = root / name
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps(cfg, indent=2))
+    lines = [
+        "seed,update,frames,avg_return_last100,episodes,loss_total,loss_policy,entropy,"
+        "reward_int_mean,note"
+    ]
+    for seed, final in enumerate(finals):
+        for i in range(1, LOG_POINTS + 1):
+            f = frames * i // LOG_POINTS
+            avg = "nan" if i == 1 else f"{final * i / LOG_POINTS:.6f}"
+            lines.append(f"{seed},{i * 10},{f},{avg},{i * 7},0.5,0.1,1.9,,text-{i}")
+    (d / "metrics.csv").write_text("\n".join(lines) + "\n")
+    summary = {
+        "preset": preset_name,
+        "impl": impl,
+        "seeds": [
+            {"seed": s, "frames_to_solve": fts, "final_avg_return_last100": fin}
+            for s, (fin, fts) in enumerate(zip(finals, solves, strict=True))
+        ],
+        "frames": frames * len(finals),
+        "frames_per_seed": frames,
+        "seconds": 12.5,
+        "frames_per_sec": frames / 12.5,
+        "compile_seconds": 3.0,
+    }
+    if not per_seed:
+        del summary["frames_per_seed"]
+    (d / "summary.json").write_text(json.dumps(summary))
+    return d
+
+
+GOOD_FINALS = [0.95, 0.96, 0.97, 0.93, 0.94, 0.96]
+GOOD_SOLVES = [300_000, 250_000, 400_000, 350_000, 500_000, 300_000]
+POOR_FINALS = [0.10, 0.92, 0.0, 0.5, 0.93, 0.2]
+POOR_SOLVES = [None, 800_000, None, None, 900_000, None]
+
+
+@pytest.fixture
+def three_runs(tmp_path):
+    a = write_run(
+        tmp_path, "x100", preset_name="a2c-x100-8x8", finals=GOOD_FINALS, solves=GOOD_SOLVES
+    )
+    b = write_run(
+        tmp_path, "a2c8", preset_name="notebook-a2c-8x8", finals=POOR_FINALS, solves=POOR_SOLVES
+    )
+    c = write_run(
+        tmp_path, "a2c5", preset_name="notebook-a2c-5x5", finals=GOOD_FINALS, solves=GOOD_SOLVES
+    )
+    return a, b, c
+
+
+def test_load_run(three_runs):
+    run = compare.load_run(three_runs[1])
+    assert run.size == 8 and run.solved_threshold == 0.91 and run.budget == 1_000_000
+    assert run.preset == "notebook-a2c-8x8" and run.impl == "curio_jax"
+    np.testing.assert_array_equal(run.seeds, np.arange(6))
+    np.testing.assert_array_equal(run.final_scores, POOR_FINALS)
+    times, events = run.solve_times()
+    np.testing.assert_array_equal(times, [1e6, 8e5, 1e6, 1e6, 9e5, 1e6])
+    np.testing.assert_array_equal(events, [False, True, False, False, True, False])
+    assert "note" not in run.metrics  # a text column is ignored, not an error
+    assert np.isnan(run.metrics["reward_int_mean"]).all()  # an empty numeric column is NaN
+    frames, values = run.curve_matrix()
+    assert frames.tolist() == [1_000_000 * i // LOG_POINTS for i in range(1, LOG_POINTS + 1)]
+    assert np.isnan(values[:, 0]).all()
+    np.testing.assert_allclose(values[:, -1], POOR_FINALS)
+
+
+def test_budget_without_frames_per_seed_comes_from_the_config(tmp_path):
+    # notebook-a2c-8x8: 32 envs x 16 steps = 512 frames per update; 1_000_000 frames are
+    # 1953 whole updates = 999_936 frames per seed (TrainConfig.num_updates)
+    d = write_run(tmp_path, "old", finals=[0.5, 0.7], solves=[None, 500_000], per_seed=False)
+    run = compare.load_run(d)
+    assert run.budget == 999_936
+    assert run.solve_times()[0].tolist() == [999_936, 500_000]
+    cfg = json.loads((d / "config.json").read_text())
+    del cfg["total_frames"]
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(compare.RunDirError, match="total_frames"):
+        compare.load_run(d)
+
+
+def test_compare_runs_statistics(three_runs):
+    a, b, _ = three_runs
+    res = compare.compare_runs([a, b], n_boot=N_BOOT)
+    json.dumps(res, allow_nan=False)  # strict JSON: inf / NaN became null
+    assert res["warnings"] == []
+    good, poor = res["runs"]
+    assert (good["label"], poor["label"]) == ("x100", "a2c8")
+    assert good["n_seeds"] == 6 and good["n_solved"] == 6 and good["solved_fraction"] == 1.0
+    assert good["final_mean"]["value"] == pytest.approx(np.mean(GOOD_FINALS))
+    assert good["final_iqm"]["value"] == pytest.approx(stats.iqm(GOOD_FINALS))
+    assert good["final_mean"]["low"] <= good["final_mean"]["value"] <= good["final_mean"]["high"]
+    # sorted solves: 250k 300k 300k 350k ... -> S <= 1/2 first at 300k (3 of 6)
+    assert good["frames_to_solve_median"]["value"] == 300_000
+    # 2 of 6 solved: the median is not reached; JSON null
+    assert poor["n_solved"] == 2 and poor["frames_to_solve_median"]["value"] is None
+    assert poor["km_curve"]["frames"] == [0, 800_000, 900_000, 1_000_000]
+    np.testing.assert_allclose(poor["km_curve"]["solved_fraction"], [0, 1 / 6, 2 / 6, 2 / 6])
+    # the score curve: mean over seeds at every logged frame count, NaN (null) before episodes
+    curve = poor["curve"]
+    assert curve["mean"][0] is None
+    np.testing.assert_allclose(curve["mean"][-1], np.mean(POOR_FINALS))
+    assert all(
+        lo <= m <= hi
+        for lo, m, hi in zip(curve["low"][1:], curve["mean"][1:], curve["high"][1:], strict=True)
+    )
+
+    (pair,) = res["pairs"]
+    assert pair["comparable"] and (pair["a"], pair["b"]) == ("x100", "a2c8")
+    poi = pair["probability_of_improvement"]
+    # by hand, 6 x 6 = 36 pairs: every x100 score beats a2c8's 0.10, 0.0, 0.5 and 0.2 (24)
+    # and 0.92 (6); against a2c8's 0.93, five win and x100's own 0.93 ties (counts 1/2):
+    # 24 + 6 + 5.5 = 35.5
+    assert poi["value"] == pytest.approx(35.5 / 36)
+    assert poi["low"] <= poi["value"] <= poi["high"] <= 1.0
+    assert pair["mann_whitney_p"] == pytest.approx(
+        stats.mann_whitney(GOOD_FINALS, POOR_FINALS).pvalue
+    )
+    ta, ea = compare.load_run(a).solve_times()
+    tb, eb = compare.load_run(b).solve_times()
+    assert pair["logrank_p"] == pytest.approx(stats.logrank(ta, ea, tb, eb).pvalue)
+    assert pair["logrank_p"] < 0.01
+    diffs = pair["config_differences"]
+    assert diffs == ["a2c.adv_coef_ext: 100.0 vs 1.0", "name: a2c-x100-8x8 vs notebook-a2c-8x8"]
+
+
+def test_incompatible_size_is_warned_and_skipped(three_runs):
+    res = compare.compare_runs(list(three_runs), n_boot=N_BOOT)
+    assert [(p["a"], p["b"], p["comparable"]) for p in res["pairs"]] == [
+        ("x100", "a2c8", True),
+        ("x100", "a2c5", False),
+        ("a2c8", "a2c5", False),
+    ]
+    for p in res["pairs"][1:]:
+        assert "probability_of_improvement" not in p and "logrank_p" not in p
+    assert len(res["warnings"]) == 2
+    assert all("env.size: 8 vs 5" in w and "skipped" in w for w in res["warnings"])
+    assert "not comparing x100 with a2c5" in res["warnings"][0]
+    # a run's own statistics do not depend on which other runs it is compared with
+    alone = compare.compare_runs([three_runs[0]], n_boot=N_BOOT)["runs"][0]
+    assert alone["final_iqm"] == res["runs"][0]["final_iqm"]
+    assert alone["frames_to_solve_median"] == res["runs"][0]["frames_to_solve_median"]
+
+
+def test_threshold_and_budget_differences(tmp_path):
+    a = write_run(tmp_path, "a", finals=[0.9, 0.8], solves=[100, None])
+    b = write_run(tmp_path, "b", finals=[0.9, 0.8], solves=[100, None], threshold=0.95)
+    c = write_run(tmp_path, "c", finals=[0.9, 0.8], solves=[100, None], frames=2_000_000)
+    res = compare.compare_runs([a, b, c], n_boot=N_BOOT)
+    by_pair = {(p["a"], p["b"]): p for p in res["pairs"]}
+    # different thresholds: final scores compared, frames-to-solve not
+    assert by_pair["a", "b"]["comparable"] and by_pair["a", "b"]["logrank_p"] is None
+    assert by_pair["a", "b"]["mann_whitney_p"] is not None
+    assert by_pair["a", "c"]["comparable"] and by_pair["a", "c"]["logrank_p"] is not None
+    assert by_pair["a", "c"]["config_differences"] == ["total_frames: 1000000 vs 2000000"]
+    assert any("different solved thresholds (0.91 vs 0.95)" in w for w in res["warnings"])
+    assert any("different budgets" in w for w in res["warnings"])
+    # the notebook's own A2C and RND presets use different thresholds on 8x8 (0.91, 0.95)
+    d = write_run(tmp_path, "rnd", preset_name="notebook-rnd-8x8", finals=[0.9], solves=[None])
+    res = compare.compare_runs([a, d], n_boot=N_BOOT)
+    (w,) = res["warnings"]
+    assert "different solved thresholds" in w and "env.size" not in w
+    assert res["pairs"][0]["logrank_p"] is None
+
+
+def test_compare_is_deterministic_and_seeded(three_runs):
+    a, b, _ = three_runs
+    r1 = compare.compare_runs([a, b], n_boot=N_BOOT)
+    assert r1 == compare.compare_runs([a, b], n_boot=N_BOOT)
+    r2 = compare.compare_runs([a, b], n_boot=N_BOOT, seed=1)
+    assert r1["runs"][1]["final_mean"] != r2["runs"][1]["final_mean"]
+
+
+def test_format_table(three_runs):
+    res = compare.compare_runs(list(three_runs), n_boot=N_BOOT)
+    text = compare.format_table(res)
+    lines = text.splitlines()
+    assert any(line.startswith("x100") and "8x8" in line and "6/6" in line for line in lines)
+    a2c8 = next(line for line in lines if line.startswith("a2c8"))
+    assert "2/6" in a2c8 and "not reached" in a2c8
+    assert any(line.startswith("x100") and "a2c8" in line and "0.99" in line for line in lines)
+    assert sum(line.startswith("warning: not comparing") for line in lines) == 2
+    assert "x100 vs a2c8: a2c.adv_coef_ext: 100.0 vs 1.0" in text
+
+
+def test_plot_writes_png(three_runs, tmp_path):
+    res = compare.compare_runs(list(three_runs[:2]), n_boot=N_BOOT)
+    out = tmp_path / "cmp.png"
+    compare.plot(res, out)
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    with pytest.raises(ValueError, match="does not exist"):
+        compare.plot(res, tmp_path / "nope" / "cmp.png")
+
+
+def _drop(name):
+    def corrupt(d: Path) -> None:
+        (d / name).unlink()
+
+    return corrupt
+
+
+def _write(name, content):
+    def corrupt(d: Path) -> None:
+        data = content.encode() if isinstance(content, str) else content
+        (d / name).write_bytes(data)
+
+    return corrupt
+
+
+def _edit_json(name, fn):
+    def corrupt(d: Path) -> None:
+        obj = json.loads((d / name).read_text())
+        fn(obj)
+        (d / name).write_text(json.dumps(obj))
+
+    return corrupt
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "match"),
+    [
+        (_drop("summary.json"), "missing summary.json"),
+        (_drop("config.json"), "missing config.json"),
+        (_drop("metrics.csv"), "missing metrics.csv"),
+        (_write("metrics.csv", b"\x00\xff\xfe garbage \x81\x90\n\x00"), "metrics.csv"),
+        (_write("metrics.csv", "lorem ipsum\ndolor sit amet\n"), "missing column"),
+        (_write("metrics.csv", "seed,frames,avg_return_last100\n"), "no data rows"),
+        (_write("metrics.csv", ""), "empty file"),
+        (_write("metrics.csv", "seed,frames,avg_return_last100\n0,10,x\n"), "line 2.*not a num"),
+        (_write("metrics.csv", "seed,frames,avg_return_last100\n0,10\n"), "line 2 has 2 fields"),
+        (_write("metrics.csv", "seed,frames,avg_return_last100\n0,1.5,0.1\n"), "integer"),
+        (_write("metrics.csv", "seed,frames,avg_return_last100\n9,10,0.1\n"), r"no rows for seed"),
+        (_write("summary.json", "{not json"), "not valid JSON"),
+        (_write("summary.json", "[]"), "expected a JSON object"),
+        (_edit_json("summary.json", lambda s: s.update(frames_per_seed=0)), "frames_per_seed"),
+        (
+            _edit_json("summary.json", lambda s: s["seeds"][0].update(frames_to_solve=1_000_001)),
+            r"frames_to_solve .* \[0, 1000000\]",
+        ),
+        (_edit_json("summary.json", lambda s: s.update(seeds=[])), "'seeds'"),
+        (
+            _edit_json("summary.json", lambda s: s["seeds"][0].update(frames_to_solve=10**9)),
+            "frames_to_solve",
+        ),
+        (
+            _edit_json(
+                "summary.json", lambda s: s["seeds"][1].update(final_avg_return_last100=None)
+            ),
+            "final_avg_return_last100",
+        ),
+        (_edit_json("summary.json", lambda s: s["seeds"][1].update(seed=0)), "duplicate seed"),
+        (_edit_json("config.json", lambda c: c.pop("env")), "env.size"),
+        (_edit_json("config.json", lambda c: c.update(solved_threshold="high")), "solved_thr"),
+    ],
+)
+def test_corrupt_run_dir_raises(tmp_path, corrupt, match):
+    d = write_run(tmp_path, "run", finals=[0.5, 0.6], solves=[None, 100])
+    corrupt(d)
+    with pytest.raises(compare.RunDirError, match=match) as info:
+        compare.load_run(d)
+    assert "\n" not in str(info.value)  # one line, for the CLI
+    with pytest.raises(compare.RunDirError):
+        compare.compare_runs([d], n_boot=N_BOOT)
+
+
+def test_missing_run_dir_and_bad_arguments(tmp_path):
+    with pytest.raises(compare.RunDirError, match="no such run directory"):
+        compare.load_run(tmp_path / "absent")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(compare.RunDirError, match="not a directory"):
+        compare.load_run(tmp_path / "file")
+    d = write_run(tmp_path, "run", finals=[0.5], solves=[None])
+    with pytest.raises(ValueError, match="one or more"):
+        compare.compare_runs([])
+    with pytest.raises(ValueError, match="n_boot"):
+        compare.compare_runs([d], n_boot=0)
+    with pytest.raises(ValueError, match="alpha"):
+        compare.compare_runs([d], alpha=2.0)
+
+
+def test_duplicate_directory_names_get_distinct_labels(tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    a = write_run(tmp_path / "x", "run", finals=[0.5, 0.7], solves=[None, 10])
+    b = write_run(tmp_path / "y", "run", finals=[0.6, 0.8], solves=[None, 20])
+    res = compare.compare_runs([a, b], n_boot=N_BOOT)
+    labels = [r["label"] for r in res["runs"]]
+    assert labels == ["x/run", "y/run"]
+    assert math.isfinite(res["pairs"][0]["mann_whitney_p"])
