@@ -1,0 +1,317 @@
+"""A2C (+ RND) losses, the batch construction and one gradient step, as the seed's ``learn``.
+
+Per segment: flatten ``[T, B] -> [T * B]`` and shuffle; one gradient step on the whole batch::
+
+    loss = policy + value_coef * value - entropy_coef * entropy (+ rnd_loss)
+    policy = -mean(logprob(action) * adv),  adv = adv_coef_ext * adv_ext (+ adv_coef_int * adv_int)
+    value  = MSE(value_ext, ret_ext) (+ MSE(value_int, ret_int))
+
+The seed's RND agent shuffles ``(obs, action, adv_ext, ret_ext)`` with one permutation and
+``(adv_int, ret_int)`` with a second, independent one, so the intrinsic targets are paired with
+the wrong samples. :func:`make_batch` keeps this quirk unless ``shared_permutation``.
+``mask_reset_transition`` weights the autoreset dummy transitions 0 in every loss term, each
+term then averaging over the unmasked samples.
+
+Optimiser: gradients are clipped by global norm per group exactly as
+``torch.nn.utils.clip_grad_norm_`` (actor-critic and predictor separately), then one RMSprop with
+PyTorch's semantics (:func:`torch_rmsprop`) updates both groups. The RND target is frozen and
+is not part of the optimised parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from curio_jax.networks import ActorCritic, RNDPredictor, RNDTarget
+from curio_jax.rnd import RunningMeanStd, normalize_obs, rnd_loss
+
+Array = jax.Array
+Params = Any
+
+CLIP_EPS = 1e-6
+"""``torch.nn.utils.clip_grad_norm_``'s epsilon: coef = max_norm / (norm + 1e-6)."""
+
+
+# --------------------------------------------------------------------------- containers
+
+
+class AgentParams(struct.PyTreeNode):
+    """The optimised parameters: actor-critic and (RND only) the predictor."""
+
+    ac: Params
+    predictor: Params | None = None
+
+
+class Batch(struct.PyTreeNode):
+    """A flattened, shuffled segment, ``N = T * B`` samples."""
+
+    obs: Array  # [N, 7, 7, 3] uint8
+    action: Array  # [N] int32
+    adv_ext: Array  # [N]
+    ret_ext: Array  # [N]
+    adv_int: Array | None  # [N] (RND only; second permutation unless shared_permutation)
+    ret_int: Array | None  # [N]
+    weight: Array  # [N] float32 loss weight: 0 for masked dummy transitions, else 1
+
+
+class LossTerms(struct.PyTreeNode):
+    """The scalar loss terms of one step (``value_int`` and ``rnd`` are 0 for plain A2C)."""
+
+    total: Array
+    policy: Array
+    value_ext: Array
+    value_int: Array
+    entropy: Array
+    rnd: Array
+
+
+class StepMetrics(struct.PyTreeNode):
+    """What one gradient step reports: loss terms and pre-clip gradient norms."""
+
+    loss: LossTerms
+    grad_norm_ac: Array
+    grad_norm_rnd: Array  # 0 for plain A2C
+
+
+class Networks(struct.PyTreeNode):
+    """The modules (static). ``target`` and ``predictor`` are None for plain A2C."""
+
+    ac: ActorCritic = struct.field(pytree_node=False)
+    target: RNDTarget | None = struct.field(pytree_node=False, default=None)
+    predictor: RNDPredictor | None = struct.field(pytree_node=False, default=None)
+
+    @property
+    def rnd(self) -> bool:
+        return self.predictor is not None
+
+
+class LossCoefs(struct.PyTreeNode):
+    """Traced loss coefficients (a subset of ``train.Hyperparams``)."""
+
+    adv_coef_ext: Array
+    adv_coef_int: Array
+    value_coef: Array
+    entropy_coef: Array
+
+
+# --------------------------------------------------------------------------- batch
+
+
+def make_batch(
+    obs: Array,
+    action: Array,
+    adv_ext: Array,
+    ret_ext: Array,
+    key: Array,
+    *,
+    adv_int: Array | None = None,
+    ret_int: Array | None = None,
+    is_reset: Array | None = None,
+    shared_permutation: bool = False,
+    mask_reset_transition: bool = False,
+) -> Batch:
+    """Flatten ``[T, B, ...] -> [T * B, ...]`` and shuffle, as the seed's ``flatten_and_shuffle``.
+
+    Args:
+      obs ``[T, B, 7, 7, 3]``, action, adv_ext, ret_ext ``[T, B]``: shuffled together.
+      key: permutation key.
+      adv_int, ret_int: ``[T, B]`` (RND). The seed draws a second, independent permutation for
+        them; ``shared_permutation=True`` uses the first one (aligned with obs and action).
+      is_reset: ``[T, B]`` autoreset dummy flags; with ``mask_reset_transition`` their samples get
+        weight 0 (the weight follows obs and action).
+    """
+    chex.assert_rank([action, adv_ext, ret_ext], 2)
+    n = action.shape[0] * action.shape[1]
+    key_main, key_int = jax.random.split(key)
+    perm = jax.random.permutation(key_main, n)
+
+    def shuffle(x: Array, p: Array) -> Array:
+        return x.reshape((n,) + x.shape[2:])[p]
+
+    if mask_reset_transition:
+        if is_reset is None:
+            raise ValueError("mask_reset_transition needs is_reset")
+        weight = 1.0 - is_reset.astype(jnp.float32)
+    else:
+        weight = jnp.ones(action.shape, jnp.float32)
+    if adv_int is not None:
+        perm_int = perm if shared_permutation else jax.random.permutation(key_int, n)
+        adv_int, ret_int = shuffle(adv_int, perm_int), shuffle(ret_int, perm_int)
+    return Batch(
+        obs=shuffle(obs, perm),
+        action=shuffle(action, perm),
+        adv_ext=shuffle(adv_ext, perm),
+        ret_ext=shuffle(ret_ext, perm),
+        adv_int=adv_int,
+        ret_int=ret_int,
+        weight=shuffle(weight, perm),
+    )
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def _wmean(x: Array, w: Array) -> Array:
+    return jnp.sum(x * w) / jnp.maximum(jnp.sum(w), 1.0)
+
+
+def loss_fn(
+    params: AgentParams,
+    target_params: Params | None,
+    batch: Batch,
+    dropout_key: Array,
+    coefs: LossCoefs,
+    nets: Networks,
+    obs_rms: RunningMeanStd | None = None,
+    obs_clip: float = 5.0,
+) -> tuple[Array, LossTerms]:
+    """The seed's total loss on one batch. Returns ``(total, LossTerms)``.
+
+    With ``obs_rms`` the RND input (not the actor-critic's) is whitened and clipped."""
+    logits, value_ext, value_int = nets.ac.apply({"params": params.ac}, batch.obs)
+    logp_all = jax.nn.log_softmax(logits)
+    logprob = jnp.take_along_axis(logp_all, batch.action[:, None], axis=-1)[:, 0]
+    entropy = _wmean(-jnp.sum(jnp.exp(logp_all) * logp_all, axis=-1), batch.weight)
+    w = batch.weight
+    adv = coefs.adv_coef_ext * batch.adv_ext
+    loss_value_ext = _wmean(jnp.square(value_ext - batch.ret_ext), w)
+    zero = jnp.zeros((), jnp.float32)
+    loss_value_int, loss_rnd = zero, zero
+    if nets.rnd:
+        adv = adv + coefs.adv_coef_int * batch.adv_int
+        loss_value_int = _wmean(jnp.square(value_int - batch.ret_int), w)
+        rnd_obs = batch.obs if obs_rms is None else normalize_obs(batch.obs, obs_rms, obs_clip)
+        loss_rnd = rnd_loss(
+            nets.target, nets.predictor, target_params, params.predictor, rnd_obs, dropout_key, w
+        )
+    loss_policy = -_wmean(logprob * adv, w)
+    total = (
+        loss_policy
+        + coefs.value_coef * (loss_value_ext + loss_value_int)
+        - coefs.entropy_coef * entropy
+        + loss_rnd
+    )
+    return total, LossTerms(
+        total=total,
+        policy=loss_policy,
+        value_ext=loss_value_ext,
+        value_int=loss_value_int,
+        entropy=entropy,
+        rnd=loss_rnd,
+    )
+
+
+# --------------------------------------------------------------------------- optimiser
+
+
+def global_norm(tree: Params) -> Array:
+    """L2 norm of all leaves together, as torch: the norm of the per-tensor norms."""
+    leaves = jax.tree.leaves(tree)
+    if not leaves:
+        return jnp.zeros((), jnp.float32)
+    return jnp.linalg.norm(jnp.stack([jnp.linalg.norm(x.reshape(-1)) for x in leaves]))
+
+
+def clip_grad_norm(grads: Params, max_norm: float | Array) -> tuple[Params, Array]:
+    """``torch.nn.utils.clip_grad_norm_``: scale by ``min(max_norm / (norm + 1e-6), 1)``.
+
+    Returns ``(clipped grads, pre-clip global norm)``."""
+    norm = global_norm(grads)
+    coef = jnp.minimum(max_norm / (norm + CLIP_EPS), 1.0)
+    return jax.tree.map(lambda g: g * coef, grads), norm
+
+
+class TorchRMSpropState(struct.PyTreeNode):
+    """PyTorch RMSprop's ``square_avg`` per parameter (starts at 0)."""
+
+    square_avg: Params
+
+
+def torch_rmsprop(
+    learning_rate: float | Array, decay: float = 0.99, eps: float = 1e-8
+) -> optax.GradientTransformation:
+    """``torch.optim.RMSprop(lr, alpha=decay, eps)`` without momentum, not centered::
+
+        v <- decay * v + (1 - decay) * g**2;   update = -lr * g / (sqrt(v) + eps)
+
+    ``learning_rate`` may be a traced scalar (the transformation is rebuilt inside the jitted
+    step; its state does not depend on it)."""
+
+    def init_fn(params: Params) -> TorchRMSpropState:
+        return TorchRMSpropState(square_avg=jax.tree.map(jnp.zeros_like, params))
+
+    def update_fn(updates: Params, state: TorchRMSpropState, params: Params = None):
+        del params
+        sq = jax.tree.map(
+            lambda v, g: decay * v + (1.0 - decay) * jnp.square(g), state.square_avg, updates
+        )
+        out = jax.tree.map(lambda g, v: -learning_rate * (g / (jnp.sqrt(v) + eps)), updates, sq)
+        return out, TorchRMSpropState(square_avg=sq)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def apply_gradients(
+    params: AgentParams,
+    opt_state: TorchRMSpropState,
+    grads: AgentParams,
+    *,
+    lr: float | Array,
+    decay: float,
+    eps: float,
+    max_grad_norm_ac: float,
+    max_grad_norm_rnd: float,
+) -> tuple[AgentParams, TorchRMSpropState, Array, Array]:
+    """Per-group clipping then one RMSprop step over both groups.
+
+    Returns ``(params, opt_state, grad_norm_ac, grad_norm_rnd)`` (pre-clip norms; the predictor
+    norm is 0 when there is no predictor)."""
+    g_ac, norm_ac = clip_grad_norm(grads.ac, max_grad_norm_ac)
+    if grads.predictor is None:
+        g_pred, norm_rnd = None, jnp.zeros((), jnp.float32)
+    else:
+        g_pred, norm_rnd = clip_grad_norm(grads.predictor, max_grad_norm_rnd)
+    updates, opt_state = torch_rmsprop(lr, decay, eps).update(
+        AgentParams(ac=g_ac, predictor=g_pred), opt_state
+    )
+    return optax.apply_updates(params, updates), opt_state, norm_ac, norm_rnd
+
+
+def update_step(
+    params: AgentParams,
+    opt_state: TorchRMSpropState,
+    target_params: Params | None,
+    batch: Batch,
+    dropout_key: Array,
+    coefs: LossCoefs,
+    nets: Networks,
+    *,
+    lr: float | Array,
+    decay: float,
+    eps: float,
+    max_grad_norm_ac: float,
+    max_grad_norm_rnd: float,
+    obs_rms: RunningMeanStd | None = None,
+    obs_clip: float = 5.0,
+) -> tuple[AgentParams, TorchRMSpropState, StepMetrics]:
+    """One gradient step of the seed's ``learn`` on a prepared batch."""
+    grads, terms = jax.grad(loss_fn, has_aux=True)(
+        params, target_params, batch, dropout_key, coefs, nets, obs_rms, obs_clip
+    )
+    params, opt_state, norm_ac, norm_rnd = apply_gradients(
+        params,
+        opt_state,
+        grads,
+        lr=lr,
+        decay=decay,
+        eps=eps,
+        max_grad_norm_ac=max_grad_norm_ac,
+        max_grad_norm_rnd=max_grad_norm_rnd,
+    )
+    return params, opt_state, StepMetrics(loss=terms, grad_norm_ac=norm_ac, grad_norm_rnd=norm_rnd)

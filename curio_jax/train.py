@@ -1,0 +1,370 @@
+"""``make_train(cfg) -> train``: a whole run as one pure, jittable function.
+
+::
+
+    train = make_train(cfg)
+    out = jax.jit(train)(key)                              # TrainOutput(final_state, metrics)
+    outs = jax.jit(jax.vmap(train))(jax.random.split(key, 8))   # 8 seeds, one program
+
+    # chunked (host loop for logging / checkpoints; the only impure part lives outside):
+    run = jax.jit(train.run_chunk, static_argnums=1)
+    state = jax.jit(train.init)(key)
+    for _ in range(n_chunks):
+        state, metrics = run(state, 100)
+        ...  # I/O on the host
+
+One update = one rollout of ``rollout_size`` steps on ``num_envs`` environments
+(:func:`curio_jax.rollout.collect_rollout`), advantages (:mod:`curio_jax.returns`), intrinsic
+rewards (:mod:`curio_jax.rnd`, RND only) and one gradient step (:mod:`curio_jax.a2c`).
+The traced float coefficients live in :class:`Hyperparams` inside the state, so a sweep can
+``vmap`` over them together with seeds; everything shape-affecting is static in the config.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from curio_jax.a2c import (
+    AgentParams,
+    LossCoefs,
+    Networks,
+    TorchRMSpropState,
+    make_batch,
+    torch_rmsprop,
+    update_step,
+)
+from curio_jax.config import TrainConfig
+from curio_jax.envs import EpisodeStats, make_doorkey
+from curio_jax.networks import ActorCritic, RNDPredictor, RNDTarget, dummy_obs
+from curio_jax.returns import gae_general
+from curio_jax.rnd import (
+    RunningMeanStd,
+    init_obs_rms,
+    intrinsic_reward,
+    normalize_intrinsic_reward,
+    normalize_obs,
+)
+from curio_jax.rollout import collect_rollout
+
+Array = jax.Array
+
+
+class Hyperparams(struct.PyTreeNode):
+    """Traced float coefficients (float32 scalars; a sweep may batch them with the seeds)."""
+
+    lr: Array  # RMSprop learning rate
+    gamma: Array  # extrinsic discount
+    gamma_int: Array  # intrinsic discount (RND)
+    gae_lambda: Array  # GAE lambda of both streams
+    adv_coef_ext: Array  # weight of the extrinsic advantage in the policy loss
+    adv_coef_int: Array  # weight of the intrinsic advantage (RND)
+    entropy_coef: Array  # weight of the entropy bonus
+    value_coef: Array  # weight of the value loss
+
+    @classmethod
+    def from_config(cls, cfg: TrainConfig) -> Hyperparams:
+        """The config's values."""
+        f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+        return cls(
+            lr=f(cfg.a2c.lr),
+            gamma=f(cfg.a2c.gamma),
+            gamma_int=f(cfg.rnd.gamma_int),
+            gae_lambda=f(cfg.a2c.gae_lambda),
+            adv_coef_ext=f(cfg.a2c.adv_coef_ext),
+            adv_coef_int=f(cfg.rnd.adv_coef_int),
+            entropy_coef=f(cfg.a2c.entropy_coef),
+            value_coef=f(cfg.a2c.value_coef),
+        )
+
+
+class LearnerState(struct.PyTreeNode):
+    """Everything a run carries from one update to the next (one seed)."""
+
+    params: AgentParams  # optimised: actor-critic (+ RND predictor)
+    target_params: Any  # frozen RND target params, None for plain A2C
+    opt_state: TorchRMSpropState
+    timestep: Any  # env timestep, batched [B]
+    episode_stats: Any  # curio_jax.envs.EpisodeStats over the B envs
+    key: Array  # PRNG key of the run
+    update: Array  # int32 [] updates done so far
+    obs_rms: RunningMeanStd | None  # RND input statistics [7, 7, 3] (obs_norm only)
+    reward_rms: RunningMeanStd | None  # intrinsic-return statistics [] (reward_norm only)
+    reward_filter: Array | None  # [B] discounted intrinsic return filter (reward_norm only)
+    hparams: Hyperparams
+
+
+class UpdateMetrics(struct.PyTreeNode):
+    """Per-update scalars (stacked to ``[num_updates]`` by ``run_chunk``)."""
+
+    frames: Array  # int32 env steps so far (all envs), after this update's rollout
+    avg_return_last100: Array  # mean return of the last 100 finished episodes, NaN if none
+    episodes: Array  # int32 episodes finished so far
+    loss_total: Array
+    loss_policy: Array
+    loss_value_ext: Array
+    loss_value_int: Array  # 0 for plain A2C
+    entropy: Array
+    loss_rnd: Array  # 0 for plain A2C
+    reward_int_mean: Array  # mean intrinsic reward used for the advantages; 0 for plain A2C
+    grad_norm_ac: Array  # pre-clip global norm of the actor-critic gradients
+    grad_norm_rnd: Array  # pre-clip global norm of the predictor gradients; 0 for plain A2C
+
+
+class TrainOutput(struct.PyTreeNode):
+    """What ``train(key)`` returns."""
+
+    final_state: LearnerState
+    metrics: UpdateMetrics  # [num_updates]
+
+
+def _validate(cfg: Any) -> None:
+    if not isinstance(cfg, TrainConfig):
+        raise ValueError(f"make_train needs a TrainConfig, got {type(cfg).__name__}")
+    if not cfg.rnd.enabled:
+        rnd_only = {
+            "shared_permutation": cfg.shared_permutation,
+            "rnd.obs_norm": cfg.rnd.obs_norm,
+            "rnd.reward_norm": cfg.rnd.reward_norm,
+            "rnd.episodic_int=False": not cfg.rnd.episodic_int,
+        }
+        on = [name for name, v in rnd_only.items() if v]
+        if on:
+            raise ValueError(f"{', '.join(on)} only apply to RND; set rnd.enabled=True")
+    if cfg.bootstrap_truncation and cfg.env.autoreset != "next_step":
+        raise ValueError(
+            "bootstrap_truncation needs the final observation of a truncated episode, which "
+            "only next_step autoreset keeps; use env.autoreset='next_step'"
+        )
+
+
+class Train:
+    """A run of ``cfg`` (built by :func:`make_train`). Calling it is the whole run:
+    ``train(key) == TrainOutput(*train.run_chunk(train.init(key), cfg.num_updates))``.
+
+    All methods are pure and jittable (jit them yourself; ``num_updates`` is static)."""
+
+    def __init__(self, cfg: TrainConfig, env: Any):
+        self.cfg = cfg
+        self.env = env
+        ac = ActorCritic(num_actions=env.num_actions, hidden_dim=cfg.a2c.hidden_dim)
+        if cfg.rnd.enabled:
+            self.nets = Networks(
+                ac=ac,
+                target=RNDTarget(feature_dim=cfg.rnd.feature_dim),
+                predictor=RNDPredictor(feature_dim=cfg.rnd.feature_dim, dropout=cfg.rnd.dropout),
+            )
+        else:
+            self.nets = Networks(ac=ac)
+        self.trace_count = 0
+        """How many times the update step has been traced (Python side effect; for tests)."""
+
+    # ---------------------------------------------------------------- init
+
+    def init(self, key: Array, hparams: Hyperparams | None = None) -> LearnerState:
+        """A fresh run: initial params, optimiser state, reset envs, empty statistics."""
+        if hparams is None:
+            hparams = Hyperparams.from_config(self.cfg)
+        elif not isinstance(hparams, Hyperparams):
+            raise ValueError(f"hparams must be a Hyperparams, got {type(hparams).__name__}")
+        cfg, nets = self.cfg, self.nets
+        n = cfg.a2c.num_envs
+        key, k_ac, k_target, k_pred, k_env, k_norm = jax.random.split(key, 6)
+        obs0 = dummy_obs()
+        params = AgentParams(ac=nets.ac.init(k_ac, obs0)["params"])
+        target_params = None
+        if nets.rnd:
+            target_params = nets.target.init(k_target, obs0)["params"]
+            params = params.replace(predictor=nets.predictor.init(k_pred, obs0)["params"])
+        timestep = jax.vmap(self.env.reset)(jax.random.split(k_env, n))
+        return LearnerState(
+            params=params,
+            target_params=target_params,
+            opt_state=torch_rmsprop(hparams.lr).init(params),
+            timestep=timestep,
+            episode_stats=EpisodeStats.create(n),
+            key=key,
+            update=jnp.asarray(0, jnp.int32),
+            obs_rms=self._random_policy_obs_rms(k_norm) if cfg.rnd.obs_norm else None,
+            reward_rms=RunningMeanStd.create(()) if cfg.rnd.reward_norm else None,
+            reward_filter=jnp.zeros((n,), jnp.float32) if cfg.rnd.reward_norm else None,
+            hparams=hparams,
+        )
+
+    def _random_policy_obs_rms(self, key: Array) -> RunningMeanStd:
+        """RND paper: observation statistics from ``obs_norm_init_steps`` uniformly random
+        steps of ``num_envs`` separate environments (discarded afterwards; not counted as
+        frames)."""
+        n, steps = self.cfg.a2c.num_envs, self.cfg.rnd.obs_norm_init_steps
+        k_reset, k_act = jax.random.split(key)
+        timestep = jax.vmap(self.env.reset)(jax.random.split(k_reset, n))
+        env_step = jax.vmap(self.env.step)
+
+        def step(ts, k):
+            action = jax.random.randint(k, (n,), 0, self.env.num_actions, jnp.int32)
+            ts = env_step(ts, action)
+            return ts, ts.observation
+
+        _, obs = jax.lax.scan(step, timestep, jax.random.split(k_act, steps))
+        return init_obs_rms(obs)
+
+    # ---------------------------------------------------------------- one update
+
+    def update(self, state: LearnerState) -> tuple[LearnerState, UpdateMetrics]:
+        """One rollout and one gradient step."""
+        self.trace_count += 1
+        cfg, nets, hp = self.cfg, self.nets, state.hparams
+        key, k_roll, k_batch, k_drop = jax.random.split(state.key, 4)
+
+        def policy_fn(obs: Array) -> tuple[Array, Array, Array]:
+            return nets.ac.apply({"params": state.params.ac}, obs)
+
+        timestep, episode_stats, traj = collect_rollout(
+            self.env,
+            policy_fn,
+            state.timestep,
+            state.episode_stats,
+            k_roll,
+            cfg.a2c.rollout_size,
+            autoreset=cfg.env.autoreset,
+        )
+        _, last_ext, last_int = policy_fn(timestep.observation)
+        adv_ext, ret_ext = gae_general(
+            traj.reward,
+            traj.value_ext,
+            last_ext,
+            traj.terminated,
+            traj.truncated,
+            hp.gamma,
+            hp.gae_lambda,
+            bootstrap_truncation=cfg.bootstrap_truncation,
+        )
+        zero = jnp.zeros((), jnp.float32)
+        adv_int = ret_int = None
+        reward_int_mean = zero
+        obs_rms, reward_rms, reward_filter = state.obs_rms, state.reward_rms, state.reward_filter
+        if nets.rnd:
+            rnd_next = traj.next_obs
+            if cfg.rnd.obs_norm:
+                rnd_next = normalize_obs(rnd_next, obs_rms, cfg.rnd.obs_norm_clip)
+            reward_int = intrinsic_reward(
+                nets.target, nets.predictor, state.target_params, state.params.predictor, rnd_next
+            )
+            if cfg.rnd.reward_norm:
+                reward_int, reward_filter, reward_rms = normalize_intrinsic_reward(
+                    reward_int, reward_filter, reward_rms, hp.gamma_int
+                )
+            reward_int_mean = jnp.mean(reward_int)
+            adv_int, ret_int = gae_general(
+                reward_int,
+                traj.value_int,
+                last_int,
+                traj.terminated,
+                traj.truncated,
+                hp.gamma_int,
+                hp.gae_lambda,
+                bootstrap_truncation=cfg.bootstrap_truncation,
+                episodic=cfg.rnd.episodic_int,
+            )
+            if cfg.rnd.obs_norm:  # rewards used the old statistics; the loss uses the new
+                obs_rms = obs_rms.update(traj.next_obs.reshape((-1,) + traj.next_obs.shape[2:]))
+        batch = make_batch(
+            traj.obs,
+            traj.action,
+            adv_ext,
+            ret_ext,
+            k_batch,
+            adv_int=adv_int,
+            ret_int=ret_int,
+            is_reset=traj.is_reset,
+            shared_permutation=cfg.shared_permutation,
+            mask_reset_transition=cfg.mask_reset_transition,
+        )
+        coefs = LossCoefs(
+            adv_coef_ext=hp.adv_coef_ext,
+            adv_coef_int=hp.adv_coef_int,
+            value_coef=hp.value_coef,
+            entropy_coef=hp.entropy_coef,
+        )
+        params, opt_state, step = update_step(
+            state.params,
+            state.opt_state,
+            state.target_params,
+            batch,
+            k_drop,
+            coefs,
+            nets,
+            lr=hp.lr,
+            decay=cfg.a2c.rmsprop_decay,
+            eps=cfg.a2c.rmsprop_eps,
+            max_grad_norm_ac=cfg.a2c.max_grad_norm,
+            max_grad_norm_rnd=cfg.rnd.max_grad_norm,
+            obs_rms=obs_rms,
+            obs_clip=cfg.rnd.obs_norm_clip,
+        )
+        update = state.update + 1
+        new_state = state.replace(
+            params=params,
+            opt_state=opt_state,
+            timestep=timestep,
+            episode_stats=episode_stats,
+            key=key,
+            update=update,
+            obs_rms=obs_rms,
+            reward_rms=reward_rms,
+            reward_filter=reward_filter,
+        )
+        metrics = UpdateMetrics(
+            frames=update * jnp.int32(cfg.frames_per_update),
+            avg_return_last100=episode_stats.avg_return,
+            episodes=episode_stats.episodes,
+            loss_total=step.loss.total,
+            loss_policy=step.loss.policy,
+            loss_value_ext=step.loss.value_ext,
+            loss_value_int=step.loss.value_int,
+            entropy=step.loss.entropy,
+            loss_rnd=step.loss.rnd,
+            reward_int_mean=reward_int_mean,
+            grad_norm_ac=step.grad_norm_ac,
+            grad_norm_rnd=step.grad_norm_rnd,
+        )
+        return new_state, metrics
+
+    # ---------------------------------------------------------------- runs
+
+    def run_chunk(
+        self, state: LearnerState, num_updates: int
+    ) -> tuple[LearnerState, UpdateMetrics]:
+        """``num_updates`` (static) updates with ``lax.scan``; metrics ``[num_updates]``."""
+        if not isinstance(num_updates, int) or isinstance(num_updates, bool) or num_updates < 1:
+            raise ValueError(f"num_updates must be a positive int, got {num_updates!r}")
+        return jax.lax.scan(lambda s, _: self.update(s), state, None, length=num_updates)
+
+    def __call__(self, key: Array) -> TrainOutput:
+        """The whole run: ``cfg.num_updates`` updates from ``init(key)``."""
+        state, metrics = self.run_chunk(self.init(key), self.cfg.num_updates)
+        return TrainOutput(final_state=state, metrics=metrics)
+
+
+def make_train(cfg: TrainConfig, env: Any = None) -> Train:
+    """Validate ``cfg`` (ValueError on nonsense, before anything is traced) and build the run.
+
+    ``env``: defaults to ``curio_jax.envs.make_doorkey(cfg.env.size, cfg.env.autoreset)``; any
+    object with ``num_actions``, ``reset(key)`` and ``step(timestep, action)`` returning
+    timesteps with ``observation``, ``reward``, ``terminated``, ``truncated``, ``done`` works
+    (probe environments in tests)."""
+    _validate(cfg)
+    if env is None:
+        env = make_doorkey(size=cfg.env.size, autoreset=cfg.env.autoreset)
+    num_actions = getattr(env, "num_actions", None)
+    if not isinstance(num_actions, int) or num_actions < 1:
+        raise ValueError(f"env.num_actions must be a positive int, got {num_actions!r}")
+    mode = getattr(env, "autoreset_mode", getattr(env, "autoreset", cfg.env.autoreset))
+    if mode != cfg.env.autoreset:
+        raise ValueError(
+            f"env autoreset is {mode!r} but cfg.env.autoreset is {cfg.env.autoreset!r}"
+        )
+    return Train(cfg, env)
