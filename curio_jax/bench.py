@@ -181,3 +181,90 @@ def format_env_table(records: list[dict]) -> str:
         vals = " | ".join(f"{cells[n]:,.0f}" if n in cells else "" for n in counts)
         lines.append(f"| {impl} | {size}x{size} | {vals} |")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """Measured dense float32 matmul rate of this machine (GFLOP/s, 2*n^3 per product)."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+    _, best = time_jitted(lambda x: x @ b, lambda i: a + i, repeats)
+    return 2 * n**3 / best / 1e9
+
+
+def bench_train_cell(
+    preset: str, num_envs: int, seeds: int, updates: int = 10, repeats: int = 2
+) -> dict:
+    """Full-pipeline training throughput (env + rollout + update) of `seeds` vmapped seeds of
+    `preset` with `num_envs` envs each: a jitted chunk of `updates` updates, compile apart.
+    Also reports XLA's FLOP count per frame of the compiled chunk and this process's peak RSS."""
+    import resource
+
+    import jax
+
+    from curio_jax.config import preset as get_preset
+    from curio_jax.train import make_train
+
+    cfg = get_preset(preset).with_overrides({"a2c.num_envs": num_envs})
+    train = make_train(cfg)
+    keys = jax.random.split(jax.random.key(0), seeds)
+    state = jax.jit(jax.vmap(train.init))(keys)
+    jax.block_until_ready(state)
+    chunk = jax.vmap(lambda s: train.run_chunk(s, updates))
+    t0 = time.perf_counter()
+    compiled = jax.jit(chunk).lower(state).compile()
+    compile_s = time.perf_counter() - t0
+    cost = compiled.cost_analysis()
+    if isinstance(cost, list):  # older jax returns one dict per computation
+        cost = cost[0] if cost else {}
+    flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
+    state, _ = compiled(state)  # warm-up
+    jax.block_until_ready(state)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        state, metrics = compiled(state)
+        jax.block_until_ready((state, metrics))
+        best = min(best, time.perf_counter() - t0)
+    frames = updates * cfg.frames_per_update * seeds
+    return {
+        "impl": "curio_jax",
+        "preset": preset,
+        "size": cfg.env.size,
+        "num_envs": num_envs,
+        "seeds": seeds,
+        "frames_per_sec": frames / best,
+        "compile_seconds": compile_s,
+        "flops_per_frame": flops / frames,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "device": device_description(),
+    }
+
+
+def run_isolated(fn_name: str, **kwargs: Any) -> dict:
+    """Run `curio_jax.bench.<fn_name>(**kwargs)` in a fresh Python process (own peak memory,
+    no compilation cache shared with other cells) and return its record."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys; from curio_jax import bench; "
+        f"rec = bench.{fn_name}(**json.loads(sys.argv[1])); print('RESULT ' + json.dumps(rec))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(kwargs)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+    raise RuntimeError(f"benchmark worker {fn_name}({kwargs}) failed: {tail[0]}")

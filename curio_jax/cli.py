@@ -44,7 +44,7 @@ def size_list(text: str) -> list[int]:
     return vals
 
 
-def json_path(text: str) -> Path:
+def out_path(text: str) -> Path:
     p = Path(text)
     if p.exists() and p.is_dir():
         raise argparse.ArgumentTypeError(f"{text!r} is a directory, expected a file path")
@@ -60,6 +60,87 @@ def _write_json(path: Path | None, obj: object) -> None:
     tmp.write_text(json.dumps(obj, indent=2))
     tmp.replace(path)
     print(f"wrote {path}")
+
+
+def positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def nonneg_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return v
+
+
+def _config_from_args(args: argparse.Namespace):
+    from curio_jax import config
+
+    try:
+        cfg = config.preset(args.preset)
+        overrides: dict[str, object] = {}
+        if args.num_envs is not None:
+            overrides["a2c.num_envs"] = args.num_envs
+        if args.total_frames is not None:
+            overrides["total_frames"] = args.total_frames
+        return cfg.with_overrides(overrides)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from curio_jax import runner
+
+    cfg = _config_from_args(args)
+    out = Path(args.out) if args.out else Path("runs") / cfg.name
+    try:
+        settings = runner.RunSettings(
+            seeds=args.seeds, seed=args.seed, checkpoint_every=args.checkpoint_every
+        )
+        print(
+            f"{cfg.name}: {args.seeds} seed(s) x {cfg.a2c.num_envs} envs, "
+            f"{cfg.num_updates} updates of {cfg.frames_per_update} frames -> {out}"
+        )
+        summary = runner.train_run(cfg, out, settings, resume=args.resume, overwrite=args.overwrite)
+    except runner.NonFiniteError as e:
+        print(f"curio-jax: error: {e}", file=sys.stderr)
+        return 1
+    except (runner.RunError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    solved = [s["frames_to_solve"] for s in summary["seeds"]]
+    n_solved = sum(x is not None for x in solved)
+    print(
+        f"done: {summary['frames']:,} frames in {summary['seconds']:.1f}s "
+        f"({summary['frames_per_sec']:,.0f} frames/s steady, "
+        f"compile {summary['compile_seconds']:.1f}s); "
+        f"solved (avg > {cfg.solved_threshold}) by {n_solved}/{len(solved)} seeds"
+    )
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from curio_jax import compare
+
+    try:
+        result = compare.compare_runs(args.run_dirs, n_boot=args.n_boot, seed=args.seed)
+    except compare.RunDirError as e:
+        raise UsageError(str(e)) from None
+    print(compare.format_table(result))
+    if args.json is not None:
+        _write_json(args.json, result)
+    if args.plot is not None:
+        compare.plot(result, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
 
 
 def cmd_bench_env(args: argparse.Namespace) -> int:
@@ -83,6 +164,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="curio-jax", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    tr = sub.add_parser("train", help="train N seeds of a preset in one program")
+    tr.add_argument("--preset", required=True, help="e.g. notebook-rnd-5x5 (see curio_jax.config)")
+    tr.add_argument("--seeds", type=positive_int, default=1)
+    tr.add_argument("--seed", type=nonneg_int, default=0, help="base seed")
+    tr.add_argument("--num-envs", type=positive_int, default=None)
+    tr.add_argument("--total-frames", type=positive_int, default=None, help="frames per seed")
+    tr.add_argument("--out", default=None, help="run directory (default runs/PRESET)")
+    tr.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    tr.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    tr.add_argument(
+        "--checkpoint-every", type=positive_int, default=10, help="chunks between checkpoints"
+    )
+    tr.set_defaults(func=cmd_train)
+
+    cp = sub.add_parser("compare", help="statistics over the seeds of finished runs")
+    cp.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    cp.add_argument("--json", type=out_path, default=None)
+    cp.add_argument("--plot", type=out_path, default=None, metavar="FILE.png")
+    cp.add_argument("--n-boot", type=positive_int, default=2000, help="bootstrap resamples")
+    cp.add_argument("--seed", type=nonneg_int, default=0, help="bootstrap seed")
+    cp.set_defaults(func=cmd_compare)
+
     bench = sub.add_parser("bench", help="throughput benchmarks")
     bench_sub = bench.add_subparsers(dest="what", required=True, parser_class=_Parser)
     be = bench_sub.add_parser("env", help="environment steps/s: curio_jax vs navix vs MiniGrid")
@@ -96,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     be.add_argument("--steps", type=int, default=128, help="scan length per timed program")
     be.add_argument("--repeats", type=int, default=3)
-    be.add_argument("--json", type=json_path, default=None)
+    be.add_argument("--json", type=out_path, default=None)
     be.set_defaults(func=cmd_bench_env)
     return parser
 
