@@ -186,15 +186,42 @@ def format_env_table(records: list[dict]) -> str:
 # --------------------------------------------------------------------------- training
 
 
-def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
-    """Measured dense float32 matmul rate of this machine (GFLOP/s, 2*n^3 per product)."""
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> dict:
+    """Measured dense float32 matmul rate of this machine: {"gflops": 2*n^3 / best time}."""
     import jax
     import jax.numpy as jnp
 
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
     b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
     _, best = time_jitted(lambda x: x @ b, lambda i: a + i, repeats)
-    return 2 * n**3 / best / 1e9
+    return {"gflops": 2 * n**3 / best / 1e9, "n": n, "device": device_description()}
+
+
+def _flops(compiled: Any) -> float:
+    cost = compiled.cost_analysis()
+    if isinstance(cost, list):  # older jax returns one dict per computation
+        cost = cost[0] if cost else {}
+    return float(cost.get("flops", float("nan"))) if cost else float("nan")
+
+
+def update_flops(train: Any) -> float:
+    """FLOPs of one update of one seed, from XLA's cost analysis of the compiled programs.
+
+    XLA counts a loop body once whatever its trip count, so the cost of `Train.update` includes
+    one rollout step; the other `rollout_size - 1` steps (policy forward pass + env step on
+    `num_envs` envs) are added from their own compiled cost."""
+    import jax
+    import jax.numpy as jnp
+
+    cfg = train.cfg
+    state = jax.eval_shape(train.init, jax.random.key(0))
+    upd = _flops(jax.jit(train.update).lower(state).compile())
+    obs = jax.ShapeDtypeStruct((cfg.a2c.num_envs, 7, 7, 3), jnp.uint8)
+    policy = jax.jit(lambda p, o: train.nets.ac.apply({"params": p}, o))
+    pol = _flops(policy.lower(state.params.ac, obs).compile())
+    actions = jax.ShapeDtypeStruct((cfg.a2c.num_envs,), jnp.int32)
+    env = _flops(jax.jit(jax.vmap(train.env.step)).lower(state.timestep, actions).compile())
+    return upd + (cfg.a2c.rollout_size - 1) * (pol + env)
 
 
 def bench_train_cell(
@@ -219,10 +246,7 @@ def bench_train_cell(
     t0 = time.perf_counter()
     compiled = jax.jit(chunk).lower(state).compile()
     compile_s = time.perf_counter() - t0
-    cost = compiled.cost_analysis()
-    if isinstance(cost, list):  # older jax returns one dict per computation
-        cost = cost[0] if cost else {}
-    flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
+    flops = update_flops(train) * updates * seeds
     state, _ = compiled(state)  # warm-up
     jax.block_until_ready(state)
     best = float("inf")
@@ -268,3 +292,81 @@ def run_isolated(fn_name: str, **kwargs: Any) -> dict:
             return json.loads(line[len("RESULT ") :])
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
     raise RuntimeError(f"benchmark worker {fn_name}({kwargs}) failed: {tail[0]}")
+
+
+def bench_reference_cell(preset: str, num_envs: int, frames: int, threads: int = 2) -> dict:
+    """Training throughput of the PyTorch + gymnasium reference (`reference` extra) on the same
+    preset: `frames` frames with the solved check disabled, `threads` torch threads."""
+    import torch
+
+    from curio_jax.config import preset as get_preset
+    from curio_jax.reference.train import run_seed
+
+    torch.set_num_threads(threads)
+    cfg = get_preset(preset).with_overrides(
+        {"a2c.num_envs": num_envs, "total_frames": frames, "solved_threshold": float("inf")}
+    )
+    result = run_seed(cfg, seed=0, log=None)
+    return {
+        "impl": "torch_reference",
+        "preset": preset,
+        "size": cfg.env.size,
+        "num_envs": num_envs,
+        "seeds": 1,
+        "frames_per_sec": result.frames / result.seconds,
+        "compile_seconds": 0.0,
+        "threads": threads,
+        "device": f"cpu ({threads} torch threads)",
+    }
+
+
+def bench_train(
+    preset: str,
+    num_envs: list[int],
+    seeds: list[int],
+    updates: int = 10,
+    with_reference: bool = False,
+    reference_frames: int = 51_200,
+    log: Callable[[str], None] = print,
+) -> list[dict]:
+    """Every (num_envs, seeds) cell of curio_jax in its own process, the machine's matmul rate,
+    and optionally the reference; records carry the fraction of the matmul rate achieved."""
+    rate = run_isolated("matmul_gflops")
+    log(f"dense float32 matmul rate: {rate['gflops']:,.1f} GFLOP/s")
+    records = []
+    for s in seeds:
+        for n in num_envs:
+            rec = run_isolated(
+                "bench_train_cell", preset=preset, num_envs=n, seeds=s, updates=updates
+            )
+            rec["matmul_gflops"] = rate["gflops"]
+            rec["fraction_of_matmul_rate"] = (
+                rec["frames_per_sec"] * rec["flops_per_frame"] / (rate["gflops"] * 1e9)
+            )
+            mflop = rec["flops_per_frame"] / 1e6
+            pct = 100 * rec["fraction_of_matmul_rate"]
+            log(
+                f"curio_jax  {preset}  envs {n:>5}  seeds {s:>3}  "
+                f"{rec['frames_per_sec']:>10,.0f} frames/s  {mflop:.2f} MFLOP/frame  "
+                f"{pct:.0f}% of matmul  compile {rec['compile_seconds']:.1f}s  "
+                f"peak RSS {rec['peak_rss_mb']:,.0f} MB"
+            )
+            records.append(rec)
+    if with_reference:
+        n_ref = get_reference_envs(preset)
+        rec = run_isolated(
+            "bench_reference_cell", preset=preset, num_envs=n_ref, frames=reference_frames
+        )
+        log(f"torch_reference  {preset}  envs {n_ref:>5}  {rec['frames_per_sec']:>10,.0f} frames/s")
+        best = max(r["frames_per_sec"] for r in records)
+        rec["curio_jax_best_over_reference"] = best / rec["frames_per_sec"]
+        log(f"curio_jax (best cell) / reference: {rec['curio_jax_best_over_reference']:.1f}x")
+        records.append(rec)
+    return records
+
+
+def get_reference_envs(preset: str) -> int:
+    """The preset's own num_envs: the reference runs the notebook's setting."""
+    from curio_jax.config import preset as get_preset
+
+    return get_preset(preset).a2c.num_envs

@@ -160,6 +160,26 @@ def cmd_bench_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_train(args: argparse.Namespace) -> int:
+    from curio_jax import bench, config
+
+    try:
+        config.preset(args.preset).with_overrides({"a2c.num_envs": max(args.num_envs)})
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    print(f"device: {bench.device_description()}")
+    records = bench.bench_train(
+        args.preset,
+        args.num_envs,
+        args.seeds,
+        updates=args.updates,
+        with_reference=args.with_reference,
+        reference_frames=args.reference_frames,
+    )
+    _write_json(args.json, records)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="curio-jax", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -201,6 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--repeats", type=int, default=3)
     be.add_argument("--json", type=out_path, default=None)
     be.set_defaults(func=cmd_bench_env)
+    bt = bench_sub.add_parser("train", help="full-pipeline training frames/s (+ FLOP fraction)")
+    bt.add_argument("--preset", default="notebook-rnd-8x8")
+    bt.add_argument("--num-envs", type=int_list, default=[32, 512, 2048])
+    bt.add_argument("--seeds", type=int_list, default=[1], help="comma-separated seed counts")
+    bt.add_argument("--updates", type=positive_int, default=10, help="updates per timed chunk")
+    bt.add_argument("--with-reference", action="store_true", help="also time the torch reference")
+    bt.add_argument("--reference-frames", type=positive_int, default=51_200)
+    bt.add_argument("--json", type=out_path, default=None)
+    bt.set_defaults(func=cmd_bench_train)
     return parser
 
 
