@@ -1,0 +1,122 @@
+"""Config: the notebook presets are exactly the seed's runs; nonsense is rejected at
+construction, before anything compiles."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+
+from curio_jax import config
+from curio_jax.config import A2CConfig, EnvConfig, RNDConfig, TrainConfig
+
+# (envs, rollout, gamma, threshold, log_every, adv_coef_ext) per the notebook's train(...) calls
+NOTEBOOK = {
+    "notebook-a2c-5x5": (5, 32, 16, 0.99, 0.91, 100, 1.0),
+    "notebook-rnd-5x5": (5, 32, 16, 0.99, 0.91, 100, 100.0),
+    "notebook-a2c-8x8": (8, 32, 16, 0.99, 0.91, 100, 1.0),
+    "notebook-rnd-8x8": (8, 32, 16, 0.99, 0.95, 100, 100.0),
+    "notebook-a2c-16x16": (16, 128, 48, 0.995, 0.91, 35, 1.0),
+    "notebook-rnd-16x16": (16, 128, 48, 0.995, 0.95, 35, 100.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NOTEBOOK))
+def test_notebook_presets_match_the_seed(name):
+    size, envs, rollout, gamma, threshold, log_every, adv_ext = NOTEBOOK[name]
+    cfg = config.preset(name)
+    assert cfg.name == name
+    assert cfg.env == EnvConfig(size=size, autoreset="next_step")
+    assert (cfg.a2c.num_envs, cfg.a2c.rollout_size, cfg.a2c.gamma) == (envs, rollout, gamma)
+    assert (cfg.solved_threshold, cfg.log_every) == (threshold, log_every)
+    assert cfg.a2c.adv_coef_ext == adv_ext
+    a = cfg.a2c
+    assert (a.lr, a.rmsprop_decay, a.rmsprop_eps, a.gae_lambda) == (1e-4, 0.99, 1e-8, 0.98)
+    assert (a.value_coef, a.entropy_coef, a.max_grad_norm, a.hidden_dim) == (0.5, 0.01, 0.5, 64)
+    r = cfg.rnd
+    assert r.enabled == ("rnd" in name)
+    assert (r.gamma_int, r.adv_coef_int, r.max_grad_norm) == (0.99, 10.0, 0.01)
+    assert (r.feature_dim, r.dropout, r.episodic_int, r.obs_norm, r.reward_norm) == (
+        256,
+        0.25,
+        True,
+        False,
+        False,
+    )
+    assert cfg.is_notebook_faithful
+
+
+def test_corrected_presets_differ_only_by_their_switches():
+    base = config.preset("notebook-rnd-8x8")
+    aligned = config.preset("rnd-aligned-8x8")
+    assert config.diff_configs(base, aligned) == ["name", "shared_permutation"]
+    paper = config.preset("rnd-paper-8x8")
+    assert config.diff_configs(base, paper) == [
+        "bootstrap_truncation",
+        "mask_reset_transition",
+        "name",
+        "rnd.episodic_int",
+        "rnd.obs_norm",
+        "rnd.reward_norm",
+        "shared_permutation",
+    ]
+    assert not paper.is_notebook_faithful
+    assert config.diff_configs(
+        config.preset("notebook-a2c-5x5"), config.preset("a2c-x100-5x5")
+    ) == [
+        "a2c.adv_coef_ext",
+        "name",
+    ]
+
+
+@pytest.mark.parametrize(
+    "make, field",
+    [
+        (lambda: A2CConfig(num_envs=0), "num_envs"),
+        (lambda: A2CConfig(num_envs=-4), "num_envs"),
+        (lambda: A2CConfig(num_envs=2.5), "num_envs"),
+        (lambda: A2CConfig(rollout_size=0), "rollout_size"),
+        (lambda: A2CConfig(lr=-1e-4), "lr"),
+        (lambda: A2CConfig(lr=math.nan), "lr"),
+        (lambda: A2CConfig(gamma=1.5), "gamma"),
+        (lambda: A2CConfig(entropy_coef=-0.1), "entropy_coef"),
+        (lambda: RNDConfig(dropout=1.0), "dropout"),
+        (lambda: RNDConfig(feature_dim=0), "feature_dim"),
+        (lambda: EnvConfig(size=4), "size"),
+        (lambda: EnvConfig(size=8.0), "size"),
+        (lambda: EnvConfig(autoreset="sometimes"), "autoreset"),
+        (lambda: TrainConfig(total_frames=10), "total_frames"),
+        (lambda: TrainConfig(log_every=0), "log_every"),
+        (lambda: TrainConfig(solved_threshold=math.inf), "solved_threshold"),
+        (lambda: config.preset("notebook-rnd-7x7"), "unknown preset"),
+        (lambda: config.preset("notebook-rnd-5x5").with_overrides({"a2c.lrr": 1}), "a2c.lrr"),
+        (lambda: config.preset("notebook-rnd-5x5").with_overrides({"opt.lr": 1}), "opt"),
+        (lambda: config.preset("notebook-rnd-5x5").with_overrides({"a2c.num_envs": 0}), "num_envs"),
+    ],
+)
+def test_invalid_configs_raise_naming_the_field(make, field):
+    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+        make()
+
+
+def test_overrides_and_derived_values():
+    cfg = config.preset("notebook-rnd-8x8").with_overrides(
+        {"a2c.num_envs": 512, "total_frames": 1_000_000, "rnd.gamma_int": 0.95}
+    )
+    assert cfg.frames_per_update == 512 * 16
+    assert cfg.num_updates == 1_000_000 // (512 * 16)
+    assert cfg.rnd.gamma_int == 0.95
+    assert config.preset("notebook-rnd-8x8").a2c.num_envs == 32  # presets are never mutated
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.total_frames = 5  # type: ignore[misc]
+
+
+def test_json_round_trip():
+    for name in config.preset_names():
+        cfg = config.preset(name)
+        again = TrainConfig.from_dict(json.loads(cfg.to_json()))
+        assert again == cfg
+    with pytest.raises(ValueError, match="does not match"):
+        TrainConfig.from_dict({"a2c": {"num_envz": 3}})
