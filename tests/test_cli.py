@@ -111,3 +111,131 @@ def test_compare_writes_json(tmp_path, capsys):
     result = json.loads(out.read_text())
     assert [r["label"] for r in result["runs"]] == ["a", "b"]
     assert "P(A > B)" in stdout
+
+
+# --------------------------------------------------------------------------- train: bad input
+
+
+def _rejects_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return True
+    return False
+
+
+_NOT_INT = st.one_of(
+    st.text(max_size=8),
+    st.sampled_from(["1.5", "1e3", "nan", "inf", "-", "0x10", "", "  ", "1,2", "½", "--"]),
+).filter(_rejects_int)
+_NOT_POSITIVE = st.one_of(_NOT_INT, st.integers(max_value=0).map(str))
+_NOT_NONNEG = st.one_of(_NOT_INT, st.integers(max_value=-1).map(str))
+# with --num-envs 4 one update is 4 x 16 = 64 frames: fewer cannot make a single update
+_TOO_FEW_FRAMES = st.integers(1, 63).map(str)
+_OUT_KINDS = ("empty", "nul", "file", "under_file", "foreign_dir", "resume_missing")
+_FLAGS = ("--resume", "--overwrite", "--no-tensorboard")
+
+_INVALID_TRAIN = {
+    "--preset": st.text(max_size=12).filter(lambda s: s not in config_presets()),
+    "--seeds": _NOT_POSITIVE,
+    "--seed": _NOT_NONNEG,
+    "--num-envs": _NOT_POSITIVE,
+    "--total-frames": st.one_of(_NOT_POSITIVE, _TOO_FEW_FRAMES),
+    "--log-every": _NOT_POSITIVE,
+    "--checkpoint-every": _NOT_POSITIVE,
+    "--keep-checkpoints": _NOT_POSITIVE,
+    "--out": st.tuples(st.sampled_from(_OUT_KINDS), st.text(st.characters(), max_size=5)),
+    "flag-with-value": st.tuples(st.sampled_from(_FLAGS), st.text(max_size=4)),
+    "resume+overwrite": st.just(None),
+    "unknown-option": st.text(st.characters(categories=["Ll"]), min_size=1, max_size=8),
+}
+
+
+def config_presets():
+    from curio_jax import config
+
+    return config.PRESETS
+
+
+def _bad_out(kind: str, suffix: str, scratch) -> list[str]:
+    suffix = suffix.replace("\x00", "").replace("/", "_")
+    if kind == "empty":
+        return ["--out="]
+    if kind == "nul":
+        return [f"--out={scratch / 'a'}\x00{suffix}"]
+    a_file = scratch / "a_file"
+    a_file.write_text("not a directory")
+    if kind == "file":
+        return [f"--out={a_file}"]
+    if kind == "under_file":
+        return [f"--out={a_file / ('x' + suffix)}"]
+    foreign = scratch / "foreign"
+    foreign.mkdir(exist_ok=True)
+    (foreign / "notes.txt").write_text("keep me")
+    if kind == "foreign_dir":  # exists, is not a run directory, no --resume/--overwrite
+        return [f"--out={foreign}"]
+    return ["--resume", f"--out={scratch / ('missing' + suffix)}"]  # nothing to resume
+
+
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    bad=st.lists(st.sampled_from(sorted(_INVALID_TRAIN)), min_size=1, max_size=2, unique=True),
+    data=st.data(),
+)
+def test_train_rejects_any_invalid_value_with_one_line(bad, data, tmp_path_factory, capsys):
+    """Every `train` option with a random invalid value (one or two at a time, the others
+    valid): exit 2, exactly one line on stderr, nothing on stdout, no traceback, no run
+    directory created and nothing written."""
+    scratch = tmp_path_factory.mktemp("fuzz")
+    target = scratch / "run"
+    opts = {
+        "--preset": "notebook-a2c-5x5",
+        "--num-envs": "4",
+        "--total-frames": "128",
+        "--log-every": "1",
+        "--out": str(target),
+    }
+    extra: list[str] = []
+    for name in bad:
+        value = data.draw(_INVALID_TRAIN[name], label=name)
+        if name == "--out":
+            del opts["--out"]
+            extra += _bad_out(*value, scratch)
+        elif name == "flag-with-value":
+            extra.append(f"{value[0]}={value[1]}")
+        elif name == "resume+overwrite":
+            extra += ["--resume", "--overwrite"]
+        elif name == "unknown-option":
+            extra.append(f"--x-{value}=1")
+        else:
+            opts[name] = value
+    argv = ["train", *(f"{k}={v}" for k, v in opts.items()), *extra]
+    before = {p: p.stat().st_mtime_ns for p in scratch.rglob("*")}
+    code, out, err = run_cli(argv, capsys)
+    assert code == 2, (argv, code, out, err)
+    assert out == "", (argv, out)
+    assert len(err.strip().splitlines()) == 1, (argv, err)
+    assert "Traceback" not in err
+    assert not target.exists()
+    assert {p: p.stat().st_mtime_ns for p in scratch.rglob("*")} == before
+
+
+@pytest.mark.parametrize(
+    "argv, contains",
+    [
+        (["train", "--preset", "notebook-a2c-5x5", "--out", ""], "empty"),
+        (["train", "--preset", "notebook-a2c-5x5", "--log-every", "0"], "positive integer"),
+        (["train", "--preset", "notebook-a2c-5x5", "--keep-checkpoints", "-1"], "positive"),
+        (["train", "--preset", "notebook-a2c-5x5", "--resume", "--overwrite"], "not allowed"),
+        (["train", "--resume"], "--out"),
+    ],
+)
+def test_train_usage_errors(argv, contains, capsys):
+    assert_usage_error(argv, capsys, contains)
+
+
+def test_train_resume_of_a_directory_that_is_not_a_run(tmp_path, capsys):
+    assert_usage_error(["train", "--resume", "--out", str(tmp_path)], capsys, "not a run directory")
+    assert list(tmp_path.iterdir()) == []
