@@ -82,47 +82,96 @@ def nonneg_int(text: str) -> int:
     return v
 
 
-def _config_from_args(args: argparse.Namespace):
+def run_dir(text: str) -> Path:
+    """A run directory for `train --out`: need not exist, but may not be (or lie under) a file."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a directory path, got an empty string")
+    if "\x00" in text:
+        raise argparse.ArgumentTypeError(f"invalid path {text!r}")
+    p = Path(text)
+    try:
+        for a in (p, *p.parents):
+            if a.exists():
+                if not a.is_dir():
+                    raise argparse.ArgumentTypeError(f"{str(a)!r} exists and is not a directory")
+                break
+    except OSError as e:
+        raise argparse.ArgumentTypeError(f"invalid path {text!r}: {e.strerror or e}") from None
+    return p
+
+
+def _single_line(e: BaseException) -> str:
+    return str(e).replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _config_from_args(args: argparse.Namespace, base=None):
+    """The preset (or `base`, a saved config being resumed) with the command-line overrides."""
     from curio_jax import config
 
     try:
-        cfg = config.preset(args.preset)
+        cfg = config.preset(args.preset) if args.preset is not None else base
         overrides: dict[str, object] = {}
         if args.num_envs is not None:
             overrides["a2c.num_envs"] = args.num_envs
         if args.total_frames is not None:
             overrides["total_frames"] = args.total_frames
+        if getattr(args, "log_every", None) is not None:
+            overrides["log_every"] = args.log_every
         return cfg.with_overrides(overrides)
     except ValueError as e:
-        raise UsageError(str(e)) from None
+        raise UsageError(_single_line(e)) from None
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from curio_jax import runner
 
-    cfg = _config_from_args(args)
-    out = Path(args.out) if args.out else Path("runs") / cfg.name
+    saved_run: dict = {}
+    if args.resume:
+        out = args.out or (Path("runs") / args.preset if args.preset else None)
+        if out is None:
+            raise UsageError("--resume needs the run directory: --out DIR")
+        if args.preset is not None:
+            _config_from_args(args)  # an unknown preset is reported as such
+        try:
+            saved_cfg, saved_run = runner.read_saved_run(out)
+        except runner.RunError as e:
+            raise UsageError(_single_line(e)) from None
+        cfg = _config_from_args(args, base=saved_cfg)
+    else:
+        if args.preset is None:
+            raise UsageError("the following argument is required: --preset (or --resume --out DIR)")
+        cfg = _config_from_args(args)
+        out = args.out or Path("runs") / cfg.name
+
+    def pick(name: str, default: int) -> int:
+        given = getattr(args, name)
+        return given if given is not None else saved_run.get(name, default)
+
     try:
         settings = runner.RunSettings(
-            seeds=args.seeds, seed=args.seed, checkpoint_every=args.checkpoint_every
-        )
-        print(
-            f"{cfg.name}: {args.seeds} seed(s) x {cfg.a2c.num_envs} envs, "
-            f"{cfg.num_updates} updates of {cfg.frames_per_update} frames -> {out}"
+            seeds=pick("seeds", 1),
+            seed=pick("seed", 0),
+            checkpoint_every=pick("checkpoint_every", 10),
+            keep_checkpoints=pick("keep_checkpoints", 3),
+            tensorboard=not args.no_tensorboard,
         )
         summary = runner.train_run(cfg, out, settings, resume=args.resume, overwrite=args.overwrite)
-    except runner.NonFiniteError as e:
-        print(f"curio-jax: error: {e}", file=sys.stderr)
+    except runner.RunFailure as e:
+        print(f"curio-jax: error: {_single_line(e)}", file=sys.stderr)
         return 1
     except (runner.RunError, ValueError) as e:
-        raise UsageError(str(e)) from None
+        raise UsageError(_single_line(e)) from None
+    except OSError as e:
+        print(f"curio-jax: error: {_single_line(e)}", file=sys.stderr)
+        return 1
     solved = [s["frames_to_solve"] for s in summary["seeds"]]
     n_solved = sum(x is not None for x in solved)
     print(
         f"done: {summary['frames']:,} frames in {summary['seconds']:.1f}s "
         f"({summary['frames_per_sec']:,.0f} frames/s steady, "
-        f"compile {summary['compile_seconds']:.1f}s); "
-        f"solved (avg > {cfg.solved_threshold}) by {n_solved}/{len(solved)} seeds"
+        f"compile {summary['compile_seconds']:.1f}s"
+        + (f", {summary['segments']} segments" if summary["segments"] > 1 else "")
+        + f"); solved (avg > {cfg.solved_threshold}) by {n_solved}/{len(solved)} seeds -> {out}"
     )
     return 0
 
@@ -185,16 +234,38 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     tr = sub.add_parser("train", help="train N seeds of a preset in one program")
-    tr.add_argument("--preset", required=True, help="e.g. notebook-rnd-5x5 (see curio_jax.config)")
-    tr.add_argument("--seeds", type=positive_int, default=1)
-    tr.add_argument("--seed", type=nonneg_int, default=0, help="base seed")
+    tr.add_argument("--preset", default=None, help="e.g. notebook-rnd-5x5 (optional with --resume)")
+    tr.add_argument("--seeds", type=positive_int, default=None, help="seeds (default 1)")
+    tr.add_argument("--seed", type=nonneg_int, default=None, help="base seed (default 0)")
     tr.add_argument("--num-envs", type=positive_int, default=None)
     tr.add_argument("--total-frames", type=positive_int, default=None, help="frames per seed")
-    tr.add_argument("--out", default=None, help="run directory (default runs/PRESET)")
-    tr.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    tr.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     tr.add_argument(
-        "--checkpoint-every", type=positive_int, default=10, help="chunks between checkpoints"
+        "--log-every",
+        type=positive_int,
+        default=None,
+        help="updates per chunk: one metrics row and progress line each (default: the preset's)",
+    )
+    tr.add_argument("--out", type=run_dir, default=None, help="run directory (default runs/PRESET)")
+    again = tr.add_mutually_exclusive_group()
+    again.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue DIR from its last good checkpoint (options default to the saved ones)",
+    )
+    again.add_argument(
+        "--overwrite", action="store_true", help="delete and replace an existing run directory"
+    )
+    tr.add_argument(
+        "--checkpoint-every",
+        type=positive_int,
+        default=None,
+        help="chunks between checkpoints (10)",
+    )
+    tr.add_argument(
+        "--keep-checkpoints", type=positive_int, default=None, help="newest checkpoints kept (3)"
+    )
+    tr.add_argument(
+        "--no-tensorboard", action="store_true", help="do not write TensorBoard event files"
     )
     tr.set_defaults(func=cmd_train)
 
@@ -230,7 +301,112 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--reference-frames", type=positive_int, default=51_200)
     bt.add_argument("--json", type=out_path, default=None)
     bt.set_defaults(func=cmd_bench_train)
+    add_eval_parsers(sub)
     return parser
+
+
+def door_size(text: str) -> int:
+    """A DoorKey side length: an integer >= 5."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 5, got {text!r}") from None
+    if v < 5:
+        raise argparse.ArgumentTypeError(f"DoorKey size must be >= 5, got {v}")
+    return v
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    from curio_jax import evaluate as ev
+
+    if args.backend == "minigrid":
+        missing = [m for m in ("gymnasium", "minigrid") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise UsageError(
+                f"--backend minigrid needs {', '.join(missing)}: pip install 'curio_jax[reference]'"
+            )
+    if args.gif is not None and importlib.util.find_spec("PIL") is None:
+        raise UsageError("--gif needs pillow: pip install 'curio_jax[plot]'")
+    if args.torch_weights is not None and args.seed_index is not None:
+        raise UsageError("--seed-index applies to --checkpoint runs only")
+    try:
+        if args.checkpoint is not None:
+            loaded = ev.load_run_params(args.checkpoint, args.seed_index or 0)
+        else:
+            loaded = ev.load_torch_params(args.torch_weights)
+    except ev.ParamsError as e:
+        raise UsageError(str(e)) from None
+    print(f"weights: {loaded.description}")
+    metrics, episodes = ev.evaluate(
+        loaded.params, args.size, args.episodes, backend=args.backend, seed=args.seed
+    )
+    metrics = {**metrics, "size": args.size, "seed": args.seed}
+    print(
+        f"DoorKey-{args.size}x{args.size}, {metrics['episodes']} episodes ({args.backend} "
+        f"backend, seed {args.seed}): success rate {metrics['success_rate']:.3f}, mean return "
+        f"{metrics['mean_return']:.4f}, mean length {metrics['mean_length']:.1f}"
+    )
+    _write_json(args.json, metrics)
+    if args.gif is not None:
+        from curio_jax import render
+
+        n = int(episodes.lengths[0])
+        tile = 32 if args.size <= 8 else 16
+        frames = render.episode_frames(episodes.layouts[0], episodes.actions[0, :n], tile)
+        render.save_gif(frames, args.gif, fps=args.fps)
+        outcome = "reached the goal" if episodes.terminated[0] else "did not reach the goal"
+        print(f"wrote {args.gif} (episode 0: {n} steps, {outcome})")
+    return 0
+
+
+def cmd_crosscheck(args: argparse.Namespace) -> int:
+    from curio_jax import crosscheck
+
+    missing = crosscheck.missing_modules()
+    if missing:
+        raise UsageError(
+            f"crosscheck needs the reference extra (missing: {', '.join(missing)}): "
+            "pip install 'curio_jax[reference]'"
+        )
+    print(f"curio-jax crosscheck ({'quick' if args.quick else 'full'})")
+    checks = crosscheck.run_checks(quick=args.quick, log=print)
+    n_pass = sum(c.passed for c in checks)
+    print(f"{n_pass}/{len(checks)} checks passed")
+    return 0 if n_pass == len(checks) else 1
+
+
+def add_eval_parsers(sub: argparse._SubParsersAction) -> None:
+    """The `eval` and `crosscheck` subcommands."""
+    ev = sub.add_parser("eval", help="evaluate a policy: success rate, return, episode length")
+    src = ev.add_mutually_exclusive_group(required=True)
+    src.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="DIR",
+        help="a curio-jax train run directory, its checkpoints/ directory or one ckpt file",
+    )
+    src.add_argument(
+        "--torch-weights", type=Path, metavar="FILE.pth", help="a seed-format PyTorch checkpoint"
+    )
+    ev.add_argument("--size", type=door_size, required=True, help="DoorKey side (>= 5)")
+    ev.add_argument("--episodes", type=positive_int, default=100)
+    ev.add_argument("--backend", choices=("jax", "minigrid"), default="jax")
+    ev.add_argument("--seed", type=nonneg_int, default=0, help="layouts and action sampling")
+    ev.add_argument(
+        "--seed-index", type=nonneg_int, default=None, help="which seed of the run (default 0)"
+    )
+    ev.add_argument("--gif", type=out_path, default=None, help="render episode 0 into a GIF")
+    ev.add_argument("--fps", type=positive_int, default=8, help="GIF frames per second")
+    ev.add_argument("--json", type=out_path, default=None)
+    ev.set_defaults(func=cmd_eval)
+
+    cc = sub.add_parser(
+        "crosscheck", help="cross-checks against gymnasium MiniGrid and the PyTorch reference"
+    )
+    cc.add_argument("--quick", action="store_true", help="fewer steps and cases (~30 s)")
+    cc.set_defaults(func=cmd_crosscheck)
 
 
 def _validate(args: argparse.Namespace) -> None:

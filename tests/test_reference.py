@@ -18,10 +18,16 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("minigrid")
 
-import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from curio_jax import config, convert  # noqa: E402
+from curio_jax import config  # noqa: E402
+from curio_jax.crosscheck import (  # noqa: E402
+    flax_params_of,
+    loss_grad_parity,
+    rel_err,
+    update_parity,
+)
+from curio_jax.crosscheck import reference_setup as make_setup  # noqa: E402
 from curio_jax.reference import (  # noqa: E402
     ActorCritic,
     AgentA2C,
@@ -34,7 +40,6 @@ from curio_jax.reference import (  # noqa: E402
     compute_targets,
     draw_permutations,
     flatten_and_shuffle,
-    init_random,
     loss_and_grads,
     loss_terms,
     make_agent,
@@ -44,14 +49,6 @@ from curio_jax.reference import (  # noqa: E402
 from curio_jax.reference import train as ref_train  # noqa: E402
 
 torch.set_num_threads(1)  # tiny batches: one thread is fastest and robust to a busy machine
-
-
-def rel_err(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    scale = np.max(np.abs(b))
-    if scale == 0:
-        return 0.0 if np.max(np.abs(a)) == 0 else math.inf
-    return float(np.max(np.abs(a - b)) / scale)
 
 
 # --------------------------------------------------------------------------- GAE
@@ -288,27 +285,6 @@ def test_collect_trajectory_segment_semantics():
 # --------------------------------------------------------------------------- learning step
 
 
-def make_setup(kind: str, num_envs: int = 8, rollout: int = 16, seed: int = 0):
-    """A fresh agent (seeded like the notebook) and a real segment collected by its policy on
-    DoorKey-5x5, positioned so that the segment crosses the 250-step truncation."""
-    env = make_minigrid_env(5, num_envs)
-    init_random(env, seed)
-    if kind == "a2c":
-        agent = AgentA2C(env)
-    else:
-        agent = AgentA2CWithRND(env, shared_permutation=kind == "rnd_shared")
-    obs, _ = env.reset()
-    rng = np.random.default_rng(seed)
-    for _ in range(240):
-        obs, *_ = env.step(rng.integers(0, 7, size=num_envs))
-    seg = collect_trajectory_segment(
-        env, agent, torch.as_tensor(obs, dtype=torch.float32), rollout, with_intrinsic_values=True
-    )
-    env.close()
-    assert seg.dones.sum() > 0
-    return agent, seg
-
-
 def clone_agent(agent):
     env = agent.env
     twin = AgentA2C(env) if agent.rnd_module is None else AgentA2CWithRND(env)
@@ -482,13 +458,8 @@ def test_module_entry_point_rejects_bad_arguments():
 
 
 # --------------------------------------------------------------------------- JAX cross-checks
-
-
-def _flax_params(agent) -> dict:
-    state = {"a2c_params": {k: v.numpy() for k, v in agent.model.state_dict().items()}}
-    if agent.rnd_module is not None:
-        state["rnd_params"] = {k: v.numpy() for k, v in agent.rnd_module.state_dict().items()}
-    return convert.torch_state_to_flax(state)
+# The measurements live in curio_jax.crosscheck (shared with `curio-jax crosscheck`); the
+# assertions stay here.
 
 
 def test_intrinsic_reward_agrees_with_jax():
@@ -496,7 +467,7 @@ def test_intrinsic_reward_agrees_with_jax():
 
     agent, seg = make_setup("rnd")
     targets = compute_targets(agent, seg)
-    params = _flax_params(agent)
+    params = flax_params_of(agent)
     r_jax = rnd.intrinsic_reward(
         networks.RNDTarget(),
         networks.RNDPredictor(),
@@ -509,118 +480,24 @@ def test_intrinsic_reward_agrees_with_jax():
     assert err <= 1e-5
 
 
-def _jax_side(kind: str, agent, seg, targets, p_ext, p_int, dropout_rate: float = 0.25):
-    from curio_jax import a2c, networks
-
-    params = _flax_params(agent)
-    rnd_on = kind != "a2c"
-    nets = a2c.Networks(
-        ac=networks.ActorCritic(),
-        target=networks.RNDTarget() if rnd_on else None,
-        predictor=networks.RNDPredictor(dropout=dropout_rate) if rnd_on else None,
-    )
-    pe, pi = p_ext.numpy(), (p_int.numpy() if p_int is not None else None)
-    obs = seg.obs.flatten(0, 1).numpy().astype(np.uint8)
-    batch = a2c.Batch(
-        obs=jnp.asarray(obs[pe]),
-        action=jnp.asarray(seg.actions.flatten().numpy().astype(np.int32)[pe]),
-        adv_ext=jnp.asarray(targets.adv_ext.flatten().numpy()[pe]),
-        ret_ext=jnp.asarray(targets.ret_ext.flatten().numpy()[pe]),
-        adv_int=jnp.asarray(targets.adv_int.flatten().numpy()[pi]) if rnd_on else None,
-        ret_int=jnp.asarray(targets.ret_int.flatten().numpy()[pi]) if rnd_on else None,
-        weight=jnp.ones(len(pe), jnp.float32),
-    )
-    coefs = a2c.LossCoefs(
-        adv_coef_ext=jnp.float32(agent.eta_extr),
-        adv_coef_int=jnp.float32(getattr(agent, "eta_intr", 0.0)),
-        value_coef=jnp.float32(agent.vloss_coeff),
-        entropy_coef=jnp.float32(agent.ent_coeff),
-    )
-    agent_params = a2c.AgentParams(ac=params["actor_critic"], predictor=params.get("rnd_predictor"))
-    return a2c, nets, batch, coefs, agent_params, params.get("rnd_target")
-
-
-def _dropout_masks(nets, predictor_params, obs, key):
-    """The keep-masks Flax's predictor draws for `key` (read from its Dropout outputs)."""
-    _, state = nets.predictor.apply(
-        {"params": predictor_params},
-        obs,
-        deterministic=False,
-        rngs={"dropout": key},
-        capture_intermediates=True,
-    )
-    inter = state["intermediates"]
-    masks = []
-    for i in (0, 1):
-        out = np.asarray(inter[f"Dropout_{i}"]["__call__"][0])
-        masks.append(torch.as_tensor((out != 0).astype(np.float32)))
-    keep = float(np.mean([m.mean() for m in masks]))
-    assert 0.65 < keep < 0.85  # the masks are real dropout draws (p = 0.25)
-    return tuple(masks)
-
-
-def _compare_trees(got, ref, tol: float, label: str) -> float:
-    paths_ref = jax.tree_util.tree_flatten_with_path(ref)[0]
-    leaves_got = jax.tree.leaves(got)
-    assert len(paths_ref) == len(leaves_got)
-    worst = 0.0
-    for (path, r), g in zip(paths_ref, leaves_got, strict=True):
-        assert np.shape(g) == np.shape(r), path
-        err = rel_err(g, r)
-        assert err <= tol, (label, jax.tree_util.keystr(path), err)
-        worst = max(worst, err)
-    return worst
-
-
-LOSS_NAMES = {
-    "total": "loss",
-    "policy": "policy_loss",
-    "value_ext": "value_loss_ext",
-    "value_int": "value_loss_int",
-    "entropy": "entropy",
-    "rnd": "rnd_loss",
-}
-
-
 @pytest.mark.parametrize("kind", ["a2c", "rnd", "rnd_shared"])
 def test_loss_and_gradients_agree_with_jax(kind):
     """Same weights, same batch, same permutations, same dropout masks: every loss term and
     every gradient leaf of curio_jax.a2c.loss_fn vs the reference (<= 1e-4 relative)."""
-    agent, seg = make_setup(kind, seed=1)
-    targets = compute_targets(agent, seg)
-    p_ext, p_int = draw_permutations(agent, seg.rewards.numel(), torch.Generator().manual_seed(2))
-    batch_t = make_batch(seg, targets, p_ext, p_int)
-    a2c, nets, batch, coefs, params, target_params = _jax_side(
-        kind, agent, seg, targets, p_ext, p_int
-    )
-    key = jax.random.PRNGKey(11)
-    masks = _dropout_masks(nets, params.predictor, batch.obs, key) if kind != "a2c" else None
-    terms_t, grads_t = loss_and_grads(agent, batch_t, rnd_dropout_masks=masks)
-    grads_j, terms_j = jax.grad(a2c.loss_fn, has_aux=True)(
-        params, target_params, batch, key, coefs, nets
-    )
-    worst_loss = 0.0
-    for jname, tname in LOSS_NAMES.items():
-        err = rel_err(getattr(terms_j, jname), terms_t[tname])
-        assert err <= 1e-4, (jname, float(getattr(terms_j, jname)), terms_t[tname])
-        worst_loss = max(worst_loss, err)
-    ref_ac = convert.network_to_flax(grads_t["a2c_params"], "actor_critic")
-    worst_grad = _compare_trees(grads_j.ac, ref_ac, 1e-4, "ac grads")
+    res = loss_grad_parity(kind, seed=1)
+    for name, err in res["loss"].items():
+        assert err <= 1e-4, (name, err)
+    n_ac = len([k for k in res["grads"] if k.startswith("ac")])
+    assert n_ac == 18  # every actor-critic leaf compared
+    for leaf, err in res["grads"].items():
+        assert err <= 1e-4, (leaf, err)
     if kind != "a2c":
-        ref_pred = convert.network_to_flax(grads_t["rnd_params"], "rnd_predictor")
-        worst_grad = max(worst_grad, _compare_trees(grads_j.predictor, ref_pred, 1e-4, "pred"))
+        assert len(res["grads"]) == 18 + 12  # and every predictor leaf
+        assert 0.65 < res["dropout_keep"] < 0.85  # the masks are real dropout draws (p = 0.25)
     else:  # the unused intrinsic head gets exactly zero gradient on both sides
-        assert not np.any(np.asarray(grads_j.ac["value_int_out"]["kernel"]))
+        assert res["int_head_grad_zero"]
+    worst_loss, worst_grad = max(res["loss"].values()), max(res["grads"].values())
     print(f"{kind}: loss terms max rel err {worst_loss:.2e}, gradients {worst_grad:.2e}")
-
-
-def _network_rel_err(got, ref) -> float:
-    """max|a - b| over all leaves of one network / max|b| over all its leaves."""
-    la = [np.asarray(x, np.float64) for x in jax.tree.leaves(got)]
-    lb = [np.asarray(x, np.float64) for x in jax.tree.leaves(ref)]
-    assert [x.shape for x in la] == [x.shape for x in lb]
-    num = max(float(np.max(np.abs(a - b))) for a, b in zip(la, lb, strict=True))
-    return num / max(float(np.max(np.abs(b))) for b in lb)
 
 
 @pytest.mark.parametrize("kind", ["a2c", "rnd", "rnd_eval_dropout"])
@@ -633,52 +510,26 @@ def test_full_updates_agree_with_jax(kind):
     Measured per layer instead, a few elements reach ~2e-5 of a small-scale layer: where a
     gradient is ~1e-8, RMSprop's first steps (sqrt(v) ~ 0.1 |g| ~ eps) amplify the float32
     gradient noise (~1e-10 absolute) by up to lr / eps = 1e4."""
-    ref_kind = "a2c" if kind == "a2c" else "rnd"
-    agent, seg = make_setup(ref_kind, seed=2)
-    ac_clip = 0.01 if kind == "a2c" else 0.1  # so that the clips act (AC norms ~0.02 / ~0.3)
-    agent.max_grad_norm_ac = ac_clip
-    targets = compute_targets(agent, seg)
-    p_ext, p_int = draw_permutations(agent, seg.rewards.numel(), torch.Generator().manual_seed(4))
-    batch_t = make_batch(seg, targets, p_ext, p_int)
-    eval_dropout = kind == "rnd_eval_dropout"
-    a2c, nets, batch, coefs, params, target_params = _jax_side(
-        ref_kind, agent, seg, targets, p_ext, p_int, dropout_rate=0.0 if eval_dropout else 0.25
-    )
-    target_before = jax.tree.map(np.copy, target_params)
-    opt_state = a2c.torch_rmsprop(1e-4).init(params)
-    hyper = dict(lr=1e-4, decay=0.99, eps=1e-8, max_grad_norm_ac=ac_clip, max_grad_norm_rnd=0.01)
+    res = update_parity(kind, seed=2, steps=2)
+    ac_clip = res["ac_clip"]
+    assert len(res["steps"]) == 2
     worst, worst_leaf = 0.0, 0.0
-    for step in range(2):
-        key = jax.random.PRNGKey(20 + step)
-        masks = None
+    for step in res["steps"]:
+        assert step["grad_norm_ac_torch"] > ac_clip  # the clip acts
+        assert step["grad_norm_ac_rel_err"] <= 1e-4
+        nets = {"actor_critic"}
+        if kind != "a2c":
+            assert step["grad_norm_rnd_torch"] > 0.01
+            assert step["grad_norm_rnd_rel_err"] <= 1e-4
+            assert step["target_frozen"]  # the target is frozen on both sides
+            nets.add("rnd_predictor")
         if kind == "rnd":
-            masks = _dropout_masks(nets, params.predictor, batch.obs, key)
-        loss_and_grads(agent, batch_t, rnd_deterministic=eval_dropout, rnd_dropout_masks=masks)
-        norms_t = apply_gradients(agent)
-        params, opt_state, metrics = a2c.update_step(
-            params, opt_state, target_params, batch, key, coefs, nets, **hyper
-        )
-        assert norms_t["grad_norm_ac"] > ac_clip
-        assert rel_err(metrics.grad_norm_ac, norms_t["grad_norm_ac"]) <= 1e-4
-        ref = _flax_params(agent)
-        pairs = [(params.ac, ref["actor_critic"])]
-        if ref_kind == "rnd":
-            assert norms_t["grad_norm_rnd"] > 0.01
-            assert rel_err(metrics.grad_norm_rnd, norms_t["grad_norm_rnd"]) <= 1e-4
-            pairs.append((params.predictor, ref["rnd_predictor"]))
-            # the target is frozen on both sides
-            assert_trees_equal(ref["rnd_target"], target_before)
-        for got, want in pairs:
-            err = _network_rel_err(got, want)
-            assert err <= 1e-5, (kind, step, err)
+            assert 0.65 < step["dropout_keep"] < 0.85
+        assert set(step["params_rel_err"]) == nets
+        for net, err in step["params_rel_err"].items():
+            assert err <= 1e-5, (kind, net, err)
             worst = max(worst, err)
-            leaf_errs = jax.tree.map(rel_err, got, want)
-            worst_leaf = max([worst_leaf, *jax.tree.leaves(leaf_errs)])
+        worst_leaf = max(worst_leaf, step["worst_leaf_rel_err"])
     print(
         f"{kind}: params after 2 updates: {worst:.2e} of network scale, {worst_leaf:.2e} by layer"
     )
-
-
-def assert_trees_equal(a, b) -> None:
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
