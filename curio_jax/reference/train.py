@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from curio_jax.cli import positive_int
 from curio_jax.config import TrainConfig, preset, preset_names
 from curio_jax.reference.agents import (
     AgentA2C,
@@ -220,16 +221,6 @@ def _parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
-
-
 def _finite_float(text: str) -> float:
     try:
         v = float(text)
@@ -247,11 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--preset", required=True, help=f"one of: {', '.join(preset_names())}")
     p.add_argument("--seed", type=_parse_seeds, default=[10], help="seed or list (default 10)")
-    p.add_argument("--total-frames", type=_positive_int, help="frame budget (default: preset)")
-    p.add_argument("--num-envs", type=_positive_int, help="parallel envs (default: preset)")
-    p.add_argument("--log-every", type=_positive_int, help="updates per log line (default: preset)")
+    p.add_argument("--total-frames", type=positive_int, help="frame budget (default: preset)")
+    p.add_argument("--num-envs", type=positive_int, help="parallel envs (default: preset)")
+    p.add_argument("--log-every", type=positive_int, help="updates per log line (default: preset)")
     p.add_argument("--solved-threshold", type=_finite_float, help="solved when avg > this")
-    p.add_argument("--threads", type=_positive_int, default=2, help="torch threads (default 2)")
+    p.add_argument("--threads", type=positive_int, default=2, help="torch threads (default 2)")
     p.add_argument("--out", type=Path, help="directory for summary.json and metrics.csv")
     p.add_argument("--quiet", action="store_true", help="no log lines")
     return p
