@@ -18,9 +18,11 @@ class UsageError(Exception):
     """Bad user input discovered after parsing; reported as one line, exit status 2."""
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with one-line error messages (exit status 2, no usage block)."""
+
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
 
 
 def int_list(text: str) -> list[int]:
@@ -99,8 +101,10 @@ def run_dir(text: str) -> Path:
     return p
 
 
-def _single_line(e: BaseException) -> str:
-    return str(e).replace("\r", "\\r").replace("\n", "\\n")
+def one_line(text: object) -> str:
+    """`text` as a single printable line: line breaks and every other non-printable character
+    (which `str.splitlines` may treat as a line boundary, e.g. \\x1e) are escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
 def _config_from_args(args: argparse.Namespace, base=None):
@@ -118,7 +122,7 @@ def _config_from_args(args: argparse.Namespace, base=None):
             overrides["log_every"] = args.log_every
         return cfg.with_overrides(overrides)
     except ValueError as e:
-        raise UsageError(_single_line(e)) from None
+        raise UsageError(one_line(e)) from None
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -134,7 +138,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         try:
             saved_cfg, saved_run = runner.read_saved_run(out)
         except runner.RunError as e:
-            raise UsageError(_single_line(e)) from None
+            raise UsageError(one_line(e)) from None
         cfg = _config_from_args(args, base=saved_cfg)
     else:
         if args.preset is None:
@@ -156,12 +160,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         summary = runner.train_run(cfg, out, settings, resume=args.resume, overwrite=args.overwrite)
     except runner.RunFailure as e:
-        print(f"curio-jax: error: {_single_line(e)}", file=sys.stderr)
+        print(f"curio-jax: error: {one_line(e)}", file=sys.stderr)
         return 1
     except (runner.RunError, ValueError) as e:
-        raise UsageError(_single_line(e)) from None
+        raise UsageError(one_line(e)) from None
     except OSError as e:
-        print(f"curio-jax: error: {_single_line(e)}", file=sys.stderr)
+        print(f"curio-jax: error: {one_line(e)}", file=sys.stderr)
         return 1
     solved = [s["frames_to_solve"] for s in summary["seeds"]]
     n_solved = sum(x is not None for x in solved)
@@ -229,8 +233,8 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="curio-jax", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = OneLineParser(prog="curio-jax", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     tr = sub.add_parser("train", help="train N seeds of a preset in one program")
     tr.add_argument("--preset", default=None, help="e.g. notebook-rnd-5x5 (optional with --resume)")
@@ -277,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.set_defaults(func=cmd_compare)
 
     bench = sub.add_parser("bench", help="throughput benchmarks")
-    bench_sub = bench.add_subparsers(dest="what", required=True, parser_class=_Parser)
+    bench_sub = bench.add_subparsers(dest="what", required=True, parser_class=OneLineParser)
     be = bench_sub.add_parser("env", help="environment steps/s: curio_jax vs navix vs MiniGrid")
     be.add_argument("--sizes", type=size_list, default=[5, 8, 16])
     be.add_argument("--num-envs", type=int_list, default=[1, 64, 1024, 4096])
@@ -425,7 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _validate(args)
         return int(args.func(args) or 0)
     except UsageError as e:
-        print(f"curio-jax: error: {e}", file=sys.stderr)
+        print(f"curio-jax: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("curio-jax: interrupted", file=sys.stderr)

@@ -239,3 +239,11 @@ def test_train_usage_errors(argv, contains, capsys):
 def test_train_resume_of_a_directory_that_is_not_a_run(tmp_path, capsys):
     assert_usage_error(["train", "--resume", "--out", str(tmp_path)], capsys, "not a run directory")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("weird", ["a\x1eb", "a\nb", "a\rb", "a\x0bb", "a\u2028b"])
+def test_error_messages_stay_one_line_with_control_characters(weird, tmp_path, capsys):
+    """Found by the fuzz test: a path with a record separator (which str.splitlines treats as a
+    line break) once split the one-line error in two."""
+    missing = tmp_path / f"missing{weird}"
+    assert_usage_error(["train", "--resume", "--out", str(missing)], capsys, "cannot resume")

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from curio_jax.cli import positive_int
+from curio_jax.cli import OneLineParser, positive_int
 from curio_jax.config import TrainConfig, preset, preset_names
 from curio_jax.reference.agents import (
     AgentA2C,
@@ -203,12 +203,6 @@ def write_outputs(out: Path, summary: dict, results: list[SeedResult]) -> None:
     (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit status 2
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
-        raise SystemExit(2)
-
-
 def _parse_seeds(text: str) -> list[int]:
     try:
         seeds = [int(s) for s in text.split(",")]
@@ -232,7 +226,7 @@ def _finite_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineParser(
         prog="python -m curio_jax.reference.train",
         description="Train the PyTorch reference of the seed notebook on a curio_jax preset.",
     )
