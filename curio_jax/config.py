@@ -264,21 +264,24 @@ class TrainConfig:
                 nested.setdefault(group, {})[sub] = value
             else:
                 top[key] = value
-        cfg = self
+        changes: dict[str, Any] = {}
         for group, subs in nested.items():
             if group not in ("env", "a2c", "rnd"):
                 raise ValueError(f"unknown config group {group!r} (expected env, a2c or rnd)")
-            obj = getattr(cfg, group)
+            obj = getattr(self, group)
             names = {f.name for f in dataclasses.fields(obj)}
             for sub in subs:
                 if sub not in names:
                     raise ValueError(f"unknown config field {group}.{sub}")
-            cfg = dataclasses.replace(cfg, **{group: dataclasses.replace(obj, **subs)})
-        names = {f.name for f in dataclasses.fields(cfg)}
+            changes[group] = dataclasses.replace(obj, **subs)
+        names = {f.name for f in dataclasses.fields(self)}
         for key in top:
             if key not in names:
                 raise ValueError(f"unknown config field {key}")
-        return dataclasses.replace(cfg, **top) if top else cfg
+        changes.update(top)
+        # one replace: the run-level checks see all changes together (e.g. more envs and a
+        # larger frame budget)
+        return dataclasses.replace(self, **changes) if changes else self
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (JSON-serialisable)."""

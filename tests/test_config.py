@@ -120,3 +120,13 @@ def test_json_round_trip():
         assert again == cfg
     with pytest.raises(ValueError, match="does not match"):
         TrainConfig.from_dict({"a2c": {"num_envz": 3}})
+
+
+def test_overrides_are_validated_together():
+    # 100,000 envs x 16 steps exceed the preset's budget, but not the new one given alongside
+    cfg = config.preset("notebook-rnd-5x5").with_overrides(
+        {"a2c.num_envs": 100_000, "total_frames": 16_000_000}
+    )
+    assert cfg.num_updates == 10
+    with pytest.raises(ValueError, match="total_frames"):
+        config.preset("notebook-rnd-5x5").with_overrides({"a2c.num_envs": 100_000})
