@@ -58,6 +58,8 @@ class Batch(struct.PyTreeNode):
     adv_int: Array | None  # [N] (RND only; second permutation unless shared_permutation)
     ret_int: Array | None  # [N]
     weight: Array  # [N] float32 loss weight: 0 for masked dummy transitions, else 1
+    target_features: Array | None = None  # [N, F] RND target(obs), shuffled with obs; None:
+    #                                       the loss runs the target itself
 
 
 class LossTerms(struct.PyTreeNode):
@@ -115,6 +117,7 @@ def make_batch(
     is_reset: Array | None = None,
     shared_permutation: bool = False,
     mask_reset_transition: bool = False,
+    target_features: Array | None = None,
 ) -> Batch:
     """Flatten ``[T, B, ...] -> [T * B, ...]`` and shuffle, as the seed's ``flatten_and_shuffle``.
 
@@ -125,6 +128,8 @@ def make_batch(
         them; ``shared_permutation=True`` uses the first one (aligned with obs and action).
       is_reset: ``[T, B]`` autoreset dummy flags; with ``mask_reset_transition`` their samples get
         weight 0 (the weight follows obs and action).
+      target_features: ``[T, B, F]`` RND target features of ``obs`` (optional): shuffled with
+        obs, so the RND loss need not run the target again.
     """
     chex.assert_rank([action, adv_ext, ret_ext], 2)
     n = action.shape[0] * action.shape[1]
@@ -151,6 +156,7 @@ def make_batch(
         adv_int=adv_int,
         ret_int=ret_int,
         weight=shuffle(weight, perm),
+        target_features=None if target_features is None else shuffle(target_features, perm),
     )
 
 
@@ -188,7 +194,14 @@ def loss_fn(
         loss_value_int = _wmean(jnp.square(value_int - batch.ret_int), w)
         rnd_obs = batch.obs if obs_rms is None else normalize_obs(batch.obs, obs_rms, obs_clip)
         loss_rnd = rnd_loss(
-            nets.target, nets.predictor, target_params, params.predictor, rnd_obs, dropout_key, w
+            nets.target,
+            nets.predictor,
+            target_params,
+            params.predictor,
+            rnd_obs,
+            dropout_key,
+            w,
+            target_features=batch.target_features,
         )
     loss_policy = -_wmean(logprob * adv, w)
     total = (

@@ -101,12 +101,18 @@ def prediction_error(
     obs: Array,
     *,
     dropout_key: Array | None = None,
+    target_features: Array | None = None,
 ) -> Array:
     """Mean over features of ``(target(obs) - predictor(obs))**2``.
 
     ``obs [..., 7, 7, 3] -> [...]``. ``dropout_key=None``: predictor in eval mode (dropout off);
-    otherwise train mode with that dropout key. The target gets no gradient."""
-    t = jax.lax.stop_gradient(target.apply({"params": target_params}, obs))
+    otherwise train mode with that dropout key. The target gets no gradient.
+    ``target_features [..., feature_dim]``: ``target(obs)`` computed by the caller (the update
+    shares one target pass between the intrinsic reward and the RND loss); None: computed here.
+    """
+    if target_features is None:
+        target_features = target.apply({"params": target_params}, obs)
+    t = jax.lax.stop_gradient(target_features)
     if dropout_key is None:
         p = predictor.apply({"params": predictor_params}, obs, deterministic=True)
     else:
@@ -117,13 +123,26 @@ def prediction_error(
 
 
 def intrinsic_reward(
-    target: RNDTarget, predictor: RNDPredictor, target_params, predictor_params, next_obs: Array
+    target: RNDTarget,
+    predictor: RNDPredictor,
+    target_params,
+    predictor_params,
+    next_obs: Array,
+    target_features: Array | None = None,
 ) -> Array:
     """The seed's intrinsic reward: prediction error on ``next_obs [T, B, 7, 7, 3]`` (the
-    observation each step led to), predictor in eval mode, no gradient. Returns ``[T, B]``."""
+    observation each step led to), predictor in eval mode, no gradient. Returns ``[T, B]``.
+    ``target_features [T, B, F]``: precomputed ``target(next_obs)`` (see prediction_error)."""
     chex.assert_rank(next_obs, 5)
     return jax.lax.stop_gradient(
-        prediction_error(target, predictor, target_params, predictor_params, next_obs)
+        prediction_error(
+            target,
+            predictor,
+            target_params,
+            predictor_params,
+            next_obs,
+            target_features=target_features,
+        )
     )
 
 
@@ -135,13 +154,21 @@ def rnd_loss(
     obs: Array,
     dropout_key: Array,
     weights: Array | None = None,
+    target_features: Array | None = None,
 ) -> Array:
     """The seed's RND loss: prediction error on the current observation batch ``obs [N, ...]``
     with dropout on, averaged over the batch (weighted mean with ``weights [N]`` if given).
-    Differentiable in ``predictor_params`` only."""
+    Differentiable in ``predictor_params`` only. ``target_features [N, F]``: precomputed
+    ``target(obs)`` (see prediction_error)."""
     chex.assert_rank(obs, 4)
     err = prediction_error(
-        target, predictor, target_params, predictor_params, obs, dropout_key=dropout_key
+        target,
+        predictor,
+        target_params,
+        predictor_params,
+        obs,
+        dropout_key=dropout_key,
+        target_features=target_features,
     )
     if weights is None:
         return jnp.mean(err)
