@@ -17,8 +17,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("minigrid")
 
+from test_cli import run_cli  # noqa: E402
+
 from curio_jax import checkpoint as ckpt  # noqa: E402
-from curio_jax import cli, config, convert, render  # noqa: E402
+from curio_jax import config, convert, render  # noqa: E402
 from curio_jax import evaluate as ev  # noqa: E402
 from curio_jax.envs import DoorKeyLayout, make_doorkey  # noqa: E402
 from curio_jax.envs import minigrid_bridge as mb  # noqa: E402
@@ -75,15 +77,6 @@ def run_dir(tmp_path_factory):
 def pil_image():
     """PIL.Image (pillow is optional: the GIF tests skip without it)."""
     return pytest.importorskip("PIL.Image")
-
-
-def run_cli(argv, capsys):
-    try:
-        code = cli.main(argv)
-    except SystemExit as e:  # argparse errors
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # --------------------------------------------------------------------------- sampling
