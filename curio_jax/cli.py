@@ -308,15 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def door_size(text: str) -> int:
-    """A DoorKey side length: an integer >= 5."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 5, got {text!r}") from None
-    if v < 5:
-        raise argparse.ArgumentTypeError(f"DoorKey size must be >= 5, got {v}")
-    return v
+door_size = _int_at_least(5, "a DoorKey size, an integer >= 5")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
