@@ -179,6 +179,64 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from curio_jax import runner, sweep
+
+    saved: dict = {}
+    try:
+        if args.resume:
+            saved = sweep.read_saved_sweep(args.out)
+            saved_cfg, saved_axes = sweep.saved_plan(saved)
+            if args.preset is not None:
+                _config_from_args(args)  # an unknown preset is reported as such
+            cfg = _config_from_args(args, base=saved_cfg)
+            axes = [sweep.parse_set(t, cfg) for t in args.set] if args.set else saved_axes
+        else:
+            if args.preset is None:
+                raise UsageError("the following argument is required: --preset")
+            cfg = _config_from_args(args)
+            axes = [sweep.parse_set(t, cfg) for t in args.set]
+        settings = runner.RunSettings(
+            seeds=args.seeds if args.seeds is not None else saved.get("seeds", 1),
+            seed=args.seed if args.seed is not None else saved.get("seed", 0),
+            checkpoint_every=args.checkpoint_every or saved.get("checkpoint_every", 10),
+            keep_checkpoints=args.keep_checkpoints or saved.get("keep_checkpoints", 3),
+            tensorboard=not args.no_tensorboard,
+        )
+        vmap_grid = args.vmap_grid or bool(saved.get("vmap_grid", False))
+        summaries = sweep.sweep_run(
+            cfg,
+            axes,
+            args.out,
+            settings,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            vmap_grid=vmap_grid,
+        )
+    except runner.RunFailure as e:
+        print(f"curio-jax: error: {one_line(e)}", file=sys.stderr)
+        return 1
+    except (runner.RunError, ValueError) as e:
+        raise UsageError(one_line(e)) from None
+    except OSError as e:
+        print(f"curio-jax: error: {one_line(e)}", file=sys.stderr)
+        return 1
+    first = summaries[0]
+    print(
+        f"done: {len(summaries)} grid points x {len(first['seeds'])} seeds, "
+        f"{sum(s['frames'] for s in summaries):,} frames in {first['seconds']:.1f}s "
+        f"(compile {first['compile_seconds']:.1f}s) -> {args.out}"
+    )
+    plan = sweep.SweepPlan.build(cfg, axes)
+    for point, summary in zip(plan.points, summaries, strict=True):
+        solved = [s["frames_to_solve"] for s in summary["seeds"]]
+        print(
+            f"  {sweep.point_dir_name(point)}: solved (avg > {cfg.solved_threshold}) by "
+            f"{sum(x is not None for x in solved)}/{len(solved)} seeds"
+        )
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from curio_jax import compare
 
@@ -271,6 +329,39 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-tensorboard", action="store_true", help="do not write TensorBoard event files"
     )
     tr.set_defaults(func=cmd_train)
+
+    sw = sub.add_parser(
+        "sweep", help="a grid of traced hyperparameters x N seeds in one compiled program"
+    )
+    sw.add_argument("--preset", default=None, help="base preset (optional with --resume)")
+    sw.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2,...",
+        help="a swept coefficient and its values (repeat for a grid): lr, gamma, gamma_int, "
+        "gae_lambda, adv_coef_ext, adv_coef_int, entropy_coef, value_coef",
+    )
+    sw.add_argument("--seeds", type=positive_int, default=None, help="seeds per grid point (1)")
+    sw.add_argument("--seed", type=nonneg_int, default=None, help="base seed (default 0)")
+    sw.add_argument("--num-envs", type=positive_int, default=None)
+    sw.add_argument("--total-frames", type=positive_int, default=None, help="frames per seed")
+    sw.add_argument("--log-every", type=positive_int, default=None, help="updates per chunk")
+    sw.add_argument("--out", type=run_dir, required=True, help="sweep directory")
+    again = sw.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue DIR from its checkpoint")
+    again.add_argument("--overwrite", action="store_true", help="delete and replace DIR")
+    sw.add_argument("--checkpoint-every", type=positive_int, default=None, help="chunks (10)")
+    sw.add_argument("--keep-checkpoints", type=positive_int, default=None, help="kept (3)")
+    sw.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard event files")
+    sw.add_argument(
+        "--vmap-grid",
+        action="store_true",
+        help="vmap grid points together with seeds (more parallel work, e.g. on a GPU; equal "
+        "to single runs only to float rounding) instead of looping over them in the program "
+        "(bit-identical to single runs on CPU)",
+    )
+    sw.set_defaults(func=cmd_sweep)
 
     cp = sub.add_parser("compare", help="statistics over the seeds of finished runs")
     cp.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")

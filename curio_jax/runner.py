@@ -525,11 +525,15 @@ def _env_int(name: str) -> int | None:
         raise RunError(f"{name} must be an integer, got {raw!r}") from None
 
 
-def check_finite(metrics: Any, params: Any, first_update: int, context: str = "") -> None:
+def check_finite(
+    metrics: Any, params: Any, first_update: int, context: str = "", label: Any = None
+) -> None:
     """Raise NonFiniteError at the first non-finite loss term (``metrics``: per-update arrays
     ``[seeds, n]`` for updates ``first_update + 1 ..``) or, if the losses are finite, at the
     first non-finite parameter of ``params`` (leaves ``[seeds, ...]``; NaN parameters would
-    have made the next loss NaN, so they appeared at the chunk's last update)."""
+    have made the next loss NaN, so they appeared at the chunk's last update). ``label(i)``
+    names batch entry ``i`` (default ``"seed i"``)."""
+    label = label if label is not None else (lambda i: f"seed {i}")
     bad = np.stack([~np.isfinite(np.asarray(getattr(metrics, t))) for t in LOSS_TERMS])
     if bad.any():  # [terms, seeds, n]: earliest update, then term order, then seed
         hits = zip(*(ix.tolist() for ix in np.nonzero(bad)), strict=True)
@@ -537,7 +541,7 @@ def check_finite(metrics: Any, params: Any, first_update: int, context: str = ""
         value = np.asarray(getattr(metrics, LOSS_TERMS[t]))[s, i]
         raise NonFiniteError(
             f"non-finite {LOSS_TERMS[t]} ({value}) at update {first_update + i + 1} "
-            f"(seed {s}); the run stopped{context}"
+            f"({label(s)}); the run stopped{context}"
         )
     import jax
 
@@ -549,7 +553,7 @@ def check_finite(metrics: Any, params: Any, first_update: int, context: str = ""
             seed = int(np.argmin(finite))
             raise NonFiniteError(
                 f"non-finite parameter params{jax.tree_util.keystr(path)} after update "
-                f"{first_update + n} (seed {seed}); the run stopped{context}"
+                f"{first_update + n} ({label(seed)}); the run stopped{context}"
             )
 
 
@@ -626,10 +630,28 @@ def train_run(
     out = Path(out)
     lock = prepare_run_dir(out, cfg, settings, resume, overwrite)
     try:
-        return _train(cfg, out, settings, resume, progress, plot, poison_at, pause_at)
+        return _train(cfg, out, settings, resume, progress, plot, poison_at, pause_at)[0]
     finally:
         progress.end()
         lock.release()
+
+
+@dataclass(frozen=True)
+class RunGroup:
+    """The seeds of one configuration inside a program that may hold several (a sweep), and the
+    run directory their metrics rows, summary.json and curves.png go to. Every group of a
+    program shares the compiled code; only its traced ``Hyperparams`` differ."""
+
+    out: Path
+    cfg: TrainConfig
+    label: str = ""
+    """How errors and progress name the group ("" for a plain run)."""
+
+
+def _seed_label(groups: list[RunGroup], seeds: int, index: int) -> str:
+    g, s = divmod(index, seeds)
+    label = groups[g].label
+    return f"{label}, seed {s}" if label else f"seed {s}"
 
 
 def _train(
@@ -641,77 +663,112 @@ def _train(
     plot: bool,
     poison_at: int | None,
     pause_at: int | None,
-) -> dict:
+    groups: list[RunGroup] | None = None,
+    vmap_groups: bool = False,
+) -> list[dict]:
+    """The host loop. ``out`` holds the checkpoints (and, for a plain run, everything else);
+    ``groups`` (default: one group, ``cfg`` into ``out``) are laid out group-major along the
+    batch axis of the state, ``settings.seeds`` each, every group with the same seed keys.
+
+    Several groups run in one program either as a ``lax.map`` over groups of the seed-vmapped
+    step (default: every group computes with exactly the shapes of a plain run of its seeds, so
+    it is bit-identical to that run on CPU) or, with ``vmap_groups``, as one vmapped batch of
+    groups x seeds (more parallel work per step, e.g. for a GPU; XLA's CPU reductions depend on
+    the batch size, so the results then equal a plain run only to float rounding)."""
     import jax
 
-    from curio_jax.train import make_train
+    from curio_jax.train import Hyperparams, make_train
 
     t_segment = time.perf_counter()
+    groups = groups if groups is not None else [RunGroup(out, cfg)]
     total, chunk, fpu, seeds = cfg.num_updates, cfg.log_every, cfg.frames_per_update, settings.seeds
+    batch = len(groups) * seeds
+    what = f"{seeds} seed(s)" if len(groups) == 1 else f"{len(groups)} configs x {seeds} seed(s)"
     progress.info(
-        f"{cfg.name}: {seeds} seed(s) x {cfg.a2c.num_envs} envs, {total} updates of {fpu} "
+        f"{cfg.name}: {what} x {cfg.a2c.num_envs} envs, {total} updates of {fpu} "
         f"frames in chunks of {chunk} -> {out}"
     )
     train = make_train(cfg)
-    keys = jax.random.split(jax.random.key(settings.seed), seeds)
-    init = jax.jit(lambda k: _strong(jax.vmap(train.init)(k)))
-    ckpt_dir, metrics_path = out / "checkpoints", out / "metrics.csv"
+    seed_keys = jax.random.split(jax.random.key(settings.seed), seeds)
+    keys = jax.numpy.concatenate([seed_keys] * len(groups))
+    hparams = jax.tree.map(
+        lambda *xs: jax.numpy.stack(xs),
+        *[Hyperparams.from_config(g.cfg) for g in groups for _ in range(seeds)],
+    )
+    batched = _group_batched(len(groups), seeds, vmap_groups)
+    init = jax.jit(lambda k, h: _strong(batched(train.init)(k, h)))
+    ckpt_dir = out / "checkpoints"
 
     clock, state, start = _Clock(), None, 0
     if resume:
-        restored = _restore(ckpt_dir, jax.eval_shape(init, keys), total, out, progress)
+        template = jax.eval_shape(init, keys, hparams)
+        restored = _restore(ckpt_dir, template, total, out, progress)
         if restored is not None:
             start, state, clock = restored.update, restored.state, _Clock.from_meta(restored.meta)
-        truncate_metrics(metrics_path, start, seeds, logged_updates(total, chunk), progress.info)
+            _check_hparams(restored.state.hparams, hparams, groups, seeds)
+        for g in groups:
+            truncate_metrics(
+                g.out / "metrics.csv", start, seeds, logged_updates(total, chunk), progress.info
+            )
     if start >= total:  # already complete: only summary.json and curves.png are rewritten
-        return _write_summary(cfg, out, seeds, clock, progress, plot)
+        return [_write_summary(g.cfg, g.out, seeds, clock, progress, plot) for g in groups]
 
     last_ckpt = f"checkpoint update {start}" if state is not None else "no checkpoint yet"
     clock.segments += 1
     base_seconds = clock.seconds
-    tb = _open_tensorboard(settings, out, start * fpu + 1 if resume else None, progress)
+    purge = start * fpu + 1 if resume else None
+    tbs = [_open_tensorboard(settings, g.out, purge, progress) for g in groups]
     if state is None:
         t0 = time.perf_counter()
-        compiled_init = init.lower(keys).compile()
+        compiled_init = init.lower(keys, hparams).compile()
         clock.compile_seconds += time.perf_counter() - t0
-        state = compiled_init(keys)
+        state = compiled_init(keys, hparams)
     compiled: dict[int, Any] = {}
     update, seg_frames, seg_seconds = start, 0, 0.0
-    csv_file = open(metrics_path, "a", newline="")  # noqa: SIM115 - closed in finally
-    writer = csv.writer(csv_file)
+    csv_files = [open(g.out / "metrics.csv", "a", newline="") for g in groups]  # noqa: SIM115
+    writers = [csv.writer(f) for f in csv_files]
     try:
         while update < total:
             n = min(chunk, total - update)
             if n not in compiled:  # ahead-of-time, so compilation is timed apart
                 t0 = time.perf_counter()
-                step = jax.vmap(lambda s, n=n: train.run_chunk(s, n))
+                step = batched(lambda s, n=n: train.run_chunk(s, n))
                 compiled[n] = jax.jit(step, donate_argnums=0).lower(state).compile()
                 clock.compile_seconds += time.perf_counter() - t0
             t0 = time.perf_counter()
             state, metrics = compiled[n](state)
             metrics = jax.device_get(metrics)
             seg_seconds += time.perf_counter() - t0
-            seg_frames += n * fpu * seeds
+            seg_frames += n * fpu * batch
             if poison_at is not None and update < poison_at <= update + n:
                 state = state.replace(params=_poison(state.params))
             where = f"; the last good state is kept ({last_ckpt}) in {ckpt_dir}"
-            check_finite(metrics, jax.device_get(state.params), update, where)
+            check_finite(
+                metrics,
+                jax.device_get(state.params),
+                update,
+                where,
+                label=lambda i: _seed_label(groups, seeds, i),
+            )
             update += n
 
-            per_seed = _chunk_values(metrics, seeds)
-            for s, values in enumerate(per_seed):
-                writer.writerow([s, update, update * fpu, *values.values()])
-            csv_file.flush()
-            if tb is not None:
-                drop = () if cfg.rnd.enabled else _RND_ONLY
-                tb.write(
-                    update * fpu, [{k: v for k, v in d.items() if k not in drop} for d in per_seed]
-                )
+            per_seed = _chunk_values(metrics, batch)
+            for g, (group, writer) in enumerate(zip(groups, writers, strict=True)):
+                mine = per_seed[g * seeds : (g + 1) * seeds]
+                for s, values in enumerate(mine):
+                    writer.writerow([s, update, update * fpu, *values.values()])
+                csv_files[g].flush()
+                if tbs[g] is not None:
+                    drop = () if group.cfg.rnd.enabled else _RND_ONLY
+                    tbs[g].write(
+                        update * fpu, [{k: v for k, v in d.items() if k not in drop} for d in mine]
+                    )
 
             # every checkpoint_every-th chunk of the run (not of this session) and the last
             saved = (update // chunk) % settings.checkpoint_every == 0 or update >= total
             if saved:
-                os.fsync(csv_file.fileno())  # rows up to the checkpoint survive a power cut
+                for f in csv_files:  # rows up to the checkpoint survive a power cut
+                    os.fsync(f.fileno())
                 clock.seconds = base_seconds + time.perf_counter() - t_segment
                 clock.steady_seconds += seg_seconds
                 clock.steady_frames += seg_frames
@@ -732,7 +789,7 @@ def _train(
                     if np.isfinite(scores).any()
                     else math.nan,
                     float(np.mean(metrics.reward_int_mean[:, -1])),
-                    (total - update) * fpu * seeds / fps,
+                    (total - update) * fpu * batch / fps,
                     saved,
                 )
             )
@@ -740,17 +797,57 @@ def _train(
                 progress.info(f"test hook: paused after update {update}")
                 time.sleep(300)
     except KeyboardInterrupt:
+        again = "sweep" if len(groups) > 1 else "train"
         progress.info(
             f"interrupted at update {update}; the last good state is {last_ckpt}; continue with: "
-            f"curio-jax train --resume --out {out}"
+            f"curio-jax {again} --resume --out {out}"
         )
         raise
     finally:
-        csv_file.close()
-        if tb is not None:
-            tb.close()
+        for f in csv_files:
+            f.close()
+        for tb in tbs:
+            if tb is not None:
+                tb.close()
     progress.end()
-    return _write_summary(cfg, out, seeds, clock, progress, plot)
+    return [_write_summary(g.cfg, g.out, seeds, clock, progress, plot) for g in groups]
+
+
+def _group_batched(groups: int, seeds: int, vmap_groups: bool) -> Any:
+    """``f`` (one seed) -> a function of arrays batched ``[groups * seeds, ...]``: ``jax.vmap``
+    over the whole batch, or a ``lax.map`` over groups of ``jax.vmap`` over seeds."""
+    import jax
+
+    def batched(f: Any) -> Any:
+        per_group = jax.vmap(f)
+        if groups == 1 or vmap_groups:
+            return per_group
+
+        def mapped(*args: Any) -> Any:
+            split = jax.tree.map(lambda x: x.reshape((groups, seeds) + x.shape[1:]), args)
+            out = jax.lax.map(lambda a: per_group(*a), split)
+            return jax.tree.map(lambda x: x.reshape((groups * seeds,) + x.shape[2:]), out)
+
+        return mapped
+
+    return batched
+
+
+def _check_hparams(saved: Any, expected: Any, groups: list[RunGroup], seeds: int) -> None:
+    """A restored state must carry the hyperparameters its groups' configs give (a checkpoint
+    copied between runs would otherwise continue under the wrong values)."""
+    import jax
+
+    for name in type(saved).__dataclass_fields__:
+        a = np.asarray(jax.device_get(getattr(saved, name)))
+        b = np.asarray(jax.device_get(getattr(expected, name)))
+        if a.shape != b.shape or not np.array_equal(a, b):
+            bad = int(np.argmax(a != b)) if a.shape == b.shape else 0
+            raise RunFailure(
+                f"the checkpoint's {name} ({a.reshape(-1)[bad]!r} for "
+                f"{_seed_label(groups, seeds, bad)}) differs from the config's "
+                f"({b.reshape(-1)[bad]!r}); it belongs to another run"
+            )
 
 
 def _restore(

@@ -1,0 +1,317 @@
+"""Hyperparameter sweeps in one compiled program (`curio-jax sweep`).
+
+A grid over the traced coefficients of :class:`curio_jax.train.Hyperparams` times N seeds runs
+as one compiled program: the coefficients are leaves of the learner state, so every grid point
+shares the code and the whole sweep compiles once. Grid point ``g`` with seed ``s`` uses the
+same PRNG key as seed ``s`` of ``curio-jax train --seed BASE --seeds N`` on that point's
+configuration.
+
+Two batchings, both one program:
+- default: ``lax.map`` over grid points of the seed-``vmap``-ed update. Each point computes
+  with exactly the shapes of a plain N-seed run, so its results are bit-identical to that run
+  on CPU.
+- ``--vmap-grid``: grid points and seeds form one ``vmap``-ed batch (grid-major), more parallel
+  work per step for accelerators. On CPU the results then equal the single runs only to float
+  rounding: XLA's CPU reductions are not invariant to the batch size (a row sum of a
+  ``[8, 64, 7]`` array differs in the last bit from the same rows inside ``[24, 64, 7]``), so
+  no batching that changes the batch size can be bit-identical.
+
+Sweepable names (short or dotted spelling)::
+
+    lr (a2c.lr)                    gamma (a2c.gamma)             gamma_int (rnd.gamma_int)
+    gae_lambda (a2c.gae_lambda)    adv_coef_ext (a2c.adv_coef_ext)
+    adv_coef_int (rnd.adv_coef_int)  entropy_coef (a2c.entropy_coef)
+    value_coef (a2c.value_coef)
+
+Everything else (num_envs, rollout_size, network sizes, RND on/off, the correction switches,
+the env size) changes array shapes or the program itself; sweeping it is refused with a message
+that says to run separate ``curio-jax train`` calls (one program each).
+
+Output, under DIR::
+
+    sweep.json        the base config, the grid, seeds, base seed and each point's directory
+    checkpoints/      the whole sweep's learner state (one batch: grid points x seeds)
+    .lock             held while a process runs the sweep
+    <point>/          one run directory per grid point (config.json with the point's values,
+                      run.json, metrics.csv, summary.json, curves.png, tb/), readable by
+                      ``curio-jax compare``; <point> is e.g. ``adv_coef_ext=1.0,lr=0.001``
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from curio_jax.config import TrainConfig
+from curio_jax.runner import (
+    TEST_PAUSE_ENV,
+    TEST_POISON_ENV,
+    Progress,
+    RunError,
+    RunGroup,
+    RunSettings,
+    _atomic_write,
+    _env_int,
+    _Lock,
+    _train,
+    _write_rows,
+)
+
+# short name -> dotted TrainConfig field; the same set as curio_jax.train.Hyperparams
+SWEEPABLE: dict[str, str] = {
+    "lr": "a2c.lr",
+    "gamma": "a2c.gamma",
+    "gamma_int": "rnd.gamma_int",
+    "gae_lambda": "a2c.gae_lambda",
+    "adv_coef_ext": "a2c.adv_coef_ext",
+    "adv_coef_int": "rnd.adv_coef_int",
+    "entropy_coef": "a2c.entropy_coef",
+    "value_coef": "a2c.value_coef",
+}
+_BY_DOTTED = {v: k for k, v in SWEEPABLE.items()}
+
+
+class SweepError(RunError):
+    """A sweep request that cannot be honoured (exit status 2)."""
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One swept name and its values, in the order given."""
+
+    name: str  # short name (a key of SWEEPABLE)
+    values: tuple[float, ...]
+
+
+def _untraceable_message(name: str, cfg: TrainConfig) -> str:
+    if name in _flat_names(cfg.to_dict()):
+        why = (
+            "it is not a traced value (it changes array shapes or the program itself), so the "
+            "grid could not share one compiled program; run one `curio-jax train` per value "
+            "instead"
+        )
+    else:
+        why = "it is not a config field"
+    return f"cannot sweep {name!r}: {why}. Sweepable: {', '.join(SWEEPABLE)}"
+
+
+def _flat_names(d: dict, prefix: str = "") -> set[str]:
+    out: set[str] = set()
+    for k, v in d.items():
+        name = f"{prefix}{k}"
+        out.add(name)
+        if isinstance(v, dict):
+            out |= _flat_names(v, name + ".")
+    return out
+
+
+def parse_set(text: str, cfg: TrainConfig) -> Axis:
+    """``NAME=V1,V2,...`` -> Axis (SweepError naming the problem)."""
+    if "=" not in text:
+        raise SweepError(f"--set expects NAME=V1,V2,..., got {text!r}")
+    raw_name, raw_values = text.split("=", 1)
+    raw_name = raw_name.strip()
+    name = raw_name if raw_name in SWEEPABLE else _BY_DOTTED.get(raw_name)
+    if name is None:
+        raise SweepError(_untraceable_message(raw_name, cfg))
+    values: list[float] = []
+    for part in raw_values.split(","):
+        try:
+            v = float(part)
+        except ValueError:
+            raise SweepError(f"--set {raw_name}: {part.strip()!r} is not a number") from None
+        if not math.isfinite(v):
+            raise SweepError(f"--set {raw_name}: values must be finite, got {part.strip()!r}")
+        values.append(v)
+    if len(set(values)) != len(values):
+        raise SweepError(f"--set {raw_name}: repeated value in {raw_values!r}")
+    return Axis(name=name, values=tuple(values))
+
+
+def grid(axes: list[Axis]) -> list[dict[str, float]]:
+    """The cartesian product of the axes, first axis slowest: [{short name: value}, ...]."""
+    if not axes:
+        raise SweepError("a sweep needs at least one --set NAME=V1,V2,...")
+    names = [a.name for a in axes]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise SweepError(f"--set {dup} is given more than once")
+    return [
+        dict(zip(names, vals, strict=True)) for vals in itertools.product(*(a.values for a in axes))
+    ]
+
+
+def point_dir_name(point: dict[str, float]) -> str:
+    """Directory name of a grid point: ``name=value`` joined by commas, in axis order."""
+    return ",".join(f"{k}={v!r}" for k, v in point.items())
+
+
+def point_config(cfg: TrainConfig, point: dict[str, float]) -> TrainConfig:
+    """The base config with a grid point's values (validated; SweepError naming the field)."""
+    try:
+        return cfg.with_overrides({SWEEPABLE[k]: v for k, v in point.items()})
+    except ValueError as e:
+        raise SweepError(f"grid point {point_dir_name(point)}: {e}") from None
+
+
+def check_traced_only(base: TrainConfig, cfgs: list[TrainConfig]) -> None:
+    """Every grid config must differ from the base only in sweepable fields (they share one
+    compiled program)."""
+    from curio_jax.config import diff_configs
+
+    for c in cfgs:
+        other = [n for n in diff_configs(base, c) if n not in _BY_DOTTED]
+        if other:
+            raise SweepError(f"grid configs differ in untraceable fields: {', '.join(other)}")
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    cfg: TrainConfig  # base (program) config
+    axes: tuple[Axis, ...]
+    points: tuple[dict[str, float], ...]
+    configs: tuple[TrainConfig, ...]
+
+    @classmethod
+    def build(cls, cfg: TrainConfig, axes: list[Axis]) -> SweepPlan:
+        points = grid(axes)
+        configs = [point_config(cfg, p) for p in points]
+        check_traced_only(cfg, configs)
+        return cls(cfg=cfg, axes=tuple(axes), points=tuple(points), configs=tuple(configs))
+
+    def groups(self, out: Path) -> list[RunGroup]:
+        return [
+            RunGroup(out=out / point_dir_name(p), cfg=c, label=point_dir_name(p))
+            for p, c in zip(self.points, self.configs, strict=True)
+        ]
+
+    def to_dict(self, settings: RunSettings, vmap_grid: bool) -> dict[str, Any]:
+        return {
+            "vmap_grid": vmap_grid,
+            "config": self.cfg.to_dict(),
+            "axes": [{"name": a.name, "values": list(a.values)} for a in self.axes],
+            "points": [{"dir": point_dir_name(p), "values": p} for p in self.points],
+            "seeds": settings.seeds,
+            "seed": settings.seed,
+            "checkpoint_every": settings.checkpoint_every,
+            "keep_checkpoints": settings.keep_checkpoints,
+        }
+
+
+def read_saved_sweep(out: Path) -> dict[str, Any]:
+    """sweep.json of an existing sweep directory (SweepError if absent or unreadable)."""
+    path = Path(out) / "sweep.json"
+    if not path.is_file():
+        raise SweepError(f"cannot resume: {out} has no sweep.json (not a sweep directory)")
+    try:
+        saved = json.loads(path.read_text())
+        TrainConfig.from_dict(saved["config"])
+        [Axis(a["name"], tuple(float(v) for v in a["values"])) for a in saved["axes"]]
+        int(saved["seeds"]), int(saved["seed"])
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise SweepError(f"cannot resume: unreadable {path}: {e}") from None
+    return saved
+
+
+def saved_plan(saved: dict[str, Any]) -> tuple[TrainConfig, list[Axis]]:
+    cfg = TrainConfig.from_dict(saved["config"])
+    axes = [Axis(a["name"], tuple(float(v) for v in a["values"])) for a in saved["axes"]]
+    return cfg, axes
+
+
+def _prepare(
+    out: Path,
+    plan: SweepPlan,
+    settings: RunSettings,
+    resume: bool,
+    overwrite: bool,
+    vmap_grid: bool,
+) -> _Lock:
+    """Create (fresh), check (resume) or replace (overwrite) the sweep directory and lock it."""
+    if resume and overwrite:
+        raise SweepError("--resume and --overwrite exclude each other")
+    if out.exists() and not out.is_dir():
+        raise SweepError(f"{out} exists and is not a directory")
+    record = plan.to_dict(settings, vmap_grid)
+    if resume:
+        saved = read_saved_sweep(out)
+        keys = ("config", "axes", "seeds", "seed", "vmap_grid")
+        diffs = [k for k in keys if json.dumps(saved.get(k)) != json.dumps(record[k])]
+        if diffs:
+            raise SweepError(
+                f"cannot resume {out}: the sweep differs from the saved one in {', '.join(diffs)}; "
+                "pass the original options, or only --resume --out DIR"
+            )
+        return _Lock(out)
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise SweepError(
+                f"sweep directory {out} exists; continue it with --resume or replace it with "
+                "--overwrite"
+            )
+        if not (out / "sweep.json").is_file():
+            raise SweepError(
+                f"refusing to overwrite {out}: it does not look like a sweep directory"
+            )
+        _Lock(out).release()  # refuses while another process runs it
+        shutil.rmtree(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SweepError(f"cannot create sweep directory {out}: {e.strerror or e}") from None
+    lock = _Lock(out)
+    for group in plan.groups(out):
+        group.out.mkdir(exist_ok=True)
+        _atomic_write(group.out / "config.json", group.cfg.to_json())
+        run = {"seeds": settings.seeds, "seed": settings.seed, "sweep": str(out)}
+        _atomic_write(group.out / "run.json", json.dumps(run, indent=2))
+        _write_rows(group.out / "metrics.csv", [])
+    _atomic_write(out / "sweep.json", json.dumps(record, indent=2))
+    return lock
+
+
+def sweep_run(
+    cfg: TrainConfig,
+    axes: list[Axis],
+    out: Path,
+    settings: RunSettings,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+    plot: bool = True,
+    vmap_grid: bool = False,
+) -> list[dict]:
+    """Run (or resume) a sweep of ``axes`` x ``settings.seeds`` seeds of ``cfg`` as one program
+    into ``out``; returns the summary dict of each grid point (grid order).
+
+    ``vmap_grid=False`` (default): the program loops over grid points (``lax.map``) and vmaps
+    the seeds, so each point is bit-identical on CPU to ``curio-jax train`` of its config.
+    ``vmap_grid=True``: grid points and seeds form one vmapped batch (more parallel work per
+    step, for accelerators); equal to single runs only to float rounding, because XLA's CPU
+    reductions are not invariant to the batch size."""
+    progress = progress if progress is not None else Progress()
+    plan = SweepPlan.build(cfg, axes)
+    poison_at, pause_at = _env_int(TEST_POISON_ENV), _env_int(TEST_PAUSE_ENV)
+    out = Path(out)
+    lock = _prepare(out, plan, settings, resume, overwrite, vmap_grid)
+    try:
+        return _train(
+            cfg,
+            out,
+            settings,
+            resume,
+            progress,
+            plot,
+            poison_at,
+            pause_at,
+            plan.groups(out),
+            vmap_groups=vmap_grid,
+        )
+    finally:
+        progress.end()
+        lock.release()
