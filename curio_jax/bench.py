@@ -6,6 +6,7 @@ Counting convention: one frame = one environment step of one environment.
 
 from __future__ import annotations
 
+import itertools
 import platform
 import time
 from collections.abc import Callable
@@ -225,26 +226,44 @@ def update_flops(train: Any) -> float:
 
 
 def bench_train_cell(
-    preset: str, num_envs: int, seeds: int, updates: int = 10, repeats: int = 2
+    preset: str,
+    num_envs: int,
+    seeds: int,
+    updates: int = 10,
+    repeats: int = 2,
+    devices: int = 1,
+    env_shards: int = 1,
 ) -> dict:
     """Full-pipeline training throughput (env + rollout + update) of `seeds` vmapped seeds of
     `preset` with `num_envs` envs each: a jitted chunk of `updates` updates, compile apart.
-    Also reports XLA's FLOP count per frame of the compiled chunk and this process's peak RSS."""
+    Also reports XLA's FLOP count per frame of the compiled chunk and this process's peak RSS.
+    `devices` > 1 spreads the batch with curio_jax.sharding (seeds over devices; each seed's
+    envs over `env_shards` of them)."""
     import resource
 
     import jax
 
+    from curio_jax import sharding as shd
     from curio_jax.config import preset as get_preset
     from curio_jax.train import make_train
 
     cfg = get_preset(preset).with_overrides({"a2c.num_envs": num_envs})
     train = make_train(cfg)
+    layout = shd.make_layout(seeds, num_envs, devices, env_shards)
+    train.sample_sharding = shd.sample_sharding(layout)
+    vmap = (lambda f: jax.vmap(f, spmd_axis_name=shd.SEED)) if layout.mesh else jax.vmap
     keys = jax.random.split(jax.random.key(0), seeds)
-    state = jax.jit(jax.vmap(train.init))(keys)
+    state = jax.jit(vmap(train.init))(keys)
+    state_sh = shd.state_shardings(state, layout)
+    state = shd.place(jax.device_get(state), state_sh)
     jax.block_until_ready(state)
-    chunk = jax.vmap(lambda s: train.run_chunk(s, updates))
+    chunk = vmap(lambda s: train.run_chunk(s, updates))
+    jitted = jax.jit(chunk)
+    if state_sh is not None:  # keep the state's layout from one call to the next
+        metrics_sh = shd.batch_shardings(jax.eval_shape(chunk, state)[1], layout)
+        jitted = jax.jit(chunk, in_shardings=(state_sh,), out_shardings=(state_sh, metrics_sh))
     t0 = time.perf_counter()
-    compiled = jax.jit(chunk).lower(state).compile()
+    compiled = jitted.lower(state).compile()
     compile_s = time.perf_counter() - t0
     flops = update_flops(train) * updates * seeds
     state, _ = compiled(state)  # warm-up
@@ -267,6 +286,8 @@ def bench_train_cell(
         "flops_per_frame": flops / frames,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "device": device_description(),
+        "devices": layout.devices,
+        "env_shards": layout.env_shards,
     }
 
 
@@ -333,30 +354,50 @@ def bench_train(
     with_reference: bool = False,
     reference_frames: int = 51_200,
     log: Callable[[str], None] = print,
+    devices: tuple[int, ...] = (1,),
+    env_shards: int = 1,
 ) -> list[dict]:
-    """Every (num_envs, seeds) cell of curio_jax in its own process, the machine's matmul rate,
-    and optionally the reference; records carry the fraction of the matmul rate achieved."""
+    """Every (devices, num_envs, seeds) cell of curio_jax in its own process, the machine's
+    matmul rate, and optionally the reference; records carry the fraction of the matmul rate
+    achieved and, for more than one device, the scaling efficiency against the one-device cell
+    of the same shape (frames/s per device over one device's frames/s)."""
     rate = run_isolated("matmul_gflops")
     log(f"dense float32 matmul rate: {rate['gflops']:,.1f} GFLOP/s")
     records = []
-    for s in seeds:
-        for n in num_envs:
-            rec = run_isolated(
-                "bench_train_cell", preset=preset, num_envs=n, seeds=s, updates=updates
-            )
-            rec["matmul_gflops"] = rate["gflops"]
-            rec["fraction_of_matmul_rate"] = (
-                rec["frames_per_sec"] * rec["flops_per_frame"] / (rate["gflops"] * 1e9)
-            )
-            mflop = rec["flops_per_frame"] / 1e6
-            pct = 100 * rec["fraction_of_matmul_rate"]
-            log(
-                f"curio_jax  {preset}  envs {n:>5}  seeds {s:>3}  "
-                f"{rec['frames_per_sec']:>10,.0f} frames/s  {mflop:.2f} MFLOP/frame  "
-                f"{pct:.0f}% of matmul  compile {rec['compile_seconds']:.1f}s  "
-                f"peak RSS {rec['peak_rss_mb']:,.0f} MB"
-            )
-            records.append(rec)
+    one_device: dict[tuple[int, int], float] = {}
+    for d, s, n in itertools.product(devices, seeds, num_envs):
+        shards = env_shards if d > 1 else 1
+        rec = run_isolated(
+            "bench_train_cell",
+            preset=preset,
+            num_envs=n,
+            seeds=s,
+            updates=updates,
+            devices=d,
+            env_shards=shards,
+        )
+        rec["matmul_gflops"] = rate["gflops"]
+        rec["fraction_of_matmul_rate"] = (
+            rec["frames_per_sec"] * rec["flops_per_frame"] / (rate["gflops"] * 1e9)
+        )
+        if d == 1:
+            one_device[(s, n)] = rec["frames_per_sec"]
+        elif (s, n) in one_device:
+            rec["scaling_efficiency"] = rec["frames_per_sec"] / (d * one_device[(s, n)])
+        mflop = rec["flops_per_frame"] / 1e6
+        pct = 100 * rec["fraction_of_matmul_rate"]
+        scaling = (
+            f"  scaling {100 * rec['scaling_efficiency']:.0f}%"
+            if "scaling_efficiency" in rec
+            else ""
+        )
+        log(
+            f"curio_jax  {preset}  devices {d}  envs {n:>5}  seeds {s:>3}  "
+            f"{rec['frames_per_sec']:>10,.0f} frames/s  {mflop:.2f} MFLOP/frame  "
+            f"{pct:.0f}% of matmul  compile {rec['compile_seconds']:.1f}s  "
+            f"peak RSS {rec['peak_rss_mb']:,.0f} MB{scaling}"
+        )
+        records.append(rec)
     if with_reference:
         n_ref = get_reference_envs(preset)
         rec = run_isolated(

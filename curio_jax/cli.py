@@ -125,8 +125,47 @@ def _config_from_args(args: argparse.Namespace, base=None):
         raise UsageError(one_line(e)) from None
 
 
+def _start_distributed(args: argparse.Namespace) -> None:
+    """jax.distributed.initialize from --coordinator/--num-processes/--process-id or the
+    CURIO_JAX_* environment variables (nothing when neither is given)."""
+    from curio_jax import sharding
+
+    try:
+        sharding.initialize(args.coordinator, args.num_processes, args.process_id)
+    except sharding.ShardingError as e:
+        raise UsageError(one_line(e)) from None
+
+
+def _add_device_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--devices",
+        type=positive_int,
+        default=None,
+        help="devices to spread the seeds over (default: all visible, over all processes)",
+    )
+    p.add_argument(
+        "--env-shards",
+        type=positive_int,
+        default=1,
+        help="devices per agent: each seed's envs are split over this many devices (1)",
+    )
+    p.add_argument("--coordinator", default=None, help="multi-host: HOST:PORT of process 0")
+    p.add_argument("--num-processes", type=positive_int, default=None, help="multi-host")
+    p.add_argument("--process-id", type=nonneg_int, default=None, help="multi-host: 0 .. N-1")
+
+
+def _report_other_process(summaries: list[dict]) -> bool:
+    """Processes other than 0 write nothing and return empty summaries."""
+    if summaries and not summaries[0]:
+        print("done (this process fed its devices; process 0 wrote the results)")
+        return True
+    return False
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from curio_jax import runner
+
+    _start_distributed(args)
 
     saved_run: dict = {}
     if args.resume:
@@ -157,6 +196,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             checkpoint_every=pick("checkpoint_every", 10),
             keep_checkpoints=pick("keep_checkpoints", 3),
             tensorboard=not args.no_tensorboard,
+            devices=args.devices,
+            env_shards=args.env_shards,
         )
         summary = runner.train_run(cfg, out, settings, resume=args.resume, overwrite=args.overwrite)
     except runner.RunFailure as e:
@@ -167,6 +208,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"curio-jax: error: {one_line(e)}", file=sys.stderr)
         return 1
+    if _report_other_process([summary]):
+        return 0
     solved = [s["frames_to_solve"] for s in summary["seeds"]]
     n_solved = sum(x is not None for x in solved)
     print(
@@ -182,6 +225,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from curio_jax import runner, sweep
 
+    _start_distributed(args)
     saved: dict = {}
     try:
         if args.resume:
@@ -202,6 +246,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             checkpoint_every=args.checkpoint_every or saved.get("checkpoint_every", 10),
             keep_checkpoints=args.keep_checkpoints or saved.get("keep_checkpoints", 3),
             tensorboard=not args.no_tensorboard,
+            devices=args.devices,
+            env_shards=args.env_shards,
         )
         vmap_grid = args.vmap_grid or bool(saved.get("vmap_grid", False))
         summaries = sweep.sweep_run(
@@ -221,6 +267,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"curio-jax: error: {one_line(e)}", file=sys.stderr)
         return 1
+    if _report_other_process(summaries):
+        return 0
     first = summaries[0]
     print(
         f"done: {len(summaries)} grid points x {len(first['seeds'])} seeds, "
@@ -277,6 +325,19 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
         config.preset(args.preset).with_overrides({"a2c.num_envs": max(args.num_envs)})
     except ValueError as e:
         raise UsageError(str(e)) from None
+    import jax
+
+    from curio_jax import sharding
+
+    visible = jax.device_count()
+    for d in args.devices:
+        for n in args.num_envs:
+            for s in args.seeds:
+                try:
+                    sharding.make_layout(s, n, d, args.env_shards if d > 1 else 1)
+                except sharding.ShardingError as e:
+                    raise UsageError(f"cell devices={d} envs={n} seeds={s}: {e}") from None
+    print(f"visible devices: {visible}")
     print(f"device: {bench.device_description()}")
     records = bench.bench_train(
         args.preset,
@@ -285,6 +346,8 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
         updates=args.updates,
         with_reference=args.with_reference,
         reference_frames=args.reference_frames,
+        devices=tuple(args.devices),
+        env_shards=args.env_shards,
     )
     _write_json(args.json, records)
     return 0
@@ -328,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--no-tensorboard", action="store_true", help="do not write TensorBoard event files"
     )
+    _add_device_options(tr)
     tr.set_defaults(func=cmd_train)
 
     sw = sub.add_parser(
@@ -358,9 +422,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--vmap-grid",
         action="store_true",
         help="vmap grid points together with seeds (more parallel work, e.g. on a GPU; equal "
-        "to single runs only to float rounding) instead of looping over them in the program "
-        "(bit-identical to single runs on CPU)",
+        "to single runs only to float rounding) instead of calling one compiled program per grid "
+        "point (bit-identical to single runs on CPU)",
     )
+    _add_device_options(sw)
     sw.set_defaults(func=cmd_sweep)
 
     cp = sub.add_parser("compare", help="statistics over the seeds of finished runs")
@@ -393,6 +458,15 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--updates", type=positive_int, default=10, help="updates per timed chunk")
     bt.add_argument("--with-reference", action="store_true", help="also time the torch reference")
     bt.add_argument("--reference-frames", type=positive_int, default=51_200)
+    bt.add_argument(
+        "--devices",
+        type=int_list,
+        default=[1],
+        help="device counts to time, e.g. 1,4 (scaling efficiency against 1; default 1)",
+    )
+    bt.add_argument(
+        "--env-shards", type=positive_int, default=1, help="devices per agent in multi-device cells"
+    )
     bt.add_argument("--json", type=out_path, default=None)
     bt.set_defaults(func=cmd_bench_train)
     add_eval_parsers(sub)

@@ -129,12 +129,19 @@ class RunSettings:
     back intact)."""
     tensorboard: bool = True
     """Write TensorBoard event files when a writer is installed."""
+    devices: int | None = None
+    """Devices the batch is spread over (default: every visible device, over all processes)."""
+    env_shards: int = 1
+    """Devices per agent: each seed's envs are split over this many devices (curio_jax.sharding)."""
 
     def __post_init__(self) -> None:
-        for name in ("seeds", "checkpoint_every", "keep_checkpoints"):
+        for name in ("seeds", "checkpoint_every", "keep_checkpoints", "env_shards"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        d = self.devices
+        if d is not None and (not isinstance(d, int) or isinstance(d, bool) or d < 1):
+            raise ValueError(f"devices must be a positive integer, got {d!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
 
@@ -628,12 +635,14 @@ def train_run(
     progress = progress if progress is not None else Progress()
     poison_at, pause_at = _env_int(TEST_POISON_ENV), _env_int(TEST_PAUSE_ENV)
     out = Path(out)
-    lock = prepare_run_dir(out, cfg, settings, resume, overwrite)
+    primary = _is_primary()
+    lock = prepare_run_dir(out, cfg, settings, resume, overwrite) if primary else None
     try:
         return _train(cfg, out, settings, resume, progress, plot, poison_at, pause_at)[0]
     finally:
         progress.end()
-        lock.release()
+        if lock is not None:
+            lock.release()
 
 
 @dataclass(frozen=True)
@@ -670,82 +679,132 @@ def _train(
     ``groups`` (default: one group, ``cfg`` into ``out``) are laid out group-major along the
     batch axis of the state, ``settings.seeds`` each, every group with the same seed keys.
 
-    Several groups run in one program either as a ``lax.map`` over groups of the seed-vmapped
-    step (default: every group computes with exactly the shapes of a plain run of its seeds, so
-    it is bit-identical to that run on CPU) or, with ``vmap_groups``, as one vmapped batch of
-    groups x seeds (more parallel work per step, e.g. for a GPU; XLA's CPU reductions depend on
-    the batch size, so the results then equal a plain run only to float rounding)."""
+    Several groups share one compiled program, either (default) called once per group on that
+    group's seed-vmapped state, so every group computes with exactly the program and shapes of
+    a plain run of its seeds and is bit-identical to it on CPU, or, with ``vmap_groups``, as one
+    vmapped batch of groups x seeds (more parallel work per call, e.g. for a GPU; XLA's CPU
+    reductions depend on the batch size, so the results then equal a plain run only to float
+    rounding)."""
     import jax
 
+    from curio_jax import sharding as shd
     from curio_jax.train import Hyperparams, make_train
 
     t_segment = time.perf_counter()
+    primary = shd.is_primary()
+    if not primary:  # only process 0 writes files or prints
+        plot, progress = False, Progress(stream=open(os.devnull, "w"), tty=False)  # noqa: SIM115
     groups = groups if groups is not None else [RunGroup(out, cfg)]
     total, chunk, fpu, seeds = cfg.num_updates, cfg.log_every, cfg.frames_per_update, settings.seeds
     batch = len(groups) * seeds
+    # the state lives in `parts`, each a batch the compiled programs take whole
+    parts = 1 if len(groups) == 1 or vmap_groups else len(groups)
+    part_size = batch // parts
+    try:
+        layout = shd.make_layout(part_size, cfg.a2c.num_envs, settings.devices, settings.env_shards)
+    except shd.ShardingError as e:
+        raise RunError(str(e)) from None
     what = f"{seeds} seed(s)" if len(groups) == 1 else f"{len(groups)} configs x {seeds} seed(s)"
     progress.info(
         f"{cfg.name}: {what} x {cfg.a2c.num_envs} envs, {total} updates of {fpu} "
-        f"frames in chunks of {chunk} -> {out}"
+        f"frames in chunks of {chunk} on {layout.describe()} -> {out}"
     )
     train = make_train(cfg)
+    train.sample_sharding = shd.sample_sharding(layout)
+    # host-side inputs (identical on every process): raw key data and the coefficients
     seed_keys = jax.random.split(jax.random.key(settings.seed), seeds)
-    keys = jax.numpy.concatenate([seed_keys] * len(groups))
-    hparams = jax.tree.map(
-        lambda *xs: jax.numpy.stack(xs),
-        *[Hyperparams.from_config(g.cfg) for g in groups for _ in range(seeds)],
+    key_impl = jax.random.key_impl(seed_keys)
+    keys = np.concatenate([np.asarray(jax.random.key_data(seed_keys))] * len(groups))
+    hparams = jax.device_get(
+        jax.tree.map(
+            lambda *xs: jax.numpy.stack(xs),
+            *[Hyperparams.from_config(g.cfg) for g in groups for _ in range(seeds)],
+        )
     )
-    batched = _group_batched(len(groups), seeds, vmap_groups)
-    init = jax.jit(lambda k, h: _strong(batched(train.init)(k, h)))
+    vmap = (lambda f: jax.vmap(f, spmd_axis_name=shd.SEED)) if layout.mesh else jax.vmap
+
+    def init_fn(k: Any, h: Any) -> Any:
+        return _strong(vmap(train.init)(jax.random.wrap_key_data(k, impl=key_impl), h))
+
+    def part(tree: Any, p: int) -> Any:
+        return jax.tree.map(lambda x: x[p * part_size : (p + 1) * part_size], tree)
+
+    abstract = jax.eval_shape(init_fn, keys, hparams)  # the whole batch (checkpoint layout)
+    abstract_part = jax.eval_shape(init_fn, part(keys, 0), part(hparams, 0))
+    state_sh = shd.state_shardings(abstract_part, layout)
+    init = jax.jit(init_fn) if state_sh is None else jax.jit(init_fn, out_shardings=state_sh)
     ckpt_dir = out / "checkpoints"
 
-    clock, state, start = _Clock(), None, 0
-    if resume:
-        template = jax.eval_shape(init, keys, hparams)
-        restored = _restore(ckpt_dir, template, total, out, progress)
-        if restored is not None:
-            start, state, clock = restored.update, restored.state, _Clock.from_meta(restored.meta)
-            _check_hparams(restored.state.hparams, hparams, groups, seeds)
-        for g in groups:
-            truncate_metrics(
-                g.out / "metrics.csv", start, seeds, logged_updates(total, chunk), progress.info
-            )
-    if start >= total:  # already complete: only summary.json and curves.png are rewritten
-        return [_write_summary(g.cfg, g.out, seeds, clock, progress, plot) for g in groups]
+    def to_host(states: list[Any]) -> Any:
+        hosts = [shd.to_host(s) for s in states]  # collective in a multi-process run
+        return hosts[0] if parts == 1 else jax.tree.map(_concat, *hosts)
 
-    last_ckpt = f"checkpoint update {start}" if state is not None else "no checkpoint yet"
+    clock, states, start = _Clock(), None, 0
+    if resume:
+        restored = _restore(ckpt_dir, abstract, total, out, progress)
+        if restored is not None:
+            start, clock = restored.update, _Clock.from_meta(restored.meta)
+            _check_hparams(restored.state.hparams, hparams, groups, seeds)
+            states = [shd.place(part(restored.state, p), state_sh) for p in range(parts)]
+        if primary:
+            for g in groups:
+                truncate_metrics(
+                    g.out / "metrics.csv", start, seeds, logged_updates(total, chunk), progress.info
+                )
+    extra = {"devices": layout.devices, "env_shards": layout.env_shards}
+    if start >= total:  # already complete: only summary.json and curves.png are rewritten
+        return _summaries(groups, seeds, clock, progress, plot, primary, extra)
+
+    last_ckpt = f"checkpoint update {start}" if states is not None else "no checkpoint yet"
     clock.segments += 1
     base_seconds = clock.seconds
     purge = start * fpu + 1 if resume else None
-    tbs = [_open_tensorboard(settings, g.out, purge, progress) for g in groups]
-    if state is None:
+    tbs = [_open_tensorboard(settings, g.out, purge, progress) if primary else None for g in groups]
+    if states is None:
         t0 = time.perf_counter()
-        compiled_init = init.lower(keys, hparams).compile()
+        compiled_init = init.lower(part(keys, 0), part(hparams, 0)).compile()
         clock.compile_seconds += time.perf_counter() - t0
-        state = compiled_init(keys, hparams)
+        states = [compiled_init(part(keys, p), part(hparams, p)) for p in range(parts)]
     compiled: dict[int, Any] = {}
     update, seg_frames, seg_seconds = start, 0, 0.0
-    csv_files = [open(g.out / "metrics.csv", "a", newline="") for g in groups]  # noqa: SIM115
+    if primary:
+        csv_files = [open(g.out / "metrics.csv", "a", newline="") for g in groups]  # noqa: SIM115
+    else:
+        csv_files = [open(os.devnull, "w") for _ in groups]  # noqa: SIM115
     writers = [csv.writer(f) for f in csv_files]
     try:
         while update < total:
             n = min(chunk, total - update)
             if n not in compiled:  # ahead-of-time, so compilation is timed apart
                 t0 = time.perf_counter()
-                step = batched(lambda s, n=n: train.run_chunk(s, n))
-                compiled[n] = jax.jit(step, donate_argnums=0).lower(state).compile()
+                step = vmap(lambda s, n=n: train.run_chunk(s, n))
+                if state_sh is None:
+                    jitted = jax.jit(step, donate_argnums=0)
+                else:
+                    metrics_abs = jax.eval_shape(step, abstract_part)[1]
+                    jitted = jax.jit(
+                        step,
+                        donate_argnums=0,
+                        in_shardings=(state_sh,),
+                        out_shardings=(state_sh, shd.batch_shardings(metrics_abs, layout)),
+                    )
+                compiled[n] = jitted.lower(states[0]).compile()
                 clock.compile_seconds += time.perf_counter() - t0
             t0 = time.perf_counter()
-            state, metrics = compiled[n](state)
-            metrics = jax.device_get(metrics)
+            part_metrics = []
+            for p in range(parts):
+                states[p], m = compiled[n](states[p])
+                part_metrics.append(m)
+            host = [shd.to_host(m) for m in part_metrics]
+            metrics = host[0] if parts == 1 else jax.tree.map(_concat, *host)
             seg_seconds += time.perf_counter() - t0
             seg_frames += n * fpu * batch
             if poison_at is not None and update < poison_at <= update + n:
-                state = state.replace(params=_poison(state.params))
+                states[0] = states[0].replace(params=_poison(states[0].params))
             where = f"; the last good state is kept ({last_ckpt}) in {ckpt_dir}"
             check_finite(
                 metrics,
-                jax.device_get(state.params),
+                to_host([s.params for s in states]),
                 update,
                 where,
                 label=lambda i: _seed_label(groups, seeds, i),
@@ -767,14 +826,17 @@ def _train(
             # every checkpoint_every-th chunk of the run (not of this session) and the last
             saved = (update // chunk) % settings.checkpoint_every == 0 or update >= total
             if saved:
-                for f in csv_files:  # rows up to the checkpoint survive a power cut
-                    os.fsync(f.fileno())
+                host_state = to_host(states)
                 clock.seconds = base_seconds + time.perf_counter() - t_segment
                 clock.steady_seconds += seg_seconds
                 clock.steady_frames += seg_frames
                 seg_seconds, seg_frames = 0.0, 0
-                ckpt.save(ckpt_dir, update, state, meta=clock.meta())
-                ckpt.prune(ckpt_dir, settings.keep_checkpoints)
+                if primary:
+                    for f in csv_files:  # rows up to the checkpoint survive a power cut
+                        os.fsync(f.fileno())
+                    ckpt.save(ckpt_dir, update, host_state, meta=clock.meta())
+                    ckpt.prune(ckpt_dir, settings.keep_checkpoints)
+                del host_state
                 last_ckpt = f"checkpoint update {update}"
 
             fps = (clock.steady_frames + seg_frames) / max(clock.steady_seconds + seg_seconds, 1e-9)
@@ -810,27 +872,39 @@ def _train(
             if tb is not None:
                 tb.close()
     progress.end()
-    return [_write_summary(g.cfg, g.out, seeds, clock, progress, plot) for g in groups]
+    return _summaries(groups, seeds, clock, progress, plot, primary, extra)
 
 
-def _group_batched(groups: int, seeds: int, vmap_groups: bool) -> Any:
-    """``f`` (one seed) -> a function of arrays batched ``[groups * seeds, ...]``: ``jax.vmap``
-    over the whole batch, or a ``lax.map`` over groups of ``jax.vmap`` over seeds."""
+def _concat(*xs: Any) -> Any:
+    """Host arrays of the parts, joined along the batch axis (typed PRNG keys included)."""
     import jax
 
-    def batched(f: Any) -> Any:
-        per_group = jax.vmap(f)
-        if groups == 1 or vmap_groups:
-            return per_group
+    if jax.dtypes.issubdtype(xs[0].dtype, jax.dtypes.prng_key):
+        impl = jax.random.key_impl(xs[0])
+        data = np.concatenate([np.asarray(jax.random.key_data(x)) for x in xs])
+        return jax.random.wrap_key_data(data, impl=impl)
+    return np.concatenate([np.asarray(x) for x in xs])
 
-        def mapped(*args: Any) -> Any:
-            split = jax.tree.map(lambda x: x.reshape((groups, seeds) + x.shape[1:]), args)
-            out = jax.lax.map(lambda a: per_group(*a), split)
-            return jax.tree.map(lambda x: x.reshape((groups * seeds,) + x.shape[2:]), out)
 
-        return mapped
+def _summaries(
+    groups: list[RunGroup],
+    seeds: int,
+    clock: _Clock,
+    progress: Progress,
+    plot: bool,
+    primary: bool,
+    extra: dict,
+) -> list[dict]:
+    """Each group's summary.json (written by process 0 only; other processes get {})."""
+    if not primary:
+        return [{} for _ in groups]
+    return [_write_summary(g.cfg, g.out, seeds, clock, progress, plot, extra) for g in groups]
 
-    return batched
+
+def _is_primary() -> bool:
+    from curio_jax.sharding import is_primary
+
+    return is_primary()
 
 
 def _check_hparams(saved: Any, expected: Any, groups: list[RunGroup], seeds: int) -> None:
@@ -898,7 +972,13 @@ def _chunk_values(metrics: Any, seeds: int) -> list[dict[str, float]]:
 
 
 def _write_summary(
-    cfg: TrainConfig, out: Path, seeds: int, clock: _Clock, progress: Progress, plot: bool
+    cfg: TrainConfig,
+    out: Path,
+    seeds: int,
+    clock: _Clock,
+    progress: Progress,
+    plot: bool,
+    extra: dict | None = None,
 ) -> dict:
     """summary.json (and curves.png) from metrics.csv and the run totals of the final
     checkpoint."""
@@ -926,6 +1006,7 @@ def _write_summary(
         ),
         "compile_seconds": clock.compile_seconds,
         "segments": clock.segments,
+        **(extra or {}),
     }
     _atomic_write(out / "summary.json", json.dumps(summary, indent=2))
     if plot:

@@ -161,6 +161,9 @@ class Train:
             self.nets = Networks(ac=ac)
         self.trace_count = 0
         """How many times the update step has been traced (Python side effect; for tests)."""
+        self.sample_sharding: Any = None
+        """Env sharding (set by the host loop, curio_jax.sharding): the sharding the flattened
+        training batch is held to, so each device runs the passes of its own samples."""
 
     # ---------------------------------------------------------------- init
 
@@ -302,6 +305,10 @@ class Train:
             mask_reset_transition=cfg.mask_reset_transition,
             target_features=target_obs,
         )
+        if self.sample_sharding is not None:
+            batch = jax.tree.map(
+                lambda x: jax.lax.with_sharding_constraint(x, self.sample_sharding), batch
+            )
         coefs = LossCoefs(
             adv_coef_ext=hp.adv_coef_ext,
             adv_coef_int=hp.adv_coef_int,
