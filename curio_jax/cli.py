@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 
 class UsageError(Exception):
@@ -154,6 +154,23 @@ def _add_device_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--process-id", type=nonneg_int, default=None, help="multi-host: 0 .. N-1")
 
 
+def _run(job: Any) -> Any:
+    """Run a training job: a request that cannot be honoured becomes a UsageError (exit 2);
+    a failure during the run is printed as one line and gives None (exit 1)."""
+    from curio_jax import runner
+
+    try:
+        return job()
+    except runner.RunFailure as e:
+        print(f"curio-jax: error: {one_line(e)}", file=sys.stderr)
+        return None
+    except (runner.RunError, ValueError) as e:
+        raise UsageError(one_line(e)) from None
+    except OSError as e:
+        print(f"curio-jax: error: {one_line(e)}", file=sys.stderr)
+        return None
+
+
 def _report_other_process(summaries: list[dict]) -> bool:
     """Processes other than 0 write nothing and return empty summaries."""
     if summaries and not summaries[0]:
@@ -199,14 +216,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             devices=args.devices,
             env_shards=args.env_shards,
         )
-        summary = runner.train_run(cfg, out, settings, resume=args.resume, overwrite=args.overwrite)
-    except runner.RunFailure as e:
-        print(f"curio-jax: error: {one_line(e)}", file=sys.stderr)
-        return 1
-    except (runner.RunError, ValueError) as e:
+    except ValueError as e:
         raise UsageError(one_line(e)) from None
-    except OSError as e:
-        print(f"curio-jax: error: {one_line(e)}", file=sys.stderr)
+    summary = _run(
+        lambda: runner.train_run(cfg, out, settings, resume=args.resume, overwrite=args.overwrite)
+    )
+    if summary is None:
         return 1
     if _report_other_process([summary]):
         return 0
@@ -249,8 +264,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             devices=args.devices,
             env_shards=args.env_shards,
         )
-        vmap_grid = args.vmap_grid or bool(saved.get("vmap_grid", False))
-        summaries = sweep.sweep_run(
+    except (runner.RunError, ValueError) as e:
+        raise UsageError(one_line(e)) from None
+    vmap_grid = args.vmap_grid or bool(saved.get("vmap_grid", False))
+    summaries = _run(
+        lambda: sweep.sweep_run(
             cfg,
             axes,
             args.out,
@@ -259,13 +277,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             vmap_grid=vmap_grid,
         )
-    except runner.RunFailure as e:
-        print(f"curio-jax: error: {one_line(e)}", file=sys.stderr)
-        return 1
-    except (runner.RunError, ValueError) as e:
-        raise UsageError(one_line(e)) from None
-    except OSError as e:
-        print(f"curio-jax: error: {one_line(e)}", file=sys.stderr)
+    )
+    if summaries is None:
         return 1
     if _report_other_process(summaries):
         return 0

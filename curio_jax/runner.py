@@ -278,6 +278,28 @@ def _dotted(d: dict, name: str) -> Any:
     return d
 
 
+def claim_directory(
+    out: Path, marker: str, what: str, overwrite: bool, error: type[Exception]
+) -> _Lock:
+    """Create `out` (a fresh run or sweep directory) and lock it. An existing non-empty one is
+    replaced only with `overwrite`, only if it holds `marker` (it is one of ours) and only when
+    no other process holds its lock; otherwise `error` is raised and nothing is touched."""
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise error(
+                f"{what} {out} exists; continue it with --resume or replace it with --overwrite"
+            )
+        if not (out / marker).is_file():
+            raise error(f"refusing to overwrite {out}: it does not look like a {what}")
+        _Lock(out).release()  # refuses while another process uses it
+        shutil.rmtree(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise error(f"cannot create {what} {out}: {e.strerror or e}") from None
+    return _Lock(out)
+
+
 def prepare_run_dir(
     out: Path, cfg: TrainConfig, settings: RunSettings, resume: bool, overwrite: bool
 ) -> _Lock:
@@ -305,21 +327,7 @@ def prepare_run_dir(
                 f"{'; '.join(diffs)}; pass the original options, or only --resume --out DIR"
             )
         return _Lock(out)
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise RunError(
-                f"run directory {out} exists; continue it with --resume or replace it with "
-                "--overwrite"
-            )
-        if not (out / "config.json").is_file():
-            raise RunError(f"refusing to overwrite {out}: it does not look like a run directory")
-        _Lock(out).release()  # refuses while another process trains into it
-        shutil.rmtree(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise RunError(f"cannot create run directory {out}: {e.strerror or e}") from None
-    lock = _Lock(out)
+    lock = claim_directory(out, "config.json", "run directory", overwrite, RunError)
     _atomic_write(out / "config.json", cfg.to_json())
     run = {
         "seeds": settings.seeds,

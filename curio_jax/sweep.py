@@ -44,7 +44,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +62,7 @@ from curio_jax.runner import (
     _Lock,
     _train,
     _write_rows,
+    claim_directory,
 )
 
 # short name -> dotted TrainConfig field; the same set as curio_jax.train.Hyperparams
@@ -251,23 +251,7 @@ def _prepare(
                 "pass the original options, or only --resume --out DIR"
             )
         return _Lock(out)
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise SweepError(
-                f"sweep directory {out} exists; continue it with --resume or replace it with "
-                "--overwrite"
-            )
-        if not (out / "sweep.json").is_file():
-            raise SweepError(
-                f"refusing to overwrite {out}: it does not look like a sweep directory"
-            )
-        _Lock(out).release()  # refuses while another process runs it
-        shutil.rmtree(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise SweepError(f"cannot create sweep directory {out}: {e.strerror or e}") from None
-    lock = _Lock(out)
+    lock = claim_directory(out, "sweep.json", "sweep directory", overwrite, SweepError)
     for group in plan.groups(out):
         group.out.mkdir(exist_ok=True)
         _atomic_write(group.out / "config.json", group.cfg.to_json())
