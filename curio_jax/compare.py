@@ -73,6 +73,23 @@ class Run:
     def impl(self) -> str:
         return str(self.summary.get("impl", "?"))
 
+    @property
+    def stops_at_solve(self) -> bool:
+        """Whether each seed stopped when it solved (the notebook's loop, as the torch reference
+        runs it): its "final" score is then the score at the solve point, not at the budget.
+        Read from summary.json's ``stops_at_solve``, or seen in per-seed ``frames`` below the
+        budget for solved seeds."""
+        if isinstance(self.summary.get("stops_at_solve"), bool):
+            return self.summary["stops_at_solve"]
+        records = self.summary.get("seeds", [])
+        return any(
+            isinstance(r, dict)
+            and r.get("frames_to_solve") is not None
+            and _is_int(r.get("frames"))
+            and r["frames"] < self.budget
+            for r in records
+        )
+
     def solve_times(self) -> tuple[np.ndarray, np.ndarray]:
         """(times [n], events [n]): frames-to-solve, or the budget (censored) where unsolved."""
         events = np.array([f is not None for f in self.frames_to_solve], dtype=bool)
@@ -456,13 +473,25 @@ def compare_runs(
                 )
             else:
                 pair["comparable"] = True
-                poi = stats.probability_of_improvement(
-                    a.final_scores, b.final_scores, n_boot, alpha, _rng(seed, 4)
-                )
-                pair["probability_of_improvement"] = _estimate_dict(poi)
-                pair["mann_whitney_p"] = _json_number(
-                    stats.mann_whitney(a.final_scores, b.final_scores).pvalue
-                )
+                stopped = [lab for lab, r in ((labels[i], a), (labels[j], b)) if r.stops_at_solve]
+                if stopped:
+                    # a score frozen at the solve point against one at the budget says nothing
+                    pair["probability_of_improvement"] = {"value": None, "low": None, "high": None}
+                    pair["mann_whitney_p"] = None
+                    names = " and ".join(stopped)
+                    result["warnings"].append(
+                        f"{names} stopped each seed when it solved (the notebook's loop), so its "
+                        f"final scores are scores at the solve point: {labels[i]} vs "
+                        f"{labels[j]} compares frames-to-solve (log-rank) only"
+                    )
+                else:
+                    poi = stats.probability_of_improvement(
+                        a.final_scores, b.final_scores, n_boot, alpha, _rng(seed, 4)
+                    )
+                    pair["probability_of_improvement"] = _estimate_dict(poi)
+                    pair["mann_whitney_p"] = _json_number(
+                        stats.mann_whitney(a.final_scores, b.final_scores).pvalue
+                    )
                 if "solved_threshold" in fields:
                     # "solved" means different things: compare final scores only
                     pair["logrank_p"] = None

@@ -334,3 +334,26 @@ def test_duplicate_directory_names_get_distinct_labels(tmp_path):
     labels = [r["label"] for r in res["runs"]]
     assert labels == ["x/run", "y/run"]
     assert math.isfinite(res["pairs"][0]["mann_whitney_p"])
+
+
+@pytest.mark.parametrize("how", ["flag", "frames"])
+def test_a_run_that_stops_at_solve_is_compared_on_frames_to_solve_only(tmp_path, how):
+    """The torch reference stops each seed when it solves (the notebook's loop): its "final"
+    scores are at the solve point, so final-score statistics against it are withheld."""
+    jax_run = write_run(tmp_path, "jax", finals=GOOD_FINALS, solves=GOOD_SOLVES)
+    ref = write_run(tmp_path, "ref", finals=[0.92] * 6, solves=GOOD_SOLVES, impl="torch_reference")
+    summary = json.loads((ref / "summary.json").read_text())
+    if how == "flag":
+        summary["stops_at_solve"] = True
+    else:  # older reference summaries: per-seed frames end at the solve point
+        for rec in summary["seeds"]:
+            rec["frames"] = rec["frames_to_solve"]
+    (ref / "summary.json").write_text(json.dumps(summary))
+    assert compare.load_run(ref).stops_at_solve and not compare.load_run(jax_run).stops_at_solve
+    result = compare.compare_runs([jax_run, ref], n_boot=50)
+    (pair,) = result["pairs"]
+    assert pair["mann_whitney_p"] is None
+    assert pair["probability_of_improvement"]["value"] is None
+    assert pair["logrank_p"] == pytest.approx(1.0)  # identical solve times
+    assert any("stopped each seed when it solved" in w for w in result["warnings"])
+    assert "n/a" in compare.format_table(result)

@@ -389,6 +389,8 @@ def test_tiny_training_run_writes_summary_and_metrics(tmp_path):
     assert summary["seconds"] > 0
     assert summary["frames_per_sec"] == pytest.approx(512 / summary["seconds"])
     assert summary["config"]["a2c"]["num_envs"] == 4
+    assert summary["stops_at_solve"] is True
+    assert json.loads((out / "config.json").read_text()) == summary["config"]  # for compare
     with open(out / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == list(ref_train.METRIC_FIELDS)

@@ -11,7 +11,8 @@ collect a segment, learn, every `log_every` updates print
 at the first logged update whose average is above the preset's threshold, or at the frame budget.
 
 `--seed` takes one seed or a comma-separated list (run one after the other). With `--out DIR`
-it writes DIR/summary.json and DIR/metrics.csv (one row per logged update per seed; loss,
+it writes DIR/config.json, DIR/summary.json and DIR/metrics.csv (a run directory for
+`curio-jax compare`) (one row per logged update per seed; loss,
 rnd_loss and reward_int_mean are means over the updates since the previous logged one).
 """
 
@@ -189,6 +190,7 @@ def summary_dict(cfg: TrainConfig, results: list[SeedResult], threads: int) -> d
         "num_envs": cfg.a2c.num_envs,
         "torch_threads": threads,
         "device": "cpu",
+        "stops_at_solve": True,  # the notebook's loop: final scores are at the solve point
         "config": cfg.to_dict(),
     }
 
@@ -200,6 +202,7 @@ def write_outputs(out: Path, summary: dict, results: list[SeedResult]) -> None:
         w.writeheader()
         for r in results:
             w.writerows(r.metrics)
+    (out / "config.json").write_text(json.dumps(summary["config"], indent=2) + "\n")
     (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
 
 
