@@ -288,8 +288,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         f"{sum(s['frames'] for s in summaries):,} frames in {first['seconds']:.1f}s "
         f"(compile {first['compile_seconds']:.1f}s) -> {args.out}"
     )
-    plan = sweep.SweepPlan.build(cfg, axes)
-    for point, summary in zip(plan.points, summaries, strict=True):
+    for point, summary in zip(sweep.grid(axes), summaries, strict=True):
         solved = [s["frames_to_solve"] for s in summary["seeds"]]
         print(
             f"  {sweep.point_dir_name(point)}: solved (avg > {cfg.solved_threshold}) by "
