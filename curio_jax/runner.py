@@ -63,6 +63,7 @@ import numpy as np
 
 from curio_jax import checkpoint as ckpt
 from curio_jax.config import TrainConfig, diff_configs
+from curio_jax.sharding import is_primary as shd_is_primary
 
 TEST_POISON_ENV = "CURIO_JAX_TEST_POISON_UPDATE"
 TEST_PAUSE_ENV = "CURIO_JAX_TEST_PAUSE_AFTER_UPDATE"
@@ -643,7 +644,7 @@ def train_run(
     progress = progress if progress is not None else Progress()
     poison_at, pause_at = _env_int(TEST_POISON_ENV), _env_int(TEST_PAUSE_ENV)
     out = Path(out)
-    primary = _is_primary()
+    primary = shd_is_primary()
     lock = prepare_run_dir(out, cfg, settings, resume, overwrite) if primary else None
     try:
         return _train(cfg, out, settings, resume, progress, plot, poison_at, pause_at)[0]
@@ -907,12 +908,6 @@ def _summaries(
     if not primary:
         return [{} for _ in groups]
     return [_write_summary(g.cfg, g.out, seeds, clock, progress, plot, extra) for g in groups]
-
-
-def _is_primary() -> bool:
-    from curio_jax.sharding import is_primary
-
-    return is_primary()
 
 
 def _check_hparams(saved: Any, expected: Any, groups: list[RunGroup], seeds: int) -> None:

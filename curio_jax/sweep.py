@@ -58,12 +58,12 @@ from curio_jax.runner import (
     RunSettings,
     _atomic_write,
     _env_int,
-    _is_primary,
     _Lock,
     _train,
     _write_rows,
     claim_directory,
 )
+from curio_jax.sharding import is_primary
 
 # short name -> dotted TrainConfig field; the same set as curio_jax.train.Hyperparams
 SWEEPABLE: dict[str, str] = {
@@ -213,8 +213,7 @@ def read_saved_sweep(out: Path) -> dict[str, Any]:
         raise SweepError(f"cannot resume: {out} has no sweep.json (not a sweep directory)")
     try:
         saved = json.loads(path.read_text())
-        TrainConfig.from_dict(saved["config"])
-        [Axis(a["name"], tuple(float(v) for v in a["values"])) for a in saved["axes"]]
+        saved_plan(saved)  # the config and axes parse
         int(saved["seeds"]), int(saved["seed"])
     except (OSError, ValueError, TypeError, KeyError) as e:
         raise SweepError(f"cannot resume: unreadable {path}: {e}") from None
@@ -222,6 +221,7 @@ def read_saved_sweep(out: Path) -> dict[str, Any]:
 
 
 def saved_plan(saved: dict[str, Any]) -> tuple[TrainConfig, list[Axis]]:
+    """The base config and axes recorded in a sweep.json."""
     cfg = TrainConfig.from_dict(saved["config"])
     axes = [Axis(a["name"], tuple(float(v) for v in a["values"])) for a in saved["axes"]]
     return cfg, axes
@@ -285,7 +285,7 @@ def sweep_run(
     plan = SweepPlan.build(cfg, axes)
     poison_at, pause_at = _env_int(TEST_POISON_ENV), _env_int(TEST_PAUSE_ENV)
     out = Path(out)
-    primary = _is_primary()
+    primary = is_primary()
     lock = _prepare(out, plan, settings, resume, overwrite, vmap_grid) if primary else None
     try:
         return _train(
