@@ -25,6 +25,31 @@ def _require(cond: bool, msg: str) -> None:
         raise ValueError(msg)
 
 
+def _divisors_near(n: int, k: int) -> list[int]:
+    """The divisor of ``n`` just below and just above ``k`` (for error messages)."""
+    below = max((d for d in range(1, min(k, n) + 1) if n % d == 0), default=1)
+    above = min((d for d in range(max(k, 1), n + 1) if n % d == 0), default=n)
+    return sorted({below, above})
+
+
+AUTO_MICRO_BATCH = 512
+"""Auto micro-batch on CPU (benchmarks/NOTES.md: 8192 samples of notebook-rnd-8x8 take 447 ms
+for loss+grad in one pass and 244 ms in 16 passes of 512)."""
+
+
+def micro_batch_size(a2c: A2CConfig, backend: str) -> int:
+    """Samples per micro-batch of the update for ``a2c`` on ``backend`` ("cpu", "gpu", ...):
+    the batch size itself means one pass over the whole batch (see A2CConfig.micro_batch)."""
+    n = a2c.num_envs * a2c.rollout_size
+    mb = a2c.micro_batch
+    if mb is None:
+        if backend != "cpu" or n <= AUTO_MICRO_BATCH:
+            return n
+        best = max(d for d in range(1, AUTO_MICRO_BATCH + 1) if n % d == 0)
+        return best if best >= AUTO_MICRO_BATCH // 4 else n
+    return n if mb == 0 else mb
+
+
 def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
@@ -88,6 +113,12 @@ class A2CConfig:
     """Weight of the extrinsic advantage in the policy loss (A2C: 1, the seed's RND agent: 100)."""
     hidden_dim: int = 64
     """Hidden width of the policy and value heads."""
+    micro_batch: int | None = None
+    """Samples per micro-batch of the update's network passes (speed only: the gradient is the
+    same sum, taken in ``batch / micro_batch`` pieces, with one dropout key per piece).
+    None (auto): on CPU the largest divisor of ``num_envs * rollout_size`` up to 512 (whole
+    batch when that is below 128), so the activations stay in cache; on GPU/TPU the whole batch.
+    0: always the whole batch. k > 0: must divide ``num_envs * rollout_size``."""
 
     def __post_init__(self) -> None:
         _require(
@@ -102,6 +133,19 @@ class A2CConfig:
             _is_int(self.hidden_dim) and self.hidden_dim >= 1,
             f"A2CConfig.hidden_dim must be an integer >= 1, got {self.hidden_dim!r}",
         )
+        mb = self.micro_batch
+        if mb is not None:
+            n = self.num_envs * self.rollout_size
+            _require(
+                _is_int(mb) and mb >= 0,
+                f"A2CConfig.micro_batch must be None (auto), 0 (whole batch) or a positive "
+                f"integer, got {mb!r}",
+            )
+            _require(
+                mb == 0 or n % mb == 0,
+                f"A2CConfig.micro_batch={mb} does not divide the batch num_envs * rollout_size = "
+                f"{n}; divisors near it: {_divisors_near(n, mb)}",
+            )
         for name in ("gamma", "gae_lambda", "rmsprop_decay"):
             v = getattr(self, name)
             _require(

@@ -131,9 +131,10 @@ def intrinsic_reward(
     target_features: Array | None = None,
 ) -> Array:
     """The seed's intrinsic reward: prediction error on ``next_obs [T, B, 7, 7, 3]`` (the
-    observation each step led to), predictor in eval mode, no gradient. Returns ``[T, B]``.
+    observation each step led to), predictor in eval mode, no gradient. Returns ``[T, B]``
+    (``[N]`` for a flat piece ``[N, 7, 7, 3]``).
     ``target_features [T, B, F]``: precomputed ``target(next_obs)`` (see prediction_error)."""
-    chex.assert_rank(next_obs, 5)
+    chex.assert_rank(next_obs, {4, 5})  # [T, B, ...] or a flat piece [N, ...] of it
     return jax.lax.stop_gradient(
         prediction_error(
             target,
@@ -155,9 +156,11 @@ def rnd_loss(
     dropout_key: Array,
     weights: Array | None = None,
     target_features: Array | None = None,
+    denom: Array | None = None,
 ) -> Array:
     """The seed's RND loss: prediction error on the current observation batch ``obs [N, ...]``
-    with dropout on, averaged over the batch (weighted mean with ``weights [N]`` if given).
+    with dropout on, averaged over the batch (weighted mean with ``weights [N]`` if given,
+    ``sum(err * weights) / denom``, ``denom = max(sum(weights), 1)`` unless given).
     Differentiable in ``predictor_params`` only. ``target_features [N, F]``: precomputed
     ``target(obs)`` (see prediction_error)."""
     chex.assert_rank(obs, 4)
@@ -172,7 +175,9 @@ def rnd_loss(
     )
     if weights is None:
         return jnp.mean(err)
-    return jnp.sum(err * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+    if denom is None:
+        denom = jnp.maximum(jnp.sum(weights), 1.0)
+    return jnp.sum(err * weights) / denom
 
 
 def discounted_return_filter(

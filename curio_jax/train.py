@@ -34,10 +34,11 @@ from curio_jax.a2c import (
     Networks,
     TorchRMSpropState,
     make_batch,
+    map_rows,
     torch_rmsprop,
     update_step,
 )
-from curio_jax.config import TrainConfig
+from curio_jax.config import TrainConfig, micro_batch_size
 from curio_jax.envs import EpisodeStats, make_doorkey
 from curio_jax.networks import ActorCritic, RNDPredictor, RNDTarget, dummy_obs
 from curio_jax.returns import gae_general
@@ -159,6 +160,9 @@ class Train:
             )
         else:
             self.nets = Networks(ac=ac)
+        self.micro_batch = micro_batch_size(cfg.a2c, jax.default_backend())
+        """Samples per micro-batch of the update's network passes on this backend (the batch
+        size: one pass); see A2CConfig.micro_batch."""
         self.trace_count = 0
         """How many times the update step has been traced (Python side effect; for tests)."""
         self.sample_sharding: Any = None
@@ -221,6 +225,9 @@ class Train:
         self.trace_count += 1
         cfg, nets, hp = self.cfg, self.nets, state.hparams
         key, k_roll, k_batch, k_drop = jax.random.split(state.key, 4)
+        micro = self.micro_batch
+        if self.sample_sharding is not None or micro >= cfg.frames_per_update:
+            micro = None  # one pass (env-sharded: each device already has a share)
 
         def policy_fn(obs: Array) -> tuple[Array, Array, Array]:
             return nets.ac.apply({"params": state.params.ac}, obs)
@@ -261,18 +268,23 @@ class Train:
                 # frozen target once on [obs[0]; next_obs] ([T + 1, B]) instead of twice on
                 # [T, B] (-0.9 of ~9.7 MFLOP per frame, -9%; benchmarks/NOTES.md). Not with
                 # obs_norm: there the loss input is normalised with the updated statistics.
-                feats = nets.target.apply(
-                    {"params": state.target_params},
+                feats = map_rows(
+                    lambda o: nets.target.apply({"params": state.target_params}, o),
                     jnp.concatenate([traj.obs[:1], traj.next_obs], axis=0),
+                    micro,
                 )
                 target_next, target_obs = feats[1:], feats[:-1]
-            reward_int = intrinsic_reward(
-                nets.target,
-                nets.predictor,
-                state.target_params,
-                state.params.predictor,
-                rnd_next,
-                target_features=target_next,
+            reward_int = map_rows(
+                lambda xs: intrinsic_reward(
+                    nets.target,
+                    nets.predictor,
+                    state.target_params,
+                    state.params.predictor,
+                    xs[0],
+                    target_features=xs[1],
+                ),
+                (rnd_next, target_next),
+                micro,
             )
             if cfg.rnd.reward_norm:
                 reward_int, reward_filter, reward_rms = normalize_intrinsic_reward(
@@ -330,6 +342,7 @@ class Train:
             max_grad_norm_rnd=cfg.rnd.max_grad_norm,
             obs_rms=obs_rms,
             obs_clip=cfg.rnd.obs_norm_clip,
+            micro_batch=micro,
         )
         update = state.update + 1
         new_state = state.replace(
