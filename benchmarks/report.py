@@ -85,14 +85,36 @@ def select(records: list[dict], preset: str | None) -> tuple[str, int, list[dict
     return preset, size, env, train
 
 
+def passes(r: dict) -> str:
+    """How a curio_jax training cell took its update: "auto" when its micro-batch is the
+    automatic choice for its device (A2CConfig.micro_batch=None), else "one pass" over each
+    seed's batch or "micro-batch K". Records from before micro-batching: one pass."""
+    from curio_jax.config import micro_batch_size
+    from curio_jax.config import preset as get_preset
+
+    a2c = get_preset(r["preset"]).with_overrides({"a2c.num_envs": r["num_envs"]}).a2c
+    backend = "cpu" if r["device"].startswith("cpu") else "gpu"
+    mb = r.get("micro_batch", a2c.num_envs * a2c.rollout_size)
+    if "micro_batch" in r and mb == micro_batch_size(a2c, backend):
+        return "auto"
+    return "one pass" if mb >= a2c.num_envs * a2c.rollout_size else f"micro-batch {mb}"
+
+
+def pass_label(r: dict) -> str:
+    """`passes` with the resolved size for the table: "auto (512)", "one pass", ..."""
+    how = passes(r)
+    return f"auto ({r['micro_batch']})" if how == "auto" else how
+
+
 def series(env: list[dict], train: list[dict]) -> dict[str, list[tuple[int, float, dict]]]:
-    """name -> sorted [(total envs, frames or steps per second, record)]."""
+    """name -> sorted [(total envs, frames or steps per second, record)]. Training series:
+    "train" / "train_seeds" (vmapped seeds), each split by `passes` ("train|one pass")."""
     out: dict[str, list[tuple[int, float, dict]]] = {}
     for r in train:
         if r["impl"] == "torch_reference":
             name = "reference"
         else:
-            name = "train" if r["seeds"] == 1 else "train_seeds"
+            name = ("train" if r["seeds"] == 1 else "train_seeds") + "|" + passes(r)
         out.setdefault(name, []).append((r["num_envs"] * r["seeds"], r["frames_per_sec"], r))
     for r in env:
         out.setdefault(r["impl"], []).append((r["num_envs"], r["steps_per_sec"], r))
@@ -108,14 +130,19 @@ def markdown(preset: str, size: int, env: list[dict], train: list[dict]) -> str:
         "update, compile time apart; MFLOP/frame from XLA's cost analysis of the compiled "
         "update; matmul rate = a 2048x2048 float32 product measured in the same run.",
         "",
-        "| impl | envs x seeds | frames/s | MFLOP/frame | of matmul rate | compile | peak RSS |",
-        "|---|---|---|---|---|---|---|",
+        "| impl | envs x seeds | update | frames/s | MFLOP/frame | of matmul rate | compile "
+        "| peak RSS |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for r in sorted(train, key=lambda r: (r["impl"] != "curio_jax", r["seeds"], r["num_envs"])):
+    for r in sorted(
+        train,
+        key=lambda r: (r["impl"] != "curio_jax", r["seeds"], r["num_envs"], r.get("micro_batch")),
+    ):
         if r["impl"] == "curio_jax":
             frac = f"{100 * r['fraction_of_matmul_rate']:.0f}% of {r['matmul_gflops']:,.0f}"
             lines.append(
-                f"| curio_jax | {r['num_envs']} x {r['seeds']} | {r['frames_per_sec']:,.0f} | "
+                f"| curio_jax | {r['num_envs']} x {r['seeds']} | {pass_label(r)} | "
+                f"{r['frames_per_sec']:,.0f} | "
                 f"{r['flops_per_frame'] / 1e6:.2f} | {frac} GFLOP/s | "
                 f"{r['compile_seconds']:.1f} s | {r['peak_rss_mb']:,.0f} MB |"
             )
@@ -123,7 +150,7 @@ def markdown(preset: str, size: int, env: list[dict], train: list[dict]) -> str:
             ratio = r.get("curio_jax_best_over_reference")
             note = f" (curio_jax best cell: {ratio:.1f}x)" if ratio else ""
             lines.append(
-                f"| torch reference, {r.get('threads', '?')} threads | {r['num_envs']} x 1 | "
+                f"| torch reference, {r.get('threads', '?')} threads | {r['num_envs']} x 1 | | "
                 f"{r['frames_per_sec']:,.0f}{note} | | | | |"
             )
     if env:
@@ -160,16 +187,26 @@ def plot(preset: str, size: int, data: dict, path: Path) -> None:
         "navix_symbolic_first_person": dict(marker="v", color="tab:orange", ls="--"),
     }
     fig, ax = plt.subplots(figsize=(8, 5.5))
-    for name in ("curio_jax", "navix_symbolic_first_person", "train", "train_seeds", "reference"):
+    env_names = ["curio_jax", "navix_symbolic_first_person"]
+    train_names = sorted(n for n in data if n.startswith("train"))
+    for name in env_names + train_names + ["reference"]:
         if name not in data:
             continue
         xs = [p[0] for p in data[name]]
         ys = [p[1] for p in data[name]]
-        ax.plot(xs, ys, label=LABELS[name], **style[name])
-        if name in ("train", "train_seeds", "reference"):
+        base, _, how = name.partition("|")
+        kw = dict(style[base])
+        if how == "one pass":  # the pre-micro-batching update: hollow markers, dotted
+            kw.update(ls=":" if base == "train" else "none", mfc="none")
+        elif how.startswith("micro-batch"):  # an explicit micro-batch size
+            kw.update(color="tab:purple")
+        names = {"auto": "automatic micro-batch", "one pass": "one pass (micro_batch=0)"}
+        label = LABELS[base] + (f", {names.get(how, how)}" if how else "")
+        ax.plot(xs, ys, label=label, **kw)
+        if base in ("train", "train_seeds", "reference"):
             for x, y in zip(xs, ys, strict=True):
                 # vmapped-seed labels above the point, so they do not overlap a training cell
-                dy = 8 if name == "train_seeds" else -12
+                dy = 8 if base == "train_seeds" else -12
                 ax.annotate(
                     f"{y:,.0f}", (x, y), textcoords="offset points", xytext=(6, dy), fontsize=8
                 )

@@ -210,11 +210,17 @@ def update_flops(train: Any) -> float:
 
     XLA counts a loop body once whatever its trip count, so the cost of `Train.update` includes
     one rollout step; the other `rollout_size - 1` steps (policy forward pass + env step on
-    `num_envs` envs) are added from their own compiled cost."""
+    `num_envs` envs) are added from their own compiled cost. For the same reason the update is
+    counted as one pass over the whole batch (`train.micro_batch` set to the batch size on a
+    copy): a micro-batched update does the same arithmetic in a loop XLA would count once."""
+    import copy
+
     import jax
     import jax.numpy as jnp
 
     cfg = train.cfg
+    train = copy.copy(train)
+    train.micro_batch = cfg.frames_per_update
     state = jax.eval_shape(train.init, jax.random.key(0))
     upd = _flops(jax.jit(train.update).lower(state).compile())
     obs = jax.ShapeDtypeStruct((cfg.a2c.num_envs, 7, 7, 3), jnp.uint8)
@@ -233,9 +239,11 @@ def bench_train_cell(
     repeats: int = 2,
     devices: int = 1,
     env_shards: int = 1,
+    micro_batch: int | None = None,
 ) -> dict:
     """Full-pipeline training throughput (env + rollout + update) of `seeds` vmapped seeds of
     `preset` with `num_envs` envs each: a jitted chunk of `updates` updates, compile apart.
+    `micro_batch`: A2CConfig.micro_batch per seed (None: the automatic choice).
     Also reports XLA's FLOP count per frame of the compiled chunk and this process's peak RSS.
     `devices` > 1 spreads the batch with curio_jax.sharding (seeds over devices; each seed's
     envs over `env_shards` of them)."""
@@ -247,7 +255,9 @@ def bench_train_cell(
     from curio_jax.config import preset as get_preset
     from curio_jax.train import make_train
 
-    cfg = get_preset(preset).with_overrides({"a2c.num_envs": num_envs})
+    cfg = get_preset(preset).with_overrides(
+        {"a2c.num_envs": num_envs, "a2c.micro_batch": micro_batch}
+    )
     train = make_train(cfg)
     layout = shd.make_layout(seeds, num_envs, devices, env_shards)
     train.sample_sharding = shd.sample_sharding(layout)
@@ -281,6 +291,7 @@ def bench_train_cell(
         "size": cfg.env.size,
         "num_envs": num_envs,
         "seeds": seeds,
+        "micro_batch": train.micro_batch,
         "frames_per_sec": frames / best,
         "compile_seconds": compile_s,
         "flops_per_frame": flops / frames,
@@ -356,8 +367,10 @@ def bench_train(
     log: Callable[[str], None] = print,
     devices: tuple[int, ...] = (1,),
     env_shards: int = 1,
+    micro_batches: tuple[int | None, ...] = (None,),
 ) -> list[dict]:
-    """Every (devices, num_envs, seeds) cell of curio_jax in its own process, the machine's
+    """Every (devices, num_envs, seeds, micro_batch) cell of curio_jax in its own process
+    (`micro_batches`: A2CConfig.micro_batch values, None for automatic), the machine's
     matmul rate, and optionally the reference; records carry the fraction of the matmul rate
     achieved and, for more than one device, the scaling efficiency against the one-device cell
     of the same shape (frames/s per device over one device's frames/s)."""
@@ -365,7 +378,7 @@ def bench_train(
     log(f"dense float32 matmul rate: {rate['gflops']:,.1f} GFLOP/s")
     records = []
     one_device: dict[tuple[int, int], float] = {}
-    for d, s, n in itertools.product(devices, seeds, num_envs):
+    for d, s, n, mb in itertools.product(devices, seeds, num_envs, micro_batches):
         shards = env_shards if d > 1 else 1
         rec = run_isolated(
             "bench_train_cell",
@@ -375,13 +388,14 @@ def bench_train(
             updates=updates,
             devices=d,
             env_shards=shards,
+            micro_batch=mb,
         )
         rec["matmul_gflops"] = rate["gflops"]
         rec["fraction_of_matmul_rate"] = (
             rec["frames_per_sec"] * rec["flops_per_frame"] / (rate["gflops"] * 1e9)
         )
         if d == 1:
-            one_device[(s, n)] = rec["frames_per_sec"]
+            one_device.setdefault((s, n), rec["frames_per_sec"])
         elif (s, n) in one_device:
             rec["scaling_efficiency"] = rec["frames_per_sec"] / (d * one_device[(s, n)])
         mflop = rec["flops_per_frame"] / 1e6
@@ -393,6 +407,7 @@ def bench_train(
         )
         log(
             f"curio_jax  {preset}  devices {d}  envs {n:>5}  seeds {s:>3}  "
+            f"micro-batch {rec['micro_batch']:>5}  "
             f"{rec['frames_per_sec']:>10,.0f} frames/s  {mflop:.2f} MFLOP/frame  "
             f"{pct:.0f}% of matmul  compile {rec['compile_seconds']:.1f}s  "
             f"peak RSS {rec['peak_rss_mb']:,.0f} MB{scaling}"

@@ -25,6 +25,29 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
 
 
+def micro_batch_list(text: str) -> list[int | None]:
+    """'auto,0,256' -> [None, 0, 256]: A2CConfig.micro_batch values (auto: the automatic one)."""
+    out: list[int | None] = []
+    for t in (t.strip() for t in text.split(",")):
+        if t == "auto":
+            out.append(None)
+        elif t.isdigit():
+            out.append(int(t))
+        elif t:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated 'auto' or integers >= 0, got {text!r}"
+            )
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or integers >= 0, got {text!r}")
+    return out
+
+
+MICRO_BATCH_HELP = (
+    "samples per micro-batch of the update (speed only; 0: the whole batch; default: automatic, "
+    "512 on CPU, the whole batch on GPU/TPU; must divide num_envs x rollout_size)"
+)
+
+
 def int_list(text: str) -> list[int]:
     """'5,8,16' -> [5, 8, 16]; every item a positive integer."""
     try:
@@ -120,6 +143,8 @@ def _config_from_args(args: argparse.Namespace, base=None):
             overrides["total_frames"] = args.total_frames
         if getattr(args, "log_every", None) is not None:
             overrides["log_every"] = args.log_every
+        if getattr(args, "micro_batch", None) is not None:
+            overrides["a2c.micro_batch"] = args.micro_batch
         return cfg.with_overrides(overrides)
     except ValueError as e:
         raise UsageError(one_line(e)) from None
@@ -334,9 +359,13 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     from curio_jax import bench, config
 
     try:
-        config.preset(args.preset).with_overrides({"a2c.num_envs": max(args.num_envs)})
+        for n in args.num_envs:
+            for mb in args.micro_batch:
+                config.preset(args.preset).with_overrides(
+                    {"a2c.num_envs": n, "a2c.micro_batch": mb}
+                )
     except ValueError as e:
-        raise UsageError(str(e)) from None
+        raise UsageError(one_line(e)) from None
     import jax
 
     from curio_jax import sharding
@@ -360,6 +389,7 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
         reference_frames=args.reference_frames,
         devices=tuple(args.devices),
         env_shards=args.env_shards,
+        micro_batches=tuple(args.micro_batch),
     )
     _write_json(args.json, records)
     return 0
@@ -374,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seeds", type=positive_int, default=None, help="seeds (default 1)")
     tr.add_argument("--seed", type=nonneg_int, default=None, help="base seed (default 0)")
     tr.add_argument("--num-envs", type=positive_int, default=None)
+    tr.add_argument("--micro-batch", type=nonneg_int, default=None, help=MICRO_BATCH_HELP)
     tr.add_argument("--total-frames", type=positive_int, default=None, help="frames per seed")
     tr.add_argument(
         "--log-every",
@@ -421,6 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--seeds", type=positive_int, default=None, help="seeds per grid point (1)")
     sw.add_argument("--seed", type=nonneg_int, default=None, help="base seed (default 0)")
     sw.add_argument("--num-envs", type=positive_int, default=None)
+    sw.add_argument("--micro-batch", type=nonneg_int, default=None, help=MICRO_BATCH_HELP)
     sw.add_argument("--total-frames", type=positive_int, default=None, help="frames per seed")
     sw.add_argument("--log-every", type=positive_int, default=None, help="updates per chunk")
     sw.add_argument("--out", type=run_dir, required=True, help="sweep directory")
@@ -467,6 +499,13 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--preset", default="notebook-rnd-8x8")
     bt.add_argument("--num-envs", type=int_list, default=[32, 512, 2048])
     bt.add_argument("--seeds", type=int_list, default=[1], help="comma-separated seed counts")
+    bt.add_argument(
+        "--micro-batch",
+        type=micro_batch_list,
+        default=[None],
+        help="comma-separated micro-batch sizes per seed to time, 'auto' and/or integers (0: "
+        "whole batch; default auto)",
+    )
     bt.add_argument("--updates", type=positive_int, default=10, help="updates per timed chunk")
     bt.add_argument("--with-reference", action="store_true", help="also time the torch reference")
     bt.add_argument("--reference-frames", type=positive_int, default=51_200)

@@ -760,7 +760,11 @@ def _train(
                 truncate_metrics(
                     g.out / "metrics.csv", start, seeds, logged_updates(total, chunk), progress.info
                 )
-    extra = {"devices": layout.devices, "env_shards": layout.env_shards}
+    extra = {
+        "devices": layout.devices,
+        "env_shards": layout.env_shards,
+        "micro_batch": train.update_micro_batch(),  # as resolved on this backend
+    }
     if start >= total:  # already complete: only summary.json and curves.png are rewritten
         return _summaries(groups, seeds, clock, progress, plot, primary, extra)
 

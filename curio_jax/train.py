@@ -225,9 +225,9 @@ class Train:
         self.trace_count += 1
         cfg, nets, hp = self.cfg, self.nets, state.hparams
         key, k_roll, k_batch, k_drop = jax.random.split(state.key, 4)
-        micro = self.micro_batch
-        if self.sample_sharding is not None or micro >= cfg.frames_per_update:
-            micro = None  # one pass (env-sharded: each device already has a share)
+        micro: int | None = self.update_micro_batch()
+        if micro == cfg.frames_per_update:
+            micro = None  # one pass
 
         def policy_fn(obs: Array) -> tuple[Array, Array, Array]:
             return nets.ac.apply({"params": state.params.ac}, obs)
@@ -381,6 +381,15 @@ class Train:
         if not isinstance(num_updates, int) or isinstance(num_updates, bool) or num_updates < 1:
             raise ValueError(f"num_updates must be a positive int, got {num_updates!r}")
         return jax.lax.scan(lambda s, _: self.update(s), state, None, length=num_updates)
+
+    def update_micro_batch(self) -> int:
+        """Samples per micro-batch the update uses: ``self.micro_batch``, or the whole batch
+        (``cfg.frames_per_update``) when that is smaller or the batch is env-sharded (each
+        device then already holds a share)."""
+        fpu = self.cfg.frames_per_update
+        if self.sample_sharding is not None or self.micro_batch >= fpu:
+            return fpu
+        return self.micro_batch
 
     def __call__(self, key: Array) -> TrainOutput:
         """The whole run: ``cfg.num_updates`` updates from ``init(key)``."""

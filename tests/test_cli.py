@@ -45,6 +45,11 @@ def assert_usage_error(argv, capsys, contains=None):
         (["bench", "env", "--sizes", "a,b"], "integers"),
         (["bench", "env", "--num-envs", "0"], "positive"),
         (["bench", "env", "--impls", "gym"], "unknown impl"),
+        (["bench", "train", "--micro-batch", "x"], "'auto' or integers"),
+        (["bench", "train", "--micro-batch", "-8"], "'auto' or integers"),
+        (["bench", "train", "--num-envs", "100", "--micro-batch", "3"], "divisors near it"),
+        (["train", "--preset", "notebook-rnd-5x5", "--micro-batch", "-1"], "non-negative"),
+        (["train", "--preset", "notebook-rnd-5x5", "--micro-batch", "100"], "does not divide"),
         (["compare"], "RUN_DIR"),
     ],
 )

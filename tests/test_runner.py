@@ -171,6 +171,7 @@ def test_train_writes_the_run_directory(full_run):
     for field in ("frames", "seconds", "frames_per_sec", "compile_seconds"):
         assert isinstance(summary[field], (int, float)) and summary[field] > 0, field
     assert summary["frames"] == SEEDS * UPDATES * FPU and summary["segments"] == 1
+    assert summary["micro_batch"] == FPU  # small batch: one pass (automatic on CPU)
     assert [s["seed"] for s in summary["seeds"]] == list(range(SEEDS))
     for s, rec in enumerate(summary["seeds"]):
         final = float(next(r for r in last if int(r["seed"]) == s)["avg_return_last100"])
