@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,6 +47,17 @@ MICRO_BATCH_HELP = (
     "samples per micro-batch of the update (speed only; 0: the whole batch; default: automatic, "
     "512 on CPU, the whole batch on GPU/TPU; must divide num_envs x rollout_size)"
 )
+
+
+def unit_float(text: str) -> float:
+    """A number in [0, 1]."""
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return v
 
 
 def int_list(text: str) -> list[int]:
@@ -326,9 +338,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from curio_jax import compare
 
     try:
-        result = compare.compare_runs(args.run_dirs, n_boot=args.n_boot, seed=args.seed)
-    except compare.RunDirError as e:
-        raise UsageError(str(e)) from None
+        result = compare.compare_runs(
+            args.run_dirs, n_boot=args.n_boot, seed=args.seed, threshold=args.threshold
+        )
+    except (compare.RunDirError, ValueError) as e:
+        raise UsageError(one_line(e)) from None
     print(compare.format_table(result))
     if args.json is not None:
         _write_json(args.json, result)
@@ -478,6 +492,13 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--plot", type=out_path, default=None, metavar="FILE.png")
     cp.add_argument("--n-boot", type=positive_int, default=2000, help="bootstrap resamples")
     cp.add_argument("--seed", type=nonneg_int, default=0, help="bootstrap seed")
+    cp.add_argument(
+        "--threshold",
+        type=unit_float,
+        default=None,
+        help="frames-to-solve of every run at this common average score (from metrics.csv) "
+        "instead of each preset's own solved threshold",
+    )
     cp.set_defaults(func=cmd_compare)
 
     bench = sub.add_parser("bench", help="throughput benchmarks")

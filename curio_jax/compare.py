@@ -10,7 +10,8 @@ frames-to-solve with unsolved seeds censored at the run's frame budget. For ever
 comparable runs: probability of improvement on the final score, a Mann-Whitney test on the final
 scores and a log-rank test on frames-to-solve. Runs on different grid sizes are not comparable:
 the pair gets a warning and no statistics. Runs with different solved thresholds (the notebook's
-own A2C and RND presets on 8x8 and 16x16) compare final scores only, with a warning.
+own A2C and RND presets on 8x8 and 16x16) compare final scores only, with a warning, unless
+``threshold`` re-scores every run's frames-to-solve from metrics.csv at one common threshold.
 
 `compare_runs` returns a JSON-serialisable dict (inf and NaN become null); `format_table` and
 `plot` render it.
@@ -29,7 +30,15 @@ import numpy as np
 
 from curio_jax import stats
 
-__all__ = ["RunDirError", "Run", "load_run", "compare_runs", "format_table", "plot"]
+__all__ = [
+    "RunDirError",
+    "Run",
+    "load_run",
+    "with_threshold",
+    "compare_runs",
+    "format_table",
+    "plot",
+]
 
 REQUIRED_COLUMNS = ("seed", "frames", "avg_return_last100")
 # Config fields that make two runs' scores incomparable when they differ.
@@ -291,6 +300,41 @@ def load_run(path: str | Path) -> Run:
     )
 
 
+def with_threshold(run: Run, threshold: float) -> Run:
+    """``run`` as if ``threshold`` had been its solved threshold: each seed's frames-to-solve
+    recomputed from metrics.csv as the frames of its first logged row whose average score is
+    above ``threshold`` (the runner's rule), None where none is. ValueError for a threshold
+    outside [0, 1], or above the own threshold of a run that stopped each seed when it solved
+    (its scores after that point were never logged)."""
+    if not _is_number(threshold) or not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
+    if run.stops_at_solve and threshold > run.solved_threshold:
+        raise ValueError(
+            f"{run.path}: its seeds stopped when they passed {run.solved_threshold:g}, so frames "
+            f"to pass {threshold:g} are unknown; use a threshold <= {run.solved_threshold:g}"
+        )
+    seed_col = run.metrics["seed"].astype(np.int64)
+    frames_col = run.metrics["frames"].astype(np.int64)
+    values = run.metrics["avg_return_last100"]
+    first: dict[int, int] = {}
+    for i in np.argsort(frames_col, kind="stable"):
+        s, v = int(seed_col[i]), float(values[i])
+        if s not in first and math.isfinite(v) and v > threshold:
+            first[s] = int(frames_col[i])
+    config = {**run.config, "solved_threshold": float(threshold)}
+    solves = tuple(first.get(int(s)) for s in run.seeds)
+    return Run(
+        path=run.path,
+        config=config,
+        summary=run.summary,
+        metrics=run.metrics,
+        seeds=run.seeds,
+        final_scores=run.final_scores,
+        frames_to_solve=solves,
+        budget=run.budget,
+    )
+
+
 # --------------------------------------------------------------------------- statistics
 
 
@@ -429,8 +473,13 @@ def compare_runs(
     n_boot: int = 2000,
     alpha: float = 0.05,
     seed: int = 0,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
     """Statistics for every run and every pair of runs, in the order given.
+
+    ``threshold``: frames-to-solve of every run at this common threshold (`with_threshold`)
+    instead of each run's own solved threshold, so runs whose presets differ in it (the
+    notebook's A2C 0.91 and RND 0.95 on 8x8) get a log-rank test too.
 
     Pair (a, b) reports P(a > b) on the final score. Returns a JSON-serialisable dict:
     {"settings", "runs": [...], "pairs": [...], "warnings": [str]}; numbers that are infinite
@@ -445,15 +494,20 @@ def compare_runs(
     if not _is_int(seed) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     runs = [load_run(p) for p in paths]
+    own = [r.solved_threshold for r in runs]
+    if threshold is not None:
+        runs = [with_threshold(r, threshold) for r in runs]
     labels = _labels(runs)
     result: dict[str, Any] = {
-        "settings": {"n_boot": n_boot, "alpha": alpha, "seed": seed},
+        "settings": {"n_boot": n_boot, "alpha": alpha, "seed": seed, "threshold": threshold},
         "runs": [
             _run_summary(r, lab, n_boot, alpha, seed) for r, lab in zip(runs, labels, strict=True)
         ],
         "pairs": [],
         "warnings": [],
     }
+    for r, t in zip(result["runs"], own, strict=True):
+        r["own_solved_threshold"] = t
     for i in range(len(runs)):
         for j in range(i + 1, len(runs)):
             a, b = runs[i], runs[j]
@@ -579,6 +633,10 @@ def format_table(result: dict[str, Any]) -> str:
             ]
         )
     lines = [f"Runs (final score = last average of 100 episode returns; [{level}% bootstrap CI])"]
+    thr = result["settings"].get("threshold")
+    if thr is not None:
+        owns = ", ".join(f"{r['label']} {r['own_solved_threshold']:g}" for r in result["runs"])
+        lines.append(f"frames-to-solve at the common threshold {thr:g} (own thresholds: {owns})")
     lines += _table(
         [
             "run",

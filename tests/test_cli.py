@@ -51,6 +51,7 @@ def assert_usage_error(argv, capsys, contains=None):
         (["train", "--preset", "notebook-rnd-5x5", "--micro-batch", "-1"], "non-negative"),
         (["train", "--preset", "notebook-rnd-5x5", "--micro-batch", "100"], "does not divide"),
         (["compare"], "RUN_DIR"),
+        (["compare", "x", "--threshold", "1.5"], "number in [0, 1]"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(argv, contains, capsys):

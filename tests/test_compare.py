@@ -357,3 +357,35 @@ def test_a_run_that_stops_at_solve_is_compared_on_frames_to_solve_only(tmp_path,
     assert pair["logrank_p"] == pytest.approx(1.0)  # identical solve times
     assert any("stopped each seed when it solved" in w for w in result["warnings"])
     assert "n/a" in compare.format_table(result)
+
+
+def test_common_threshold_rescores_frames_to_solve(tmp_path):
+    """Seed k's logged score is finals[k] * i / 8 at frames 1M * i / 8 (i >= 2)."""
+    a = write_run(tmp_path, "a2c", finals=[0.96, 0.8], solves=[None, None])  # own 0.91
+    b = write_run(
+        tmp_path, "rnd", preset_name="notebook-rnd-8x8", finals=[0.96, 0.8], solves=[None, None]
+    )
+    run = compare.with_threshold(compare.load_run(a), 0.5)
+    # 0.96 i / 8 > 0.5 first at i = 5; 0.8 i / 8 > 0.5 first at i = 6 (0.5 itself is not above)
+    assert run.frames_to_solve == (625_000, 750_000) and run.solved_threshold == 0.5
+    assert compare.with_threshold(compare.load_run(a), 0.9).frames_to_solve == (1_000_000, None)
+    res = compare.compare_runs([a, b], n_boot=N_BOOT, threshold=0.9)
+    assert res["settings"]["threshold"] == 0.9
+    assert [r["own_solved_threshold"] for r in res["runs"]] == [0.91, 0.95]
+    assert [r["n_solved"] for r in res["runs"]] == [1, 1]
+    (pair,) = res["pairs"]
+    assert pair["logrank_p"] == pytest.approx(1.0)  # identical solve times at the common one
+    assert not any("threshold" in w for w in res["warnings"])
+    assert "common threshold 0.9 (own thresholds: a2c 0.91, rnd 0.95)" in compare.format_table(res)
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        compare.compare_runs([a], threshold=1.5)
+
+
+def test_common_threshold_above_a_stopped_runs_own_is_refused(tmp_path):
+    ref = write_run(tmp_path, "ref", finals=[0.92], solves=[500_000], impl="torch_reference")
+    summary = json.loads((ref / "summary.json").read_text())
+    summary["stops_at_solve"] = True
+    (ref / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(ValueError, match="stopped when they passed 0.91"):
+        compare.compare_runs([ref], threshold=0.95)
+    assert compare.compare_runs([ref], n_boot=10, threshold=0.5)["runs"][0]["n_solved"] == 1
