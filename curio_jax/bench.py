@@ -291,7 +291,7 @@ def bench_train_cell(
         "size": cfg.env.size,
         "num_envs": num_envs,
         "seeds": seeds,
-        "micro_batch": train.micro_batch,
+        "micro_batch": train.update_micro_batch(),  # as used (one pass when env-sharded)
         "frames_per_sec": frames / best,
         "compile_seconds": compile_s,
         "flops_per_frame": flops / frames,
