@@ -44,8 +44,9 @@ def micro_batch_list(text: str) -> list[int | None]:
 
 
 MICRO_BATCH_HELP = (
-    "samples per micro-batch of the update (speed only; 0: the whole batch; default: automatic, "
-    "512 on CPU, the whole batch on GPU/TPU; must divide num_envs x rollout_size)"
+    "samples per micro-batch of the update (speed and memory; RND dropout masks are drawn per "
+    "piece; 0: the whole batch; default: automatic, 512 on CPU, the whole batch on GPU/TPU; "
+    "must divide num_envs x rollout_size)"
 )
 
 

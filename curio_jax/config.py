@@ -114,8 +114,9 @@ class A2CConfig:
     hidden_dim: int = 64
     """Hidden width of the policy and value heads."""
     micro_batch: int | None = None
-    """Samples per micro-batch of the update's network passes (speed only: the gradient is the
-    same sum, taken in ``batch / micro_batch`` pieces, with one dropout key per piece).
+    """Samples per micro-batch of the update's network passes (for speed and memory: the
+    gradient is the same sum, taken in ``batch / micro_batch`` pieces; the RND predictor's
+    dropout masks are drawn per piece, so another size gives a different, equally valid run).
     None (auto): on CPU the largest divisor of ``num_envs * rollout_size`` up to 512 (whole
     batch when that is below 128), so the activations stay in cache; on GPU/TPU the whole batch.
     0: always the whole batch. k > 0: must divide ``num_envs * rollout_size``."""
