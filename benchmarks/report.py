@@ -100,10 +100,23 @@ def passes(r: dict) -> str:
     return "one pass" if mb >= a2c.num_envs * a2c.rollout_size else f"micro-batch {mb}"
 
 
+def seed_tag(r: dict) -> str:
+    """How a multi-seed cell ran its seeds: "seed loop K" (A2CConfig.seed_batch K < seeds: K
+    vmapped at a time, a loop over the groups inside the program) or "all vmapped" (records
+    from before the seed loop existed: all vmapped); "" for one seed."""
+    if r["seeds"] == 1:
+        return ""
+    k = r.get("seed_batch", r["seeds"])
+    return f"seed loop {k}" if k < r["seeds"] else "all vmapped"
+
+
 def pass_label(r: dict) -> str:
-    """`passes` with the resolved size for the table: "auto (512)", "one pass", ..."""
+    """`passes` with the resolved size for the table: "auto (512)", "one pass", ..., and for
+    several seeds how they ran ("; seed loop 1")."""
     how = passes(r)
-    return f"auto ({r['micro_batch']})" if how == "auto" else how
+    label = f"auto ({r['micro_batch']})" if how == "auto" else how
+    tag = seed_tag(r)
+    return f"{label}; {tag}" if tag else label
 
 
 def series(env: list[dict], train: list[dict]) -> dict[str, list[tuple[int, float, dict]]]:
@@ -114,7 +127,11 @@ def series(env: list[dict], train: list[dict]) -> dict[str, list[tuple[int, floa
         if r["impl"] == "torch_reference":
             name = "reference"
         else:
-            name = ("train" if r["seeds"] == 1 else "train_seeds") + "|" + passes(r)
+            name = (
+                "train|" + passes(r)
+                if r["seeds"] == 1
+                else "|".join(("train_seeds", passes(r), seed_tag(r)))
+            )
         out.setdefault(name, []).append((r["num_envs"] * r["seeds"], r["frames_per_sec"], r))
     for r in env:
         out.setdefault(r["impl"], []).append((r["num_envs"], r["steps_per_sec"], r))
@@ -136,7 +153,13 @@ def markdown(preset: str, size: int, env: list[dict], train: list[dict]) -> str:
     ]
     for r in sorted(
         train,
-        key=lambda r: (r["impl"] != "curio_jax", r["seeds"], r["num_envs"], r.get("micro_batch")),
+        key=lambda r: (
+            r["impl"] != "curio_jax",
+            r["seeds"],
+            r["num_envs"],
+            r.get("micro_batch"),
+            -r.get("seed_batch", r["seeds"]),
+        ),
     ):
         if r["impl"] == "curio_jax":
             frac = f"{100 * r['fraction_of_matmul_rate']:.0f}% of {r['matmul_gflops']:,.0f}"
@@ -182,6 +205,7 @@ def plot(preset: str, size: int, data: dict, path: Path) -> None:
     style = {
         "train": dict(marker="o", color="tab:blue", lw=2),
         "train_seeds": dict(marker="*", color="tab:cyan", ls="none", ms=14),
+        "train_seed_loop": dict(marker="P", color="tab:olive", ls="none", ms=12),
         "reference": dict(marker="s", color="tab:red", ls="none", ms=9),
         "curio_jax": dict(marker="^", color="tab:green", ls="--"),
         "navix_symbolic_first_person": dict(marker="v", color="tab:orange", ls="--"),
@@ -194,14 +218,16 @@ def plot(preset: str, size: int, data: dict, path: Path) -> None:
             continue
         xs = [p[0] for p in data[name]]
         ys = [p[1] for p in data[name]]
-        base, _, how = name.partition("|")
-        kw = dict(style[base])
+        base, how, tag = ([*name.split("|"), "", ""])[:3]
+        kw = dict(style["train_seed_loop" if tag.startswith("seed loop") else base])
         if how == "one pass":  # the pre-micro-batching update: hollow markers, dotted
             kw.update(ls=":" if base == "train" else "none", mfc="none")
         elif how.startswith("micro-batch"):  # an explicit micro-batch size
             kw.update(color="tab:purple")
         names = {"auto": "automatic micro-batch", "one pass": "one pass (micro_batch=0)"}
         label = LABELS[base] + (f", {names.get(how, how)}" if how else "")
+        if tag.startswith("seed loop"):
+            label = label.replace("vmapped seeds", f"seeds in a loop, {tag[10:]} at a time")
         ax.plot(xs, ys, label=label, **kw)
         if base in ("train", "train_seeds", "reference"):
             for x, y in zip(xs, ys, strict=True):

@@ -240,10 +240,12 @@ def bench_train_cell(
     devices: int = 1,
     env_shards: int = 1,
     micro_batch: int | None = None,
+    seed_batch: int | None = None,
 ) -> dict:
-    """Full-pipeline training throughput (env + rollout + update) of `seeds` vmapped seeds of
-    `preset` with `num_envs` envs each: a jitted chunk of `updates` updates, compile apart.
-    `micro_batch`: A2CConfig.micro_batch per seed (None: the automatic choice).
+    """Full-pipeline training throughput (env + rollout + update) of `seeds` seeds of
+    `preset` with `num_envs` envs each in one program: a jitted chunk of `updates` updates,
+    compile apart. `micro_batch`: A2CConfig.micro_batch per seed, `seed_batch`:
+    A2CConfig.seed_batch (seeds vmapped together per step of the seed loop); None: automatic.
     Also reports XLA's FLOP count per frame of the compiled chunk and this process's peak RSS.
     `devices` > 1 spreads the batch with curio_jax.sharding (seeds over devices; each seed's
     envs over `env_shards` of them)."""
@@ -253,13 +255,15 @@ def bench_train_cell(
 
     from curio_jax import sharding as shd
     from curio_jax.config import preset as get_preset
-    from curio_jax.train import make_train
+    from curio_jax.config import seed_batch_size
+    from curio_jax.train import make_train, seed_loop
 
     cfg = get_preset(preset).with_overrides(
-        {"a2c.num_envs": num_envs, "a2c.micro_batch": micro_batch}
+        {"a2c.num_envs": num_envs, "a2c.micro_batch": micro_batch, "a2c.seed_batch": seed_batch}
     )
     train = make_train(cfg)
     layout = shd.make_layout(seeds, num_envs, devices, env_shards)
+    sb = seed_batch_size(cfg.a2c, seeds, jax.default_backend(), layout.devices)
     train.sample_sharding = shd.sample_sharding(layout)
     vmap = (lambda f: jax.vmap(f, spmd_axis_name=shd.SEED)) if layout.mesh else jax.vmap
     keys = jax.random.split(jax.random.key(0), seeds)
@@ -267,7 +271,7 @@ def bench_train_cell(
     state_sh = shd.state_shardings(state, layout)
     state = shd.place(jax.device_get(state), state_sh)
     jax.block_until_ready(state)
-    chunk = vmap(lambda s: train.run_chunk(s, updates))
+    chunk = seed_loop(vmap(lambda s: train.run_chunk(s, updates)), seeds, sb)
     jitted = jax.jit(chunk)
     if state_sh is not None:  # keep the state's layout from one call to the next
         metrics_sh = shd.batch_shardings(jax.eval_shape(chunk, state)[1], layout)
@@ -292,6 +296,7 @@ def bench_train_cell(
         "num_envs": num_envs,
         "seeds": seeds,
         "micro_batch": train.update_micro_batch(),  # as used (one pass when env-sharded)
+        "seed_batch": sb,
         "frames_per_sec": frames / best,
         "compile_seconds": compile_s,
         "flops_per_frame": flops / frames,
@@ -368,9 +373,11 @@ def bench_train(
     devices: tuple[int, ...] = (1,),
     env_shards: int = 1,
     micro_batches: tuple[int | None, ...] = (None,),
+    seed_batches: tuple[int | None, ...] = (None,),
 ) -> list[dict]:
-    """Every (devices, num_envs, seeds, micro_batch) cell of curio_jax in its own process
-    (`micro_batches`: A2CConfig.micro_batch values, None for automatic), the machine's
+    """Every (devices, num_envs, seeds, micro_batch, seed_batch) cell of curio_jax in its own
+    process (`micro_batches`, `seed_batches`: A2CConfig.micro_batch / seed_batch values, None
+    for automatic), the machine's
     matmul rate, and optionally the reference; records carry the fraction of the matmul rate
     achieved and, for more than one device, the scaling efficiency against the one-device cell
     of the same shape (frames/s per device over one device's frames/s)."""
@@ -378,7 +385,8 @@ def bench_train(
     log(f"dense float32 matmul rate: {rate['gflops']:,.1f} GFLOP/s")
     records = []
     one_device: dict[tuple[int, int], float] = {}
-    for d, s, n, mb in itertools.product(devices, seeds, num_envs, micro_batches):
+    cells = itertools.product(devices, seeds, num_envs, micro_batches, seed_batches)
+    for d, s, n, mb, sb in cells:
         shards = env_shards if d > 1 else 1
         rec = run_isolated(
             "bench_train_cell",
@@ -389,6 +397,7 @@ def bench_train(
             devices=d,
             env_shards=shards,
             micro_batch=mb,
+            seed_batch=sb,
         )
         rec["matmul_gflops"] = rate["gflops"]
         rec["fraction_of_matmul_rate"] = (
@@ -407,7 +416,7 @@ def bench_train(
         )
         log(
             f"curio_jax  {preset}  devices {d}  envs {n:>5}  seeds {s:>3}  "
-            f"micro-batch {rec['micro_batch']:>5}  "
+            f"micro-batch {rec['micro_batch']:>5}  seed-batch {rec['seed_batch']:>3}  "
             f"{rec['frames_per_sec']:>10,.0f} frames/s  {mflop:.2f} MFLOP/frame  "
             f"{pct:.0f}% of matmul  compile {rec['compile_seconds']:.1f}s  "
             f"peak RSS {rec['peak_rss_mb']:,.0f} MB{scaling}"

@@ -50,6 +50,13 @@ MICRO_BATCH_HELP = (
 )
 
 
+SEED_BATCH_HELP = (
+    "seeds vmapped together per step of the seed loop inside the one program (speed only; "
+    "0: all at once; default: automatic, 1 on CPU with one device, all on GPU/TPU or several "
+    "devices; must divide the number of seeds run together)"
+)
+
+
 def unit_float(text: str) -> float:
     """A number in [0, 1]."""
     try:
@@ -158,6 +165,8 @@ def _config_from_args(args: argparse.Namespace, base=None):
             overrides["log_every"] = args.log_every
         if getattr(args, "micro_batch", None) is not None:
             overrides["a2c.micro_batch"] = args.micro_batch
+        if getattr(args, "seed_batch", None) is not None:
+            overrides["a2c.seed_batch"] = args.seed_batch
         return cfg.with_overrides(overrides)
     except ValueError as e:
         raise UsageError(one_line(e)) from None
@@ -379,6 +388,11 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
                 config.preset(args.preset).with_overrides(
                     {"a2c.num_envs": n, "a2c.micro_batch": mb}
                 )
+        for sb in args.seed_batch:
+            a2c = config.A2CConfig(seed_batch=sb)
+            for d in args.devices:
+                for s in args.seeds:
+                    config.seed_batch_size(a2c, s, "cpu", d)
     except ValueError as e:
         raise UsageError(one_line(e)) from None
     import jax
@@ -405,6 +419,7 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
         devices=tuple(args.devices),
         env_shards=args.env_shards,
         micro_batches=tuple(args.micro_batch),
+        seed_batches=tuple(args.seed_batch),
     )
     _write_json(args.json, records)
     return 0
@@ -420,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=nonneg_int, default=None, help="base seed (default 0)")
     tr.add_argument("--num-envs", type=positive_int, default=None)
     tr.add_argument("--micro-batch", type=nonneg_int, default=None, help=MICRO_BATCH_HELP)
+    tr.add_argument("--seed-batch", type=nonneg_int, default=None, help=SEED_BATCH_HELP)
     tr.add_argument("--total-frames", type=positive_int, default=None, help="frames per seed")
     tr.add_argument(
         "--log-every",
@@ -468,6 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--seed", type=nonneg_int, default=None, help="base seed (default 0)")
     sw.add_argument("--num-envs", type=positive_int, default=None)
     sw.add_argument("--micro-batch", type=nonneg_int, default=None, help=MICRO_BATCH_HELP)
+    sw.add_argument("--seed-batch", type=nonneg_int, default=None, help=SEED_BATCH_HELP)
     sw.add_argument("--total-frames", type=positive_int, default=None, help="frames per seed")
     sw.add_argument("--log-every", type=positive_int, default=None, help="updates per chunk")
     sw.add_argument("--out", type=run_dir, required=True, help="sweep directory")
@@ -527,6 +544,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=[None],
         help="comma-separated micro-batch sizes per seed to time, 'auto' and/or integers (0: "
         "whole batch; default auto)",
+    )
+    bt.add_argument(
+        "--seed-batch",
+        type=micro_batch_list,
+        default=[None],
+        help="comma-separated seed-loop batch sizes to time (seeds vmapped together), 'auto' "
+        "and/or integers (0: all seeds at once; default auto)",
     )
     bt.add_argument("--updates", type=positive_int, default=10, help="updates per timed chunk")
     bt.add_argument("--with-reference", action="store_true", help="also time the torch reference")

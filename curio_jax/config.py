@@ -50,6 +50,31 @@ def micro_batch_size(a2c: A2CConfig, backend: str) -> int:
     return n if mb == 0 else mb
 
 
+def seed_batch_size(a2c: A2CConfig, batch: int, backend: str, devices: int = 1) -> int:
+    """How many of the ``batch`` learner states (seeds, or grid points x seeds) one step of
+    the seed loop vmaps together on ``backend`` with ``devices`` devices (see
+    A2CConfig.seed_batch); ``batch`` itself means all at once (no loop). Raises ValueError
+    when an explicit size does not divide ``batch`` or the batch is spread over devices."""
+    sb = a2c.seed_batch
+    if sb is None:
+        return 1 if backend == "cpu" and devices == 1 else batch
+    if sb == 0 or sb == batch:
+        return batch
+    if devices > 1:
+        raise ValueError(
+            f"A2CConfig.seed_batch={sb} needs one device: on {devices} devices the "
+            f"{batch} states are already split between them (use seed_batch 0 or leave it "
+            f"automatic)"
+        )
+    if batch % sb:
+        raise ValueError(
+            f"A2CConfig.seed_batch={sb} does not divide the {batch} learner states run "
+            f"together (seeds, or grid points x seeds); divisors near it: "
+            f"{_divisors_near(batch, sb)}"
+        )
+    return sb
+
+
 def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
@@ -120,6 +145,14 @@ class A2CConfig:
     None (auto): on CPU the largest divisor of ``num_envs * rollout_size`` up to 512 (whole
     batch when that is below 128), so the activations stay in cache; on GPU/TPU the whole batch.
     0: always the whole batch. k > 0: must divide ``num_envs * rollout_size``."""
+    seed_batch: int | None = None
+    """Learner states (seeds, or grid points x seeds) vmapped together in one step of the seed
+    loop of a run's compiled program (speed only: every seed computes the same arithmetic, and
+    with 1 exactly the program of a single-seed run). None (auto): 1 on CPU with one device,
+    i.e. the seeds run one after another inside the one program, which keeps each seed's
+    weights in cache and its matmuls unbatched (benchmarks/NOTES.md, change (d): +20-58%);
+    all at once on GPU/TPU or several devices. 0: all at once. k > 0: must divide the number
+    of states (checked when the run starts) and needs one device."""
 
     def __post_init__(self) -> None:
         _require(
@@ -147,6 +180,12 @@ class A2CConfig:
                 f"A2CConfig.micro_batch={mb} does not divide the batch num_envs * rollout_size = "
                 f"{n}; divisors near it: {_divisors_near(n, mb)}",
             )
+        sb = self.seed_batch
+        _require(
+            sb is None or (_is_int(sb) and sb >= 0),
+            f"A2CConfig.seed_batch must be None (auto), 0 (all at once) or a positive integer, "
+            f"got {sb!r}",
+        )
         for name in ("gamma", "gae_lambda", "rmsprop_decay"):
             v = getattr(self, name)
             _require(

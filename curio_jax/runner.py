@@ -62,7 +62,7 @@ from typing import IO, Any
 import numpy as np
 
 from curio_jax import checkpoint as ckpt
-from curio_jax.config import TrainConfig, diff_configs
+from curio_jax.config import TrainConfig, diff_configs, seed_batch_size
 from curio_jax.sharding import is_primary as shd_is_primary
 
 TEST_POISON_ENV = "CURIO_JAX_TEST_POISON_UPDATE"
@@ -645,6 +645,7 @@ def train_run(
     poison_at, pause_at = _env_int(TEST_POISON_ENV), _env_int(TEST_PAUSE_ENV)
     out = Path(out)
     primary = shd_is_primary()
+    check_seed_batch(cfg, settings.seeds)
     lock = prepare_run_dir(out, cfg, settings, resume, overwrite) if primary else None
     try:
         return _train(cfg, out, settings, resume, progress, plot, poison_at, pause_at)[0]
@@ -652,6 +653,15 @@ def train_run(
         progress.end()
         if lock is not None:
             lock.release()
+
+
+def check_seed_batch(cfg: TrainConfig, batch: int) -> None:
+    """RunError, before anything is written, when ``cfg.a2c.seed_batch`` cannot split the
+    ``batch`` learner states one program runs (the device count is checked later)."""
+    try:
+        seed_batch_size(cfg.a2c, batch, "cpu", 1)
+    except ValueError as e:
+        raise RunError(str(e)) from None
 
 
 @dataclass(frozen=True)
@@ -697,7 +707,7 @@ def _train(
     import jax
 
     from curio_jax import sharding as shd
-    from curio_jax.train import Hyperparams, make_train
+    from curio_jax.train import Hyperparams, make_train, seed_loop
 
     t_segment = time.perf_counter()
     primary = shd.is_primary()
@@ -720,6 +730,10 @@ def _train(
     )
     train = make_train(cfg)
     train.sample_sharding = shd.sample_sharding(layout)
+    try:
+        seed_batch = seed_batch_size(cfg.a2c, part_size, jax.default_backend(), layout.devices)
+    except ValueError as e:
+        raise RunError(str(e)) from None
     # host-side inputs (identical on every process): raw key data and the coefficients
     seed_keys = jax.random.split(jax.random.key(settings.seed), seeds)
     key_impl = jax.random.key_impl(seed_keys)
@@ -764,6 +778,7 @@ def _train(
         "devices": layout.devices,
         "env_shards": layout.env_shards,
         "micro_batch": train.update_micro_batch(),  # as resolved on this backend
+        "seed_batch": seed_batch,
     }
     if start >= total:  # already complete: only summary.json and curves.png are rewritten
         return _summaries(groups, seeds, clock, progress, plot, primary, extra)
@@ -790,7 +805,7 @@ def _train(
             n = min(chunk, total - update)
             if n not in compiled:  # ahead-of-time, so compilation is timed apart
                 t0 = time.perf_counter()
-                step = vmap(lambda s, n=n: train.run_chunk(s, n))
+                step = seed_loop(vmap(lambda s, n=n: train.run_chunk(s, n)), part_size, seed_batch)
                 if state_sh is None:
                     jitted = jax.jit(step, donate_argnums=0)
                 else:

@@ -61,6 +61,7 @@ from curio_jax.runner import (
     _Lock,
     _train,
     _write_rows,
+    check_seed_batch,
     claim_directory,
 )
 from curio_jax.sharding import is_primary
@@ -286,6 +287,8 @@ def sweep_run(
     poison_at, pause_at = _env_int(TEST_POISON_ENV), _env_int(TEST_PAUSE_ENV)
     out = Path(out)
     primary = is_primary()
+    n_points = len(plan.points)
+    check_seed_batch(cfg, settings.seeds * (n_points if vmap_grid and n_points > 1 else 1))
     lock = _prepare(out, plan, settings, resume, overwrite, vmap_grid) if primary else None
     try:
         return _train(

@@ -22,6 +22,7 @@ The traced float coefficients live in :class:`Hyperparams` inside the state, so 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -395,6 +396,25 @@ class Train:
         """The whole run: ``cfg.num_updates`` updates from ``init(key)``."""
         state, metrics = self.run_chunk(self.init(key), self.cfg.num_updates)
         return TrainOutput(final_state=state, metrics=metrics)
+
+
+def seed_loop(step: Callable[[Any], Any], batch: int, seed_batch: int) -> Callable[[Any], Any]:
+    """``step`` (vmapped over the leading axis of a state pytree, returning pytrees with that
+    axis) applied to a ``[batch, ...]`` state ``seed_batch`` states at a time: a ``lax.map``
+    over ``batch // seed_batch`` groups inside the one program. With ``seed_batch == batch``
+    it is ``step`` itself; with 1 each state runs with single-seed shapes."""
+    if seed_batch == batch:
+        return step
+    if seed_batch < 1 or batch % seed_batch:
+        raise ValueError(f"seed_batch={seed_batch} does not divide the batch of {batch} states")
+    groups = batch // seed_batch
+
+    def looped(state: Any) -> Any:
+        grouped = jax.tree.map(lambda x: x.reshape((groups, seed_batch) + x.shape[1:]), state)
+        out = jax.lax.map(step, grouped)
+        return jax.tree.map(lambda x: x.reshape((batch,) + x.shape[2:]), out)
+
+    return looped
 
 
 def make_train(cfg: TrainConfig, env: Any = None) -> Train:
