@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import platform
+import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -374,31 +375,53 @@ def bench_train(
     env_shards: int = 1,
     micro_batches: tuple[int | None, ...] = (None,),
     seed_batches: tuple[int | None, ...] = (None,),
+    rounds: int = 1,
 ) -> list[dict]:
     """Every (devices, num_envs, seeds, micro_batch, seed_batch) cell of curio_jax in its own
     process (`micro_batches`, `seed_batches`: A2CConfig.micro_batch / seed_batch values, None
-    for automatic), the machine's
-    matmul rate, and optionally the reference; records carry the fraction of the matmul rate
-    achieved and, for more than one device, the scaling efficiency against the one-device cell
-    of the same shape (frames/s per device over one device's frames/s)."""
+    for automatic), the machine's matmul rate, and optionally the reference; records carry the
+    fraction of the matmul rate achieved and, for more than one device, the scaling efficiency
+    against the one-device cell of the same shape (frames/s per device over one device's
+    frames/s). `rounds` > 1 times every cell that many times, round-robin (so a slow spell of a
+    shared machine hits all cells alike), and reports each cell's median, with every round's
+    figure in `frames_per_sec_rounds`."""
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
     rate = run_isolated("matmul_gflops")
     log(f"dense float32 matmul rate: {rate['gflops']:,.1f} GFLOP/s")
+    cells = list(itertools.product(devices, seeds, num_envs, micro_batches, seed_batches))
+    runs: list[list[dict]] = [[] for _ in cells]
+    for r in range(rounds):
+        for i, (d, s, n, mb, sb) in enumerate(cells):
+            rec = run_isolated(
+                "bench_train_cell",
+                preset=preset,
+                num_envs=n,
+                seeds=s,
+                updates=updates,
+                devices=d,
+                env_shards=env_shards if d > 1 else 1,
+                micro_batch=mb,
+                seed_batch=sb,
+            )
+            runs[i].append(rec)
+            if rounds > 1:
+                log(
+                    f"  round {r + 1}/{rounds}: devices {d} envs {n} seeds {s} micro-batch "
+                    f"{rec['micro_batch']} seed-batch {rec['seed_batch']}: "
+                    f"{rec['frames_per_sec']:,.0f} frames/s"
+                )
     records = []
     one_device: dict[tuple[int, int], float] = {}
-    cells = itertools.product(devices, seeds, num_envs, micro_batches, seed_batches)
-    for d, s, n, mb, sb in cells:
-        shards = env_shards if d > 1 else 1
-        rec = run_isolated(
-            "bench_train_cell",
-            preset=preset,
-            num_envs=n,
-            seeds=s,
-            updates=updates,
-            devices=d,
-            env_shards=shards,
-            micro_batch=mb,
-            seed_batch=sb,
-        )
+    for (d, s, n, _, _), cell_runs in zip(cells, runs, strict=True):
+        rec = dict(cell_runs[0])
+        if rounds > 1:
+            fps = [x["frames_per_sec"] for x in cell_runs]
+            rec["frames_per_sec"] = float(statistics.median(fps))
+            rec["frames_per_sec_rounds"] = fps
+            compiles = [x["compile_seconds"] for x in cell_runs]
+            rec["compile_seconds"] = float(statistics.median(compiles))
+            rec["peak_rss_mb"] = max(x["peak_rss_mb"] for x in cell_runs)
         rec["matmul_gflops"] = rate["gflops"]
         rec["fraction_of_matmul_rate"] = (
             rec["frames_per_sec"] * rec["flops_per_frame"] / (rate["gflops"] * 1e9)
@@ -414,10 +437,14 @@ def bench_train(
             if "scaling_efficiency" in rec
             else ""
         )
+        spread = ""
+        if rounds > 1:
+            lo, hi = min(rec["frames_per_sec_rounds"]), max(rec["frames_per_sec_rounds"])
+            spread = f" (median of {rounds}: {lo:,.0f}-{hi:,.0f})"
         log(
             f"curio_jax  {preset}  devices {d}  envs {n:>5}  seeds {s:>3}  "
             f"micro-batch {rec['micro_batch']:>5}  seed-batch {rec['seed_batch']:>3}  "
-            f"{rec['frames_per_sec']:>10,.0f} frames/s  {mflop:.2f} MFLOP/frame  "
+            f"{rec['frames_per_sec']:>10,.0f} frames/s{spread}  {mflop:.2f} MFLOP/frame  "
             f"{pct:.0f}% of matmul  compile {rec['compile_seconds']:.1f}s  "
             f"peak RSS {rec['peak_rss_mb']:,.0f} MB{scaling}"
         )

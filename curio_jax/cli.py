@@ -420,6 +420,7 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
         env_shards=args.env_shards,
         micro_batches=tuple(args.micro_batch),
         seed_batches=tuple(args.seed_batch),
+        rounds=args.rounds,
     )
     _write_json(args.json, records)
     return 0
@@ -553,6 +554,13 @@ def build_parser() -> argparse.ArgumentParser:
         "and/or integers (0: all seeds at once; default auto)",
     )
     bt.add_argument("--updates", type=positive_int, default=10, help="updates per timed chunk")
+    bt.add_argument(
+        "--rounds",
+        type=positive_int,
+        default=1,
+        help="time every cell this many times, round-robin, and report the median (a shared "
+        "machine's slow spells then hit all cells alike)",
+    )
     bt.add_argument("--with-reference", action="store_true", help="also time the torch reference")
     bt.add_argument("--reference-frames", type=positive_int, default=51_200)
     bt.add_argument(

@@ -48,6 +48,7 @@ def assert_usage_error(argv, capsys, contains=None):
         (["bench", "train", "--micro-batch", "x"], "'auto' or integers"),
         (["bench", "train", "--micro-batch", "-8"], "'auto' or integers"),
         (["bench", "train", "--num-envs", "100", "--micro-batch", "3"], "divisors near it"),
+        (["bench", "train", "--rounds", "0"], "positive integer"),
         (["train", "--preset", "notebook-rnd-5x5", "--micro-batch", "-1"], "non-negative"),
         (["train", "--preset", "notebook-rnd-5x5", "--micro-batch", "100"], "does not divide"),
         (["compare"], "RUN_DIR"),
