@@ -18,7 +18,9 @@ Usage::
     # rebuild the report from result files written earlier by `curio-jax bench ... --json`:
     python benchmarks/report.py --from-json benchmarks/results/env_2core_cpu.json \\
         benchmarks/results/train_rnd8x8_2core_cpu.json \\
-        benchmarks/results/train_rnd8x8_16seeds_2core_cpu.json
+        benchmarks/results/train_rnd8x8_16seeds_2core_cpu.json \\
+        benchmarks/results/train_rnd8x8_seedloop_vs_vmap_2core_cpu.json \\
+        benchmarks/results/train_rnd8x8_seedloop_2core_cpu.json
 
 The measuring itself is :func:`curio_jax.bench.bench_env` and :func:`curio_jax.bench.bench_train`
 (each training cell in its own process); this script only selects, tabulates and plots.
@@ -119,9 +121,17 @@ def pass_label(r: dict) -> str:
     return f"{label}; {tag}" if tag else label
 
 
+def rounds_note(r: dict) -> str:
+    """ " (median of 3)" for a cell timed in several rounds (`bench train --rounds`)."""
+    n = len(r.get("frames_per_sec_rounds", ()))
+    return f" (median of {n})" if n > 1 else ""
+
+
 def series(env: list[dict], train: list[dict]) -> dict[str, list[tuple[int, float, dict]]]:
     """name -> sorted [(total envs, frames or steps per second, record)]. Training series:
-    "train" / "train_seeds" (vmapped seeds), each split by `passes` ("train|one pass")."""
+    "train" / "train_seeds" (several seeds), each split by `passes` ("train|one pass") and for
+    several seeds by `seed_tag`. Where records of several files give the same point of a
+    series, the later one is plotted (the markdown table lists them all)."""
     out: dict[str, list[tuple[int, float, dict]]] = {}
     for r in train:
         if r["impl"] == "torch_reference":
@@ -135,7 +145,8 @@ def series(env: list[dict], train: list[dict]) -> dict[str, list[tuple[int, floa
         out.setdefault(name, []).append((r["num_envs"] * r["seeds"], r["frames_per_sec"], r))
     for r in env:
         out.setdefault(r["impl"], []).append((r["num_envs"], r["steps_per_sec"], r))
-    return {k: sorted(v, key=lambda t: t[0]) for k, v in out.items()}
+    latest = {k: {t[0]: t for t in v} for k, v in out.items()}  # later records win
+    return {k: sorted(v.values(), key=lambda t: t[0]) for k, v in latest.items()}
 
 
 def markdown(preset: str, size: int, env: list[dict], train: list[dict]) -> str:
@@ -165,7 +176,7 @@ def markdown(preset: str, size: int, env: list[dict], train: list[dict]) -> str:
             frac = f"{100 * r['fraction_of_matmul_rate']:.0f}% of {r['matmul_gflops']:,.0f}"
             lines.append(
                 f"| curio_jax | {r['num_envs']} x {r['seeds']} | {pass_label(r)} | "
-                f"{r['frames_per_sec']:,.0f} | "
+                f"{r['frames_per_sec']:,.0f}{rounds_note(r)} | "
                 f"{r['flops_per_frame'] / 1e6:.2f} | {frac} GFLOP/s | "
                 f"{r['compile_seconds']:.1f} s | {r['peak_rss_mb']:,.0f} MB |"
             )
@@ -210,7 +221,7 @@ def plot(preset: str, size: int, data: dict, path: Path) -> None:
         "curio_jax": dict(marker="^", color="tab:green", ls="--"),
         "navix_symbolic_first_person": dict(marker="v", color="tab:orange", ls="--"),
     }
-    fig, ax = plt.subplots(figsize=(8, 5.5))
+    fig, ax = plt.subplots(figsize=(8, 6.5))
     env_names = ["curio_jax", "navix_symbolic_first_person"]
     train_names = sorted(n for n in data if n.startswith("train"))
     for name in env_names + train_names + ["reference"]:
@@ -231,20 +242,23 @@ def plot(preset: str, size: int, data: dict, path: Path) -> None:
         ax.plot(xs, ys, label=label, **kw)
         if base in ("train", "train_seeds", "reference"):
             for x, y in zip(xs, ys, strict=True):
-                # vmapped-seed labels above the point, so they do not overlap a training cell
-                dy = 8 if base == "train_seeds" else -12
+                # multi-seed labels above (vmapped) or left of (seed loop) the point, so they
+                # do not overlap the one-seed cell at the same total envs
+                offset = {"train_seeds": (6, 8), "train": (6, 5)}.get(base, (6, -12))
+                if tag.startswith("seed loop"):
+                    offset = (-42, -3)
                 ax.annotate(
-                    f"{y:,.0f}", (x, y), textcoords="offset points", xytext=(6, dy), fontsize=8
+                    f"{y:,.0f}", (x, y), textcoords="offset points", xytext=offset, fontsize=8
                 )
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    ax.set_xlabel("parallel environments (num_envs; x seeds for vmapped cells)")
+    ax.set_xlabel("parallel environments (num_envs; x seeds for multi-seed cells)")
     ax.set_ylabel("frames/s (training)  or  env steps/s (env only)")
     ax.set_title(f"{preset} ({size}x{size}): throughput vs num_envs")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
