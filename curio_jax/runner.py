@@ -645,7 +645,7 @@ def train_run(
     poison_at, pause_at = _env_int(TEST_POISON_ENV), _env_int(TEST_PAUSE_ENV)
     out = Path(out)
     primary = shd_is_primary()
-    check_seed_batch(cfg, settings.seeds)
+    check_layout(cfg, settings.seeds, settings)
     lock = prepare_run_dir(out, cfg, settings, resume, overwrite) if primary else None
     try:
         return _train(cfg, out, settings, resume, progress, plot, poison_at, pause_at)[0]
@@ -655,12 +655,18 @@ def train_run(
             lock.release()
 
 
-def check_seed_batch(cfg: TrainConfig, batch: int) -> None:
-    """RunError, before anything is written, when ``cfg.a2c.seed_batch`` cannot split the
-    ``batch`` learner states one program runs (the device count is checked later)."""
+def check_layout(cfg: TrainConfig, batch: int, settings: RunSettings) -> None:
+    """RunError, before anything is written, when the ``batch`` learner states one program
+    runs do not fit the devices (curio_jax.sharding) or ``cfg.a2c.seed_batch`` cannot split
+    them; ``_train`` builds the same layout again."""
+    import jax
+
+    from curio_jax import sharding as shd
+
     try:
-        seed_batch_size(cfg.a2c, batch, "cpu", 1)
-    except ValueError as e:
+        layout = shd.make_layout(batch, cfg.a2c.num_envs, settings.devices, settings.env_shards)
+        seed_batch_size(cfg.a2c, batch, jax.default_backend(), layout.devices)
+    except (shd.ShardingError, ValueError) as e:
         raise RunError(str(e)) from None
 
 

@@ -61,7 +61,7 @@ from curio_jax.runner import (
     _Lock,
     _train,
     _write_rows,
-    check_seed_batch,
+    check_layout,
     claim_directory,
 )
 from curio_jax.sharding import is_primary
@@ -288,7 +288,7 @@ def sweep_run(
     out = Path(out)
     primary = is_primary()
     n_points = len(plan.points)
-    check_seed_batch(cfg, settings.seeds * (n_points if vmap_grid and n_points > 1 else 1))
+    check_layout(cfg, settings.seeds * (n_points if vmap_grid and n_points > 1 else 1), settings)
     lock = _prepare(out, plan, settings, resume, overwrite, vmap_grid) if primary else None
     try:
         return _train(

@@ -125,13 +125,28 @@ def test_invalid_seed_batch_in_config(bad):
     [
         (["train", "--preset", "notebook-rnd-5x5", "--seeds", "4", "--seed-batch", "3"], "divide"),
         (["train", "--preset", "notebook-rnd-5x5", "--seed-batch", "-1"], "non-negative"),
+        (["train", "--preset", "notebook-rnd-5x5", "--devices", "64"], "are visible"),
+        (
+            [
+                "sweep",
+                "--preset",
+                "notebook-rnd-5x5",
+                "--set",
+                "lr=1e-4,2e-4",
+                "--seeds",
+                "4",
+                "--seed-batch",
+                "3",
+            ],
+            "does not divide",
+        ),
         (["bench", "train", "--seeds", "4", "--seed-batch", "3"], "divisors near it"),
         (["bench", "train", "--seed-batch", "x"], "'auto' or integers"),
     ],
 )
-def test_cli_rejects_bad_seed_batch_before_writing(argv, contains, tmp_path, capsys):
+def test_cli_rejects_bad_layouts_before_writing(argv, contains, tmp_path, capsys):
     out = tmp_path / "run"
-    if argv[0] == "train":
+    if argv[0] in ("train", "sweep"):
         argv = [*argv, "--out", str(out)]
     try:
         code = cli.main(argv)
