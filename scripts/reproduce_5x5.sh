@@ -3,6 +3,8 @@
 # reference (8 seeds each, the notebook's loop: each seed stops when it solves) and the
 # ablations (16 seeds each), one common budget of 768,000 frames per seed, then `compare`.
 # About 3 hours on a 2-core CPU (RND arms ~12k frames/s, A2C arms ~25-48k, reference ~3-5k).
+# (Those speeds were measured with all seeds vmapped, before the seed loop; runs now use it on CPU:
+# the same experiment up to float rounding, faster.)
 # Usage: scripts/reproduce_5x5.sh [OUT_DIR]   (default runs/reproduce-5x5; needs the
 # `reference` extra for the torch runs)
 set -euo pipefail

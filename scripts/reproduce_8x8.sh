@@ -4,6 +4,8 @@
 # frames per seed (8,000 updates of 32 envs x 16 steps), then `compare` at the RND presets'
 # solved threshold 0.95 for every arm (the notebook's A2C preset uses 0.91).
 # About 6 hours on a 2-core CPU (RND arms ~17k frames/s: ~1 hour each; A2C arms ~20 minutes).
+# (Those speeds were measured with all seeds vmapped, before the seed loop; runs now use it on CPU:
+# the same experiment up to float rounding, faster.)
 # Usage: scripts/reproduce_8x8.sh [OUT_DIR]   (default runs/reproduce-8x8). Rerunning resumes
 # an interrupted arm from its last checkpoint and skips finished ones.
 set -euo pipefail
