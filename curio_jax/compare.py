@@ -351,11 +351,16 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def config_differences(a: Run, b: Run) -> list[str]:
     """'field: value_a vs value_b' for every differing config field (dotted names), plus the
-    implementation when the two summaries name different ones."""
+    implementation when the two summaries name different ones. A field missing from one
+    config.json (written before the field existed) counts as that field's default."""
+    from curio_jax.config import TrainConfig
+
+    defaults = _flatten(TrainConfig().to_dict())
     fa, fb = _flatten(a.config), _flatten(b.config)
     out = []
     for key in sorted(set(fa) | set(fb)):
-        va, vb = fa.get(key, "<absent>"), fb.get(key, "<absent>")
+        missing = defaults.get(key, "<absent>")
+        va, vb = fa.get(key, missing), fb.get(key, missing)
         if va != vb:
             out.append(f"{key}: {va} vs {vb}")
     if a.impl != b.impl:

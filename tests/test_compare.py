@@ -188,6 +188,25 @@ def test_incompatible_size_is_warned_and_skipped(three_runs):
     assert alone["frames_to_solve_median"] == res["runs"][0]["frames_to_solve_median"]
 
 
+def test_a_field_missing_from_an_older_config_counts_as_its_default(tmp_path):
+    old = write_run(tmp_path, "old", finals=[0.9, 0.8], solves=[100, None])
+    cfg = json.loads((old / "config.json").read_text())
+    del cfg["a2c"]["seed_batch"]  # a run directory written before the field existed
+    (old / "config.json").write_text(json.dumps(cfg))
+    same = write_run(tmp_path, "same", finals=[0.9, 0.8], solves=[100, None])
+    res = compare.compare_runs([old, same], n_boot=N_BOOT)
+    assert res["pairs"][0]["config_differences"] == []
+    cfg["a2c"]["seed_batch"] = 2
+    other = tmp_path / "other"
+    other.mkdir()
+    for f in ("summary.json", "metrics.csv", "run.json"):
+        if (same / f).exists():
+            (other / f).write_bytes((same / f).read_bytes())
+    (other / "config.json").write_text(json.dumps(cfg))
+    res = compare.compare_runs([old, other], n_boot=N_BOOT)
+    assert res["pairs"][0]["config_differences"] == ["a2c.seed_batch: None vs 2"]
+
+
 def test_threshold_and_budget_differences(tmp_path):
     a = write_run(tmp_path, "a", finals=[0.9, 0.8], solves=[100, None])
     b = write_run(tmp_path, "b", finals=[0.9, 0.8], solves=[100, None], threshold=0.95)
