@@ -8,7 +8,7 @@
 # pieces each); the other two with the automatic settings of commit 6c49dd4 (seeds one at a
 # time, 512-sample pieces). RND dropout masks depend on the piece size, so that arm is an
 # equally valid sample either way, not bit-identical to a run with other pieces.
-# About 1 hour per RND arm on a 2-core CPU (measured: 7,211 s and 3,794 s of compute; the A2C arm
+# 1-2 hours per RND arm on a 2-core CPU (measured: 7,211 s with pauses and other jobs, and 3,794 s; the A2C arm
 # 1,030 s). Usage: scripts/reproduce_16x16.sh [OUT_DIR] (default runs/reproduce-16x16);
 # rerunning resumes an interrupted arm from its last checkpoint and skips finished ones.
 set -euo pipefail
