@@ -4,15 +4,17 @@ JAX's transpose rule for ``x @ w`` computes the weight gradient as ``g^T x`` (``
 and transposes it afterwards; XLA:CPU fuses that transpose into the RMSprop update, which
 then reads the gradient with a stride of ``out`` floats (`profile_ops.py` shows those
 ``multiply_add_fusion`` updates among the costliest element-wise ops at 32 envs). This script
-builds the same training chunk twice in one process, once with the networks' stock Dense
-layers and once with a custom-VJP matmul whose weight gradient is one dot ``x^T g`` that
-writes ``[in, out]`` directly, and times the two compiled programs round-robin.
+builds the same training chunk three times in one process and times the compiled programs
+round-robin: with the networks' stock Dense layers; with a custom-VJP matmul whose weight
+gradient is one dot ``x^T g`` writing ``[in, out]`` directly; and with Dense kernels stored
+``[out, in]`` (PyTorch's layout), where JAX's own ``g^T x`` already has the kernel's layout.
 
     python benchmarks/experiment_dense_grad_layout.py --num-envs 32 --updates 40 --rounds 9
     python benchmarks/experiment_dense_grad_layout.py --num-envs 512 --updates 3 --rounds 9
 
-Both programs compute the same values (float rounding apart); only speed is compared. The
-change is not in the package: it measured slower (NOTES.md, change (e)).
+All variants train the same networks (the ``[out, in]`` one from a fresh initialisation of the
+same distribution, its kernels being transposed); only speed is compared. Neither change is in
+the package: neither measured faster (NOTES.md, change (e)).
 """
 
 from __future__ import annotations
@@ -66,6 +68,35 @@ def _dense_grad_in_layout(features: int, fan_in: int, name: str) -> nn.Dense:
     )
 
 
+class DenseOutIn(nn.Module):
+    """A Dense layer whose kernel is stored ``[out, in]`` (PyTorch's layout): ``y = x w^T + b``.
+
+    JAX's own weight gradient ``g^T x`` is then already in the kernel's layout."""
+
+    features: int
+    fan_in: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        init = jax.nn.initializers.variance_scaling(
+            1.0 / 3.0, "fan_in", "uniform", in_axis=-1, out_axis=-2
+        )
+        kernel = self.param("kernel", init, (self.features, x.shape[-1]))
+        bias = self.param("bias", networks.torch_bias_init(self.fan_in), (self.features,))
+        return jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (1,)), ((), ()))) + bias
+
+
+def _dense_out_in(features: int, fan_in: int, name: str) -> nn.Module:
+    return DenseOutIn(features, fan_in, name=name)
+
+
+VARIANTS = {
+    "stock Dense": None,
+    "dw in kernel layout": _dense_grad_in_layout,
+    "kernel [out, in]": _dense_out_in,
+}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="notebook-rnd-8x8")
@@ -78,8 +109,10 @@ def main() -> None:
 
     stock = networks._dense
     progs = {}
-    for tag, dense in (("stock Dense", stock), ("dw in kernel layout", _dense_grad_in_layout)):
-        networks._dense = dense  # read when the modules are traced, inside make_train's jit
+    for tag, dense in VARIANTS.items():
+        networks._dense = (
+            dense or stock
+        )  # read when the modules are traced, inside make_train's jit
         try:
             cfg = get_preset(args.preset).with_overrides({"a2c.num_envs": args.num_envs})
             train = make_train(cfg)
