@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -197,11 +198,7 @@ def test_a_field_missing_from_an_older_config_counts_as_its_default(tmp_path):
     res = compare.compare_runs([old, same], n_boot=N_BOOT)
     assert res["pairs"][0]["config_differences"] == []
     cfg["a2c"]["seed_batch"] = 2
-    other = tmp_path / "other"
-    other.mkdir()
-    for f in ("summary.json", "metrics.csv", "run.json"):
-        if (same / f).exists():
-            (other / f).write_bytes((same / f).read_bytes())
+    other = shutil.copytree(same, tmp_path / "other")
     (other / "config.json").write_text(json.dumps(cfg))
     res = compare.compare_runs([old, other], n_boot=N_BOOT)
     assert res["pairs"][0]["config_differences"] == ["a2c.seed_batch: None vs 2"]
