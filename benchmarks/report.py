@@ -156,10 +156,12 @@ def markdown(preset: str, size: int, env: list[dict], train: list[dict]) -> str:
         "",
         "One frame = one environment step of one environment. Training = env + rollout + "
         "update, compile time apart; MFLOP/frame from XLA's cost analysis of the compiled "
-        "update; matmul rate = a 2048x2048 float32 product measured in the same run.",
+        "update (not counted: `bench train --no-flops`); matmul rate = a float32 product at "
+        "JAX's default precision measured in the same run (2048x2048 on CPU, 8192x8192 on an "
+        "accelerator); peak memory: the process's RSS, and on an accelerator the device's peak.",
         "",
         "| impl | envs x seeds | update | frames/s | MFLOP/frame | of matmul rate | compile "
-        "| peak RSS |",
+        "| peak memory |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(
@@ -173,12 +175,19 @@ def markdown(preset: str, size: int, env: list[dict], train: list[dict]) -> str:
         ),
     ):
         if r["impl"] == "curio_jax":
-            frac = f"{100 * r['fraction_of_matmul_rate']:.0f}% of {r['matmul_gflops']:,.0f}"
+            if r.get("flops_per_frame") is None:
+                mflop, frac = "not counted", f"(rate {r['matmul_gflops']:,.0f} GFLOP/s)"
+            else:
+                mflop = f"{r['flops_per_frame'] / 1e6:.2f}"
+                pct = 100 * r["fraction_of_matmul_rate"]
+                frac = f"{pct:.0f}% of {r['matmul_gflops']:,.0f} GFLOP/s"
+            mem = f"{r['peak_rss_mb']:,.0f} MB RSS"
+            if r.get("peak_device_mb"):
+                mem += f", {r['peak_device_mb']:,.0f} MB device"
             lines.append(
                 f"| curio_jax | {r['num_envs']} x {r['seeds']} | {pass_label(r)} | "
-                f"{r['frames_per_sec']:,.0f}{rounds_note(r)} | "
-                f"{r['flops_per_frame'] / 1e6:.2f} | {frac} GFLOP/s | "
-                f"{r['compile_seconds']:.1f} s | {r['peak_rss_mb']:,.0f} MB |"
+                f"{r['frames_per_sec']:,.0f}{rounds_note(r)} | {mflop} | {frac} | "
+                f"{r['compile_seconds']:.1f} s | {mem} |"
             )
         else:
             ratio = r.get("curio_jax_best_over_reference")
@@ -206,7 +215,7 @@ def markdown(preset: str, size: int, env: list[dict], train: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot(preset: str, size: int, data: dict, path: Path) -> None:
+def plot(preset: str, size: int, data: dict, path: Path, devices: str = "") -> None:
     """frames/s vs num_envs, log-log."""
     import matplotlib
 
@@ -254,7 +263,8 @@ def plot(preset: str, size: int, data: dict, path: Path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("parallel environments (num_envs; x seeds for multi-seed cells)")
     ax.set_ylabel("frames/s (training)  or  env steps/s (env only)")
-    ax.set_title(f"{preset} ({size}x{size}): throughput vs num_envs")
+    on = f"\n{devices}" if devices else ""
+    ax.set_title(f"{preset} ({size}x{size}): throughput vs num_envs{on}")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1)
     fig.tight_layout()
@@ -306,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     out_md.write_text(markdown(preset, size, env, train))
-    plot(preset, size, data, out_png)
+    devices = "; ".join(sorted({r["device"] for r in env + train}))
+    plot(preset, size, data, out_png, devices)
     for p in (out_json, out_md, out_png):
         print(f"wrote {p}")
     return 0

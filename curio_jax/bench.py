@@ -188,11 +188,15 @@ def format_env_table(records: list[dict]) -> str:
 # --------------------------------------------------------------------------- training
 
 
-def matmul_gflops(n: int = 2048, repeats: int = 5) -> dict:
-    """Measured dense float32 matmul rate of this machine: {"gflops": 2*n^3 / best time}."""
+def matmul_gflops(n: int | None = None, repeats: int = 5) -> dict:
+    """Measured dense float32 matmul rate of this machine: {"gflops": 2*n^3 / best time}, at
+    JAX's default precision (what the training program's matmuls use; on recent NVIDIA GPUs
+    that allows TF32). `n`: 2048 on CPU, 8192 on an accelerator (2048 cannot fill one)."""
     import jax
     import jax.numpy as jnp
 
+    if n is None:
+        n = 2048 if jax.default_backend() == "cpu" else 8192
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
     b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
     _, best = time_jitted(lambda x: x @ b, lambda i: a + i, repeats)
@@ -232,6 +236,19 @@ def update_flops(train: Any) -> float:
     return upd + (cfg.a2c.rollout_size - 1) * (pol + env)
 
 
+def peak_device_mb() -> float | None:
+    """Peak bytes the first device's allocator has held in this process, in MB (None on CPU,
+    where `peak_rss_mb` is the figure, or where the backend keeps no statistics)."""
+    import jax
+
+    dev = jax.devices()[0]
+    if dev.platform == "cpu":
+        return None
+    stats = dev.memory_stats() or {}
+    peak = stats.get("peak_bytes_in_use")
+    return None if peak is None else peak / 2**20
+
+
 def bench_train_cell(
     preset: str,
     num_envs: int,
@@ -242,14 +259,17 @@ def bench_train_cell(
     env_shards: int = 1,
     micro_batch: int | None = None,
     seed_batch: int | None = None,
+    count_flops: bool = True,
 ) -> dict:
     """Full-pipeline training throughput (env + rollout + update) of `seeds` seeds of
     `preset` with `num_envs` envs each in one program: a jitted chunk of `updates` updates,
     compile apart. `micro_batch`: A2CConfig.micro_batch per seed, `seed_batch`:
     A2CConfig.seed_batch (seeds vmapped together per step of the seed loop); None: automatic.
-    Also reports XLA's FLOP count per frame of the compiled chunk and this process's peak RSS.
+    Also reports XLA's FLOP count per frame of the compiled chunk, this process's peak RSS and,
+    on an accelerator, the device's peak memory.
     `devices` > 1 spreads the batch with curio_jax.sharding (seeds over devices; each seed's
-    envs over `env_shards` of them)."""
+    envs over `env_shards` of them). `count_flops=False` skips the FLOP count (three more
+    compilations, tens of seconds on a GPU); `flops_per_frame` is then None."""
     import resource
 
     import jax
@@ -280,7 +300,7 @@ def bench_train_cell(
     t0 = time.perf_counter()
     compiled = jitted.lower(state).compile()
     compile_s = time.perf_counter() - t0
-    flops = update_flops(train) * updates * seeds
+    flops = update_flops(train) * updates * seeds if count_flops else None
     state, _ = compiled(state)  # warm-up
     jax.block_until_ready(state)
     best = float("inf")
@@ -300,8 +320,9 @@ def bench_train_cell(
         "seed_batch": sb,
         "frames_per_sec": frames / best,
         "compile_seconds": compile_s,
-        "flops_per_frame": flops / frames,
+        "flops_per_frame": None if flops is None else flops / frames,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_device_mb": peak_device_mb(),
         "device": device_description(),
         "devices": layout.devices,
         "env_shards": layout.env_shards,
@@ -376,6 +397,7 @@ def bench_train(
     micro_batches: tuple[int | None, ...] = (None,),
     seed_batches: tuple[int | None, ...] = (None,),
     rounds: int = 1,
+    count_flops: bool = True,
 ) -> list[dict]:
     """Every (devices, num_envs, seeds, micro_batch, seed_batch) cell of curio_jax in its own
     process (`micro_batches`, `seed_batches`: A2CConfig.micro_batch / seed_batch values, None
@@ -384,7 +406,8 @@ def bench_train(
     against the one-device cell of the same shape (frames/s per device over one device's
     frames/s). `rounds` > 1 times every cell that many times, round-robin (so a slow spell of a
     shared machine hits all cells alike), and reports each cell's median, with every round's
-    figure in `frames_per_sec_rounds`."""
+    figure in `frames_per_sec_rounds`. Each cell's figure is logged as soon as it is measured
+    (a run cut short keeps what it printed). `count_flops=False`: no FLOP count, no fraction."""
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
     rate = run_isolated("matmul_gflops")
@@ -403,14 +426,14 @@ def bench_train(
                 env_shards=env_shards if d > 1 else 1,
                 micro_batch=mb,
                 seed_batch=sb,
+                count_flops=count_flops,
             )
             runs[i].append(rec)
-            if rounds > 1:
-                log(
-                    f"  round {r + 1}/{rounds}: devices {d} envs {n} seeds {s} micro-batch "
-                    f"{rec['micro_batch']} seed-batch {rec['seed_batch']}: "
-                    f"{rec['frames_per_sec']:,.0f} frames/s"
-                )
+            log(
+                f"  round {r + 1}/{rounds}: devices {d} envs {n} seeds {s} micro-batch "
+                f"{rec['micro_batch']} seed-batch {rec['seed_batch']}: "
+                f"{rec['frames_per_sec']:,.0f} frames/s, compile {rec['compile_seconds']:.1f} s"
+            )
     records = []
     one_device: dict[tuple[int, int], float] = {}
     for (d, s, n, _, _), cell_runs in zip(cells, runs, strict=True):
@@ -422,19 +445,32 @@ def bench_train(
             compiles = [x["compile_seconds"] for x in cell_runs]
             rec["compile_seconds"] = float(statistics.median(compiles))
             rec["peak_rss_mb"] = max(x["peak_rss_mb"] for x in cell_runs)
+            dev_peaks = [x["peak_device_mb"] for x in cell_runs if x.get("peak_device_mb")]
+            rec["peak_device_mb"] = max(dev_peaks) if dev_peaks else None
         rec["matmul_gflops"] = rate["gflops"]
         rec["fraction_of_matmul_rate"] = (
-            rec["frames_per_sec"] * rec["flops_per_frame"] / (rate["gflops"] * 1e9)
+            None
+            if rec["flops_per_frame"] is None
+            else rec["frames_per_sec"] * rec["flops_per_frame"] / (rate["gflops"] * 1e9)
         )
         if d == 1:
             one_device.setdefault((s, n), rec["frames_per_sec"])
         elif (s, n) in one_device:
             rec["scaling_efficiency"] = rec["frames_per_sec"] / (d * one_device[(s, n)])
-        mflop = rec["flops_per_frame"] / 1e6
-        pct = 100 * rec["fraction_of_matmul_rate"]
+        flop_text = (
+            "FLOPs not counted"
+            if rec["flops_per_frame"] is None
+            else f"{rec['flops_per_frame'] / 1e6:.2f} MFLOP/frame  "
+            f"{100 * rec['fraction_of_matmul_rate']:.0f}% of matmul"
+        )
         scaling = (
             f"  scaling {100 * rec['scaling_efficiency']:.0f}%"
             if "scaling_efficiency" in rec
+            else ""
+        )
+        dev_mem = (
+            f"  peak device memory {rec['peak_device_mb']:,.0f} MB"
+            if rec.get("peak_device_mb")
             else ""
         )
         spread = ""
@@ -444,9 +480,9 @@ def bench_train(
         log(
             f"curio_jax  {preset}  devices {d}  envs {n:>5}  seeds {s:>3}  "
             f"micro-batch {rec['micro_batch']:>5}  seed-batch {rec['seed_batch']:>3}  "
-            f"{rec['frames_per_sec']:>10,.0f} frames/s{spread}  {mflop:.2f} MFLOP/frame  "
-            f"{pct:.0f}% of matmul  compile {rec['compile_seconds']:.1f}s  "
-            f"peak RSS {rec['peak_rss_mb']:,.0f} MB{scaling}"
+            f"{rec['frames_per_sec']:>10,.0f} frames/s{spread}  {flop_text}  "
+            f"compile {rec['compile_seconds']:.1f}s  "
+            f"peak RSS {rec['peak_rss_mb']:,.0f} MB{dev_mem}{scaling}"
         )
         records.append(rec)
     if with_reference:

@@ -421,6 +421,7 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
         micro_batches=tuple(args.micro_batch),
         seed_batches=tuple(args.seed_batch),
         rounds=args.rounds,
+        count_flops=args.flops,
     )
     _write_json(args.json, records)
     return 0
@@ -560,6 +561,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="time every cell this many times, round-robin, and report the median (a shared "
         "machine's slow spells then hit all cells alike)",
+    )
+    bt.add_argument(
+        "--no-flops",
+        dest="flops",
+        action="store_false",
+        help="skip XLA's FLOP count and the fraction of the matmul rate (saves three "
+        "compilations per cell, tens of seconds each on a GPU)",
     )
     bt.add_argument("--with-reference", action="store_true", help="also time the torch reference")
     bt.add_argument("--reference-frames", type=positive_int, default=51_200)

@@ -26,8 +26,9 @@ def fake_worker(monkeypatch):
             "seed_batch": kw["seed_batch"] or 1,
             "frames_per_sec": next(speeds),
             "compile_seconds": 5.0 + len(calls),
-            "flops_per_frame": 1e7,
+            "flops_per_frame": 1e7 if kw.get("count_flops", True) else None,
             "peak_rss_mb": 100.0 * len(calls),
+            "peak_device_mb": None,
         }
 
     monkeypatch.setattr(bench, "run_isolated", run_isolated)
@@ -58,3 +59,50 @@ def test_one_round_keeps_the_single_figure(fake_worker):
 def test_rounds_must_be_positive():
     with pytest.raises(ValueError, match="rounds must be >= 1"):
         bench.bench_train("notebook-rnd-8x8", [32], [1], rounds=0)
+
+
+def test_no_flops_leaves_the_fraction_out_and_logs_each_cell_as_measured(fake_worker):
+    lines: list[str] = []
+    recs = bench.bench_train(
+        "notebook-rnd-8x8", [32, 512], [1], count_flops=False, log=lines.append
+    )
+    assert all(kw["count_flops"] is False for n, kw in fake_worker if n != "matmul_gflops")
+    assert all(r["flops_per_frame"] is None and r["fraction_of_matmul_rate"] is None for r in recs)
+    # one progress line per cell, printed before the summary lines
+    progress = [i for i, line in enumerate(lines) if "round 1/1" in line]
+    summary = [i for i, line in enumerate(lines) if "FLOPs not counted" in line]
+    assert len(progress) == 2 and len(summary) == 2 and max(progress) < min(summary)
+
+
+def test_peak_device_memory_is_the_largest_round(monkeypatch):
+    peaks = iter([700.0, 900.0, 800.0])
+
+    def run_isolated(fn_name, **kw):
+        if fn_name == "matmul_gflops":
+            return {"gflops": 100.0}
+        return {
+            "impl": "curio_jax",
+            "num_envs": kw["num_envs"],
+            "seeds": kw["seeds"],
+            "micro_batch": 8192,
+            "seed_batch": 1,
+            "frames_per_sec": 1e6,
+            "compile_seconds": 20.0,
+            "flops_per_frame": 1e7,
+            "peak_rss_mb": 3000.0,
+            "peak_device_mb": next(peaks),
+        }
+
+    monkeypatch.setattr(bench, "run_isolated", run_isolated)
+    lines: list[str] = []
+    (rec,) = bench.bench_train("notebook-rnd-8x8", [512], [1], rounds=3, log=lines.append)
+    assert rec["peak_device_mb"] == 900.0
+    assert "peak device memory 900 MB" in lines[-1]
+
+
+def test_peak_device_mb_is_none_on_cpu():
+    import jax
+
+    if jax.default_backend() != "cpu":
+        pytest.skip("an accelerator keeps memory statistics")
+    assert bench.peak_device_mb() is None
