@@ -95,6 +95,23 @@ def test_rollout_random_policy_invariants():
     assert int(stats.episodes) == done.sum()
 
 
+def test_rollout_unroll_is_the_same_rollout():
+    env = Corridor(length=3, max_steps=3)
+
+    def policy(obs):
+        b = obs.shape[0]
+        return jnp.tile(jnp.array([0.3, -0.2, 0.1]), (b, 1)), jnp.zeros(b), jnp.zeros(b)
+
+    ts = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), 3))
+    outs = [
+        jax.jit(lambda ts, stats, k, u=u: collect_rollout(env, policy, ts, stats, k, 8, unroll=u))(
+            ts, EpisodeStats.create(3), jax.random.key(5)
+        )
+        for u in (1, 4)
+    ]
+    assert_trees_equal(outs[0], outs[1])
+
+
 def test_rollout_same_step_has_no_dummy_transition():
     env = Corridor(length=3, max_steps=10, autoreset="same_step")
     _, stats, tr = _rollout(env, _right_policy, 6)
