@@ -6,10 +6,10 @@ For each ``--num-envs`` value (one seed of ``--preset``) this script measures
   train`` times) and of a rollout-only program (the same ``collect_rollout`` of
   ``rollout_size`` steps, policy forward + sampling + env step, scanned over several rollouts),
   both untraced, best of ``--repeats`` calls;
-- from one ``jax.profiler`` trace of the chunk: XLA:CPU thunks (operations the runtime
-  dispatches one by one) per update and per frame, thunk time per frame (summed over the
-  worker threads; tracing inflates it), and how much of it goes to thunks that average under
-  2 us (dispatch-sized work);
+- from one ``jax.profiler`` trace of each: XLA:CPU thunks (operations the runtime
+  dispatches one by one) per update and per frame, those of the rollout alone, thunk time
+  per frame (summed over the worker threads; tracing inflates it), and how much of it goes
+  to thunks that average under 2 us (dispatch-sized work);
 - thunk time per frame by source operation (the JAX op path in the HLO metadata, first two
   components), and, between the first and the last ``--num-envs``, the source operations whose
   cost per frame differs most.
@@ -105,6 +105,13 @@ def measure(preset: str, num_envs: int, updates: int, repeats: int) -> dict:
     single, _ = roll(single)
     roll_s, _ = best_wall(roll, single, repeats)
 
+    roll_dir = Path(tempfile.mkdtemp(prefix="curio_rollout_"))
+    jax.profiler.start_trace(str(roll_dir))
+    single, _ = roll(single)
+    jax.block_until_ready(single)
+    jax.profiler.stop_trace()
+    roll_thunks = sum(op_times(roll_dir)[1].values()) / updates
+
     trace_dir = Path(tempfile.mkdtemp(prefix="curio_fixed_"))
     jax.profiler.start_trace(str(trace_dir))
     state, _ = compiled(state)
@@ -123,6 +130,7 @@ def measure(preset: str, num_envs: int, updates: int, repeats: int) -> dict:
         "chunk_us_per_frame": chunk_s / frames * 1e6,
         "rollout_us_per_frame": roll_s / frames * 1e6,
         "thunks_per_update": sum(count.values()) / updates,
+        "rollout_thunks_per_update": roll_thunks,
         "thunk_us_per_frame": sum(total.values()) / frames / 1e3,
         "small_thunks_per_update": sum(count[k] for k in small) / updates,
         "small_thunk_us_per_frame": sum(total[k] for k in small) / frames / 1e3,
@@ -149,14 +157,15 @@ def main() -> None:
         recs.append(measure(args.preset, n, max(2, args.frames // fpu), args.repeats))
     print(f"{args.preset}, one seed; us per frame (one frame = one env step of one env)")
     print(
-        f"{'envs':>5} {'chunk':>8} {'rollout':>8} {'thunks/update':>14} {'thunks/frame':>13} "
-        f"{'thunk us/frame':>15} {'of it in <2us thunks':>21}"
+        f"{'envs':>5} {'chunk':>8} {'rollout':>8} {'thunks/update':>14} {'of it rollout':>14} "
+        f"{'thunks/frame':>13} {'thunk us/frame':>15} {'of it in <2us thunks':>21}"
     )
     for r in recs:
         per_frame = r["thunks_per_update"] / r["frames_per_update"]
         print(
             f"{r['num_envs']:>5} {r['chunk_us_per_frame']:>8.2f} {r['rollout_us_per_frame']:>8.2f}"
-            f" {r['thunks_per_update']:>14,.0f} {per_frame:>13.2f}"
+            f" {r['thunks_per_update']:>14,.0f} {r['rollout_thunks_per_update']:>14,.0f}"
+            f" {per_frame:>13.2f}"
             f" {r['thunk_us_per_frame']:>15.2f} {r['small_thunk_us_per_frame']:>21.2f}"
         )
     if len(recs) > 1:
