@@ -74,24 +74,15 @@ def test_no_flops_leaves_the_fraction_out_and_logs_each_cell_as_measured(fake_wo
     assert len(progress) == 2 and len(summary) == 2 and max(progress) < min(summary)
 
 
-def test_peak_device_memory_is_the_largest_round(monkeypatch):
+def test_peak_device_memory_is_the_largest_round(fake_worker, monkeypatch):
     peaks = iter([700.0, 900.0, 800.0])
+    worker = bench.run_isolated  # the fixture's fake
 
     def run_isolated(fn_name, **kw):
-        if fn_name == "matmul_gflops":
-            return {"gflops": 100.0}
-        return {
-            "impl": "curio_jax",
-            "num_envs": kw["num_envs"],
-            "seeds": kw["seeds"],
-            "micro_batch": 8192,
-            "seed_batch": 1,
-            "frames_per_sec": 1e6,
-            "compile_seconds": 20.0,
-            "flops_per_frame": 1e7,
-            "peak_rss_mb": 3000.0,
-            "peak_device_mb": next(peaks),
-        }
+        rec = worker(fn_name, **kw)
+        if fn_name != "matmul_gflops":
+            rec["peak_device_mb"] = next(peaks)
+        return rec
 
     monkeypatch.setattr(bench, "run_isolated", run_isolated)
     lines: list[str] = []
