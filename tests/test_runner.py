@@ -199,11 +199,20 @@ def test_train_writes_the_run_directory(full_run):
         assert "TensorBoard logging off" in stdout and not (out / "tb").exists()
 
 
+# `python -m curio_jax.cli` with Ctrl-C handled as in a terminal: a shell that starts a job in
+# the background (CI started with `&`, nohup) passes SIGINT on as ignored, and Python then
+# leaves it ignored, so the Ctrl-C test would otherwise wait out the pause.
+_CLI_WITH_CTRL_C = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv[0] = 'curio-jax'; runpy.run_module('curio_jax.cli', run_name='__main__')"
+)
+
+
 class Paused:
     """A training subprocess held by the pause hook right after update `update` was written."""
 
     def __init__(self, env, out: Path, update: int):
-        cmd = [sys.executable, "-m", "curio_jax.cli", "train", *TRAIN_ARGS, "--out", str(out)]
+        cmd = [sys.executable, "-c", _CLI_WITH_CTRL_C, "train", *TRAIN_ARGS, "--out", str(out)]
         self.proc = subprocess.Popen(
             cmd,
             env={**env, runner.TEST_PAUSE_ENV: str(update)},
