@@ -4,8 +4,10 @@
 # Usage, from the repository root on a machine with an NVIDIA GPU and JAX's CUDA wheels
 # (`pip install -e '.[cuda12]'`, or an image that already has jax + its CUDA plugin):
 #     OUT=some/dir bash benchmarks/gpu_run.sh
-# Writes train_gpu_main.json, train_gpu_seeds.json, env_gpu.json, quickstart_gpu.txt and the
-# logs under $OUT; STEPS="train_main env" runs a subset. FLOPs are not counted here (each cell
+# Writes train_gpu_main.json, train_gpu_seeds.json, env_gpu_8x8.json, quickstart_gpu.txt and
+# the logs under $OUT (kept in benchmarks/results/ as train_rnd8x8_h100.json,
+# train_rnd8x8_seeds_h100.json, env_8x8_h100.json, quickstart_5x5_h100.txt); STEPS="train_main
+# env" runs a subset. FLOPs are not counted here (each cell
 # would compile three more programs, tens of seconds on an H100); the FLOPs per frame are the
 # program's, as counted by the CPU benchmark. Each step has its own time limit, so one slow
 # step cannot take the others down with it. If a folder .whl/ holds wheels (packages the
@@ -48,8 +50,8 @@ for s in $STEPS; do
         --num-envs 512,8192 --seeds 1 --updates 20 --no-flops --json "$OUT/train_gpu_main.json" ;;
     train_seeds) step train_seeds 130 $CLI bench train --preset notebook-rnd-8x8 \
         --num-envs 32 --seeds 16,64 --updates 20 --no-flops --json "$OUT/train_gpu_seeds.json" ;;
-    env) step env 90 $CLI bench env --sizes 8,16 --num-envs 1,64,1024,4096,65536 \
-        --impls curio_jax,navix_symbolic_first_person --json "$OUT/env_gpu.json" ;;
+    env) step env 90 $CLI bench env --sizes 8 --num-envs 1,4096,65536 \
+        --impls curio_jax,navix_symbolic_first_person --json "$OUT/env_gpu_8x8.json" ;;
     quickstart) step quickstart 80 $CLI train --preset notebook-rnd-5x5 --seeds 4 \
         --total-frames 204800 --out /tmp/quickstart_gpu ;;
     *) echo "unknown step $s" ; exit 2 ;;
