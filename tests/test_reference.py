@@ -40,6 +40,7 @@ from curio_jax.reference import (  # noqa: E402
     compute_targets,
     draw_permutations,
     flatten_and_shuffle,
+    init_random,
     loss_and_grads,
     loss_terms,
     make_agent,
@@ -401,8 +402,9 @@ def test_tiny_training_run_writes_summary_and_metrics(tmp_path):
         (4, 4, 256),
     ]
     for r in rows:
-        assert float(r["loss"]) == float(r["loss"])  # finite numbers, not blanks
-        assert float(r["reward_int_mean"]) > 0 and float(r["rnd_loss"]) > 0
+        assert math.isfinite(float(r["loss_total"])) and math.isfinite(float(r["entropy"]))
+        assert float(r["reward_int_mean"]) > 0 and float(r["loss_rnd"]) > 0
+        assert 0 < float(r["entropy"]) <= math.log(7) + 1e-6
 
 
 def test_run_stops_at_the_first_logged_update_above_threshold():
@@ -424,8 +426,92 @@ def test_same_seed_same_run_different_seed_different_run():
     a = ref_train.run_seed(cfg, 7, log=None).metrics
     b = ref_train.run_seed(cfg, 7, log=None).metrics
     c = ref_train.run_seed(cfg, 8, log=None).metrics
-    assert [(m["loss"], m["rnd_loss"]) for m in a] == [(m["loss"], m["rnd_loss"]) for m in b]
-    assert [m["loss"] for m in a] != [m["loss"] for m in c]
+    assert [(m["loss_total"], m["loss_rnd"]) for m in a] == [
+        (m["loss_total"], m["loss_rnd"]) for m in b
+    ]
+    assert [m["loss_total"] for m in a] != [m["loss_total"] for m in c]
+
+
+def _rows(out):
+    with open(out / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+RESUME_ARGS = (
+    "--preset notebook-rnd-5x5 --seed 3,4 --num-envs 2 --total-frames 384 --log-every 2 --quiet"
+)
+
+
+def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, monkeypatch):
+    whole = tmp_path / "whole"
+    assert run_main(f"{RESUME_ARGS} --out {whole}".split()) == 0
+
+    # Interrupt the second seed after its second checkpoint (update 4 of 12).
+    part = tmp_path / "part"
+    saves = []
+    real_save = ref_train.save_loop_checkpoint
+
+    def save_then_stop(path, env, agent, obs, state):
+        real_save(path, env, agent, obs, state)
+        saves.append(state.updates)
+        if path.name == "seed_4.pt" and state.updates == 4:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ref_train, "save_loop_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        run_main(f"{RESUME_ARGS} --out {part}".split())
+    assert (part / "seeds" / "seed_3.json").exists()
+    assert (part / "checkpoints" / "seed_4.pt").exists()
+    assert not (part / "summary.json").exists()
+    monkeypatch.setattr(ref_train, "save_loop_checkpoint", real_save)
+
+    # without --resume the directory is refused; with other settings too
+    assert run_main(f"{RESUME_ARGS} --out {part}".split()) == 1
+    assert run_main(f"{RESUME_ARGS} --threads 1 --out {part} --resume".split()) == 1
+    assert run_main(f"{RESUME_ARGS} --out {part} --resume".split()) == 0
+    assert _rows(part) == _rows(whole)
+    a, b = (json.loads((d / "summary.json").read_text()) for d in (whole, part))
+    assert a["seeds"] == b["seeds"]
+    assert not (part / "checkpoints" / "seed_4.pt").exists()  # removed once the seed finished
+
+
+def test_resume_without_a_run_is_refused(tmp_path, capsys):
+    assert run_main(f"{RESUME_ARGS} --out {tmp_path / 'none'} --resume".split()) == 1
+    assert "reference_run.json is missing" in capsys.readouterr().err
+
+
+def test_init_from_loads_the_notebook_weights(tmp_path):
+    cfg = config.preset("notebook-rnd-5x5").with_overrides({"a2c.num_envs": 2})
+    env = make_minigrid_env(5, 2)
+    try:
+        init_random(env, 1)
+        donor = make_agent(cfg, env)
+    finally:
+        env.close()
+    path = tmp_path / "donor.pth"
+    torch.save(
+        {"a2c_params": donor.model.state_dict(), "rnd_params": donor.rnd_module.state_dict()}, path
+    )
+    env = make_minigrid_env(5, 2)
+    try:
+        init_random(env, 2)
+        agent = make_agent(cfg, env)
+        assert not torch.equal(agent.model.features[0].weight, donor.model.features[0].weight)
+        ref_train.load_init_weights(agent, path)
+    finally:
+        env.close()
+    for mine, theirs in (
+        (agent.model.state_dict(), donor.model.state_dict()),
+        (agent.rnd_module.state_dict(), donor.rnd_module.state_dict()),
+    ):
+        assert mine.keys() == theirs.keys()
+        assert all(torch.equal(mine[k], theirs[k]) for k in mine)
+    torch.save({"a2c_params": {}}, tmp_path / "bad.pth")
+    with pytest.raises(ref_train.RunError, match="does not fit the agent"):
+        ref_train.load_init_weights(agent, tmp_path / "bad.pth")
+    out = tmp_path / "run"
+    assert run_main(f"{RESUME_ARGS} --seed 5 --init-from {path} --out {out}".split()) == 0
+    assert json.loads((out / "summary.json").read_text())["init_from"] == str(path)
 
 
 BAD_ARGS = {
