@@ -13,7 +13,6 @@ import json
 import math
 
 import pytest
-
 from golden_runs import GOLDEN, OUTPUTS, machine, normalised, run_all
 
 RTOL = 1e-4
