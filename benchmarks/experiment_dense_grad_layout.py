@@ -26,9 +26,9 @@ import time
 import flax.linen as nn
 import jax
 
-import curio_jax.networks as networks
+import curio_jax.core.networks as networks
 from curio_jax.config import preset as get_preset
-from curio_jax.train import make_train, seed_loop
+from curio_jax.core.train import make_train, seed_loop
 
 
 @jax.custom_vjp

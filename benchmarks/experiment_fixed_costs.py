@@ -28,12 +28,12 @@ import time
 
 import jax
 
-import curio_jax.train as train_mod
-from curio_jax.a2c import map_rows as stock_map_rows
+import curio_jax.core.train as train_mod
 from curio_jax.config import preset as get_preset
 from curio_jax.config import seed_batch_size
-from curio_jax.rollout import collect_rollout
-from curio_jax.train import make_train, seed_loop
+from curio_jax.core.a2c import map_rows as stock_map_rows
+from curio_jax.core.rollout import collect_rollout
+from curio_jax.core.train import make_train, seed_loop
 
 
 def flat_map_rows(fn, xs, micro_batch):

@@ -33,8 +33,8 @@ from pathlib import Path
 import jax
 
 from curio_jax.config import preset as get_preset
-from curio_jax.rollout import collect_rollout
-from curio_jax.train import make_train, seed_loop
+from curio_jax.core.rollout import collect_rollout
+from curio_jax.core.train import make_train, seed_loop
 
 try:  # run as a script from the repository root or from benchmarks/
     from profile_ops import op_times

@@ -29,7 +29,7 @@ from jax.profiler import ProfileData
 
 from curio_jax.config import preset as get_preset
 from curio_jax.config import seed_batch_size
-from curio_jax.train import make_train, seed_loop
+from curio_jax.core.train import make_train, seed_loop
 
 _SKIP = ("ThunkExecutor", "SlinkyThreadPool")
 

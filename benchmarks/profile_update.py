@@ -24,12 +24,12 @@ import time
 import jax
 import jax.numpy as jnp
 
-from curio_jax import a2c, rnd
-from curio_jax.bench import _flops
 from curio_jax.config import preset as get_preset
-from curio_jax.returns import gae_general
-from curio_jax.rollout import collect_rollout
-from curio_jax.train import make_train
+from curio_jax.core import a2c, rnd
+from curio_jax.core.returns import gae_general
+from curio_jax.core.rollout import collect_rollout
+from curio_jax.core.train import make_train
+from curio_jax.tools.bench import _flops
 
 
 def timed(name: str, fn, args: tuple, repeats: int, flop_scale: float = 1.0) -> dict:

@@ -8,7 +8,7 @@ Series (one preset, hence one grid size):
   ``curio-jax bench env`` cells, random actions;
 - the PyTorch + gymnasium reference's training frames/s (2 torch threads), one point.
 
-Counting convention (as :mod:`curio_jax.bench`): one frame = one env step of one env.
+Counting convention (as :mod:`curio_jax.tools.bench`): one frame = one env step of one env.
 
 Usage::
 
@@ -22,8 +22,9 @@ Usage::
         benchmarks/results/train_rnd8x8_seedloop_vs_vmap_2core_cpu.json \\
         benchmarks/results/train_rnd8x8_seedloop_2core_cpu.json
 
-The measuring itself is :func:`curio_jax.bench.bench_env` and :func:`curio_jax.bench.bench_train`
-(each training cell in its own process); this script only selects, tabulates and plots.
+The measuring itself is :func:`curio_jax.tools.bench.bench_env` and
+:func:`curio_jax.tools.bench.bench_train` (each training cell in its own process); this script
+only selects, tabulates and plots.
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ LABELS = {
 
 def measure(preset: str, num_envs: list[int], env_steps: int, updates: int) -> list[dict]:
     """Run the env and training benchmarks now; returns all records (env and train)."""
-    from curio_jax import bench
     from curio_jax.config import preset as get_preset
+    from curio_jax.tools import bench
 
     size = get_preset(preset).env.size
     print(f"device: {bench.device_description()}")

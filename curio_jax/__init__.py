@@ -11,21 +11,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {
-    "config",
-    "envs",
-    "networks",
-    "returns",
-    "rnd",
-    "a2c",
-    "rollout",
-    "train",
-    "stats",
-    "convert",
-    "checkpoint",
-    "render",
-}
-_ATTRS = {"make_train": "train", "preset": "config", "make_doorkey": "envs"}
+_SUBMODULES = {"config", "envs", "core", "parallel", "run", "analysis", "tools", "cli"}
+_ATTRS = {"make_train": "core.train", "preset": "config", "make_doorkey": "envs"}
 
 
 def __getattr__(name: str) -> Any:

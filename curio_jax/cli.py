@@ -175,7 +175,7 @@ def _config_from_args(args: argparse.Namespace, base=None):
 def _start_distributed(args: argparse.Namespace) -> None:
     """jax.distributed.initialize from --coordinator/--num-processes/--process-id or the
     CURIO_JAX_* environment variables (nothing when neither is given)."""
-    from curio_jax import sharding
+    from curio_jax.parallel import sharding
 
     try:
         sharding.initialize(args.coordinator, args.num_processes, args.process_id)
@@ -204,7 +204,7 @@ def _add_device_options(p: argparse.ArgumentParser) -> None:
 def _run(job: Any) -> Any:
     """Run a training job: a request that cannot be honoured becomes a UsageError (exit 2);
     a failure during the run is printed as one line and gives None (exit 1)."""
-    from curio_jax import runner
+    from curio_jax.run import loop as runner
 
     try:
         return job()
@@ -227,7 +227,7 @@ def _report_other_process(summaries: list[dict]) -> bool:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from curio_jax import runner
+    from curio_jax.run import loop as runner
 
     _start_distributed(args)
 
@@ -285,7 +285,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from curio_jax import runner, sweep
+    from curio_jax.run import loop as runner
+    from curio_jax.run import sweep
 
     _start_distributed(args)
     saved: dict = {}
@@ -345,7 +346,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from curio_jax import compare
+    from curio_jax.analysis import compare
 
     try:
         result = compare.compare_runs(
@@ -363,7 +364,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_env(args: argparse.Namespace) -> int:
-    from curio_jax import bench
+    from curio_jax.tools import bench
 
     print(f"device: {bench.device_description()}")
     records = bench.bench_env(
@@ -380,7 +381,8 @@ def cmd_bench_env(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_train(args: argparse.Namespace) -> int:
-    from curio_jax import bench, config
+    from curio_jax import config
+    from curio_jax.tools import bench
 
     try:
         for n in args.num_envs:
@@ -397,7 +399,7 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
         raise UsageError(one_line(e)) from None
     import jax
 
-    from curio_jax import sharding
+    from curio_jax.parallel import sharding
 
     visible = jax.device_count()
     for d in args.devices:
@@ -592,7 +594,7 @@ door_size = _int_at_least(5, "a DoorKey size, an integer >= 5")
 def cmd_eval(args: argparse.Namespace) -> int:
     import importlib.util
 
-    from curio_jax import evaluate as ev
+    from curio_jax.analysis import evaluate as ev
 
     if args.backend == "minigrid":
         missing = [m for m in ("gymnasium", "minigrid") if importlib.util.find_spec(m) is None]
@@ -623,7 +625,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     _write_json(args.json, metrics)
     if args.gif is not None:
-        from curio_jax import render
+        from curio_jax.analysis import render
 
         n = int(episodes.lengths[0])
         tile = 32 if args.size <= 8 else 16
@@ -635,7 +637,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_crosscheck(args: argparse.Namespace) -> int:
-    from curio_jax import crosscheck
+    from curio_jax.reference import crosscheck
 
     missing = crosscheck.missing_modules()
     if missing:

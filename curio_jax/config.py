@@ -2,7 +2,7 @@
 
 Every field has a docstring. Derived values are properties, never written back. Shape-affecting
 fields (sizes, counts, switches) are static Python values; the float coefficients are the ones a
-sweep may batch over (see :class:`Hyperparams` in :mod:`curio_jax.train`).
+sweep may batch over (see :class:`Hyperparams` in :mod:`curio_jax.core.train`).
 
 The six ``notebook-*`` presets reproduce the seed notebook's runs exactly (see
 ``shared/docs/seed-semantics.md``). Corrected or paper-faithful variants are separate, named

@@ -4,9 +4,9 @@
         --out grid.gif [--episodes 6] [--cols 3] [--seed K] [--seed-index I] [--fps 8] \\
         [--tile 24] [--max-frames 400]
 
-Episodes are played with `curio_jax.evaluate` (jax backend, the same layouts and action
-sampling as `curio-jax eval --seed K`) and drawn with `curio_jax.render`. An episode that has
-ended holds its last frame inside a green (goal reached) or red (time limit) border. Bad
+Episodes are played with `curio_jax.analysis.evaluate` (jax backend, the same layouts and action
+sampling as `curio-jax eval --seed K`) and drawn with `curio_jax.analysis.render`. An episode
+that has ended holds its last frame inside a green (goal reached) or red (time limit) border. Bad
 arguments exit with status 2 and one line.
 """
 
@@ -56,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from curio_jax import evaluate as ev
-    from curio_jax import render
+    from curio_jax.analysis import evaluate as ev
+    from curio_jax.analysis import render
 
     if args.tile < 4:
         raise UsageError(f"--tile must be >= 4, got {args.tile}")

@@ -1,10 +1,11 @@
-"""Helpers for the lockstep tests, kept in the package (curio_jax.crosscheck) so that
+"""Helpers for the lockstep tests, kept in the package (curio_jax.reference.crosscheck) so that
 `curio-jax crosscheck` runs the same code: a scripted DoorKey policy on gymnasium MiniGrid and a
 batched replay of action sequences in curio_jax."""
 
 from __future__ import annotations
 
-from curio_jax.crosscheck import (  # noqa: F401 - re-exported for the tests
+from curio_jax.analysis.evaluate import stack_layouts  # noqa: F401
+from curio_jax.reference.crosscheck import (  # noqa: F401 - re-exported for the tests
     DIRS,
     DONE,
     DROP,
@@ -17,4 +18,3 @@ from curio_jax.crosscheck import (  # noqa: F401 - re-exported for the tests
     plan_to_face,
     replay,
 )
-from curio_jax.evaluate import stack_layouts  # noqa: F401

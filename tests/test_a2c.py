@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from curio_jax.a2c import (
+from curio_jax.core.a2c import (
     AgentParams,
     Batch,
     LossCoefs,
@@ -19,7 +19,7 @@ from curio_jax.a2c import (
     torch_rmsprop,
     update_step,
 )
-from curio_jax.networks import ActorCritic, RNDPredictor, RNDTarget, dummy_obs
+from curio_jax.core.networks import ActorCritic, RNDPredictor, RNDTarget, dummy_obs
 
 # --------------------------------------------------------------------------- optimiser
 

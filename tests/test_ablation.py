@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import pytest
 
-from curio_jax import cli, compare
+from curio_jax import cli
+from curio_jax.analysis import compare
 
 FRAMES = 614_400
 

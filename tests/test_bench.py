@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from curio_jax import bench
+from curio_jax.tools import bench
 
 
 @pytest.fixture

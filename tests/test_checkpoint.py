@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from curio_jax import checkpoint as ckpt
+from curio_jax.run import checkpoint as ckpt
 
 
 def make_state(scale: float = 1.0) -> dict:

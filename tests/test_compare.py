@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from curio_jax import compare, stats
+from curio_jax.analysis import compare, stats
 from curio_jax.config import preset
 
 pytest.importorskip("scipy.stats")

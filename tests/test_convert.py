@@ -1,4 +1,4 @@
-"""PyTorch state_dict <-> Flax params (curio_jax.convert) against the torch reference networks.
+"""PyTorch state_dict <-> Flax params (curio_jax.run.convert) against the torch reference networks.
 
 Forward parity is measured on real MiniGrid DoorKey observations (gymnasium, random actions) in
 float32 as max|a - b| / max|b|.
@@ -17,8 +17,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("minigrid")
 
-from curio_jax import convert, networks  # noqa: E402
+from curio_jax.core import networks  # noqa: E402
 from curio_jax.reference.agents import ActorCritic, RNDModule, make_minigrid_env  # noqa: E402
+from curio_jax.run import convert  # noqa: E402
 
 torch.set_num_threads(1)  # tiny batches: one thread is fastest and robust to a busy machine
 FORWARD_RTOL = 1e-5
@@ -308,5 +309,5 @@ def test_bad_flax_trees_are_rejected():
 
 
 def test_convert_does_not_import_torch():
-    code = "import sys, curio_jax.convert; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, curio_jax.run.convert; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -9,8 +9,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("minigrid")
 
 from curio_jax import cli  # noqa: E402
-from curio_jax import crosscheck as cc  # noqa: E402
-from curio_jax import evaluate as ev  # noqa: E402
+from curio_jax.analysis import evaluate as ev  # noqa: E402
+from curio_jax.reference import crosscheck as cc  # noqa: E402
 
 torch.set_num_threads(1)
 

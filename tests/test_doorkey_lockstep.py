@@ -5,7 +5,7 @@ re-close, re-open, failed drops, drop and re-pickup, goal) are played in MiniGri
 action sequences are replayed from the same layouts in curio_jax. Half of the layouts come from
 MiniGrid (injected into curio_jax), half from curio_jax (injected into MiniGrid). Observation,
 reward, terminated and truncated must be equal on every step. The comparison itself is
-`curio_jax.crosscheck.lockstep`, the code `curio-jax crosscheck` runs.
+`curio_jax.reference.crosscheck.lockstep`, the code `curio-jax crosscheck` runs.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 pytest.importorskip("minigrid")
-from curio_jax.crosscheck import lockstep  # noqa: E402
+from curio_jax.reference.crosscheck import lockstep  # noqa: E402
 
 # (random episodes, scripted episodes, minimum compared steps) per size: about 57,000 steps in
 # total over the three sizes (>= 50,000 required)

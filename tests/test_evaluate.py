@@ -1,4 +1,5 @@
-"""Evaluation (curio_jax.evaluate), frames and GIFs (curio_jax.render) and `curio-jax eval`.
+"""Evaluation (curio_jax.analysis.evaluate), frames and GIFs (curio_jax.analysis.render) and
+`curio-jax eval`.
 
 The central check: a PyTorch model trained a few updates by the reference, saved in the seed's
 checkpoint format and converted, plays identical episodes (actions, rewards, lengths) in the
@@ -19,12 +20,14 @@ pytest.importorskip("minigrid")
 
 from test_cli import run_cli  # noqa: E402
 
-from curio_jax import checkpoint as ckpt  # noqa: E402
-from curio_jax import config, convert, render  # noqa: E402
-from curio_jax import evaluate as ev  # noqa: E402
+from curio_jax import config  # noqa: E402
+from curio_jax.analysis import evaluate as ev  # noqa: E402
+from curio_jax.analysis import render  # noqa: E402
+from curio_jax.core.train import make_train  # noqa: E402
 from curio_jax.envs import DoorKeyLayout, make_doorkey  # noqa: E402
 from curio_jax.envs import minigrid_bridge as mb  # noqa: E402
-from curio_jax.train import make_train  # noqa: E402
+from curio_jax.run import checkpoint as ckpt  # noqa: E402
+from curio_jax.run import convert  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -297,7 +300,7 @@ def test_eval_cli_bad_input_exits_2_with_one_line(
 def _scripted_frames(size: int, seed: int):
     """(curio_jax frames, MiniGrid frames, layout) of a scripted episode that picks up the key,
     unlocks, closes and reopens the door, drops and re-picks the key and reaches the goal."""
-    from curio_jax.crosscheck import ScriptedEpisode
+    from curio_jax.reference.crosscheck import ScriptedEpisode
 
     mg = mb.make_minigrid_doorkey(size, render_mode="rgb_array")
     mg.reset(seed=seed)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from curio_jax import convert
-from curio_jax.networks import ActorCritic, RNDPredictor, RNDTarget, dummy_obs
-from curio_jax.rnd import intrinsic_reward
+from curio_jax.core.networks import ActorCritic, RNDPredictor, RNDTarget, dummy_obs
+from curio_jax.core.rnd import intrinsic_reward
+from curio_jax.run import convert
 
 torch = pytest.importorskip("torch")
 from curio_jax.reference.agents import ActorCritic as TorchActorCritic  # noqa: E402

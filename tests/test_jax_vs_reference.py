@@ -18,8 +18,10 @@ import pytest
 
 pytest.importorskip("torch")
 
-from curio_jax import compare, config, runner  # noqa: E402
+from curio_jax import config  # noqa: E402
+from curio_jax.analysis import compare  # noqa: E402
 from curio_jax.reference import train as reference_train  # noqa: E402
+from curio_jax.run import loop as runner  # noqa: E402
 
 FRAMES = 512_000
 

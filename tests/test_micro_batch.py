@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from fake_env import Corridor
 
-from curio_jax.a2c import map_rows
 from curio_jax.config import A2CConfig, micro_batch_size, preset
-from curio_jax.train import make_train
+from curio_jax.core.a2c import map_rows
+from curio_jax.core.train import make_train
 
 NUM_ENVS, ROLLOUT, UPDATES = 8, 4, 4  # 32 samples per update
 

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from curio_jax.networks import ActorCritic, Conv2x2, RNDPredictor, RNDTarget, Torso, dummy_obs
+from curio_jax.core.networks import ActorCritic, Conv2x2, RNDPredictor, RNDTarget, Torso, dummy_obs
 
 CONV = {
     "conv0": {"kernel": (2, 2, 3, 16), "bias": (16,)},

@@ -1,5 +1,5 @@
 """The PyTorch + gymnasium reference of the seed notebook (curio_jax.reference), and its
-cross-checks against the JAX learner (curio_jax.a2c, returns, rnd) on real DoorKey data.
+cross-checks against the JAX learner (curio_jax.core.a2c, returns, rnd) on real DoorKey data.
 
 Relative errors are max|a - b| / max|b| in float32.
 """
@@ -21,13 +21,6 @@ pytest.importorskip("minigrid")
 import jax.numpy as jnp  # noqa: E402
 
 from curio_jax import config  # noqa: E402
-from curio_jax.crosscheck import (  # noqa: E402
-    flax_params_of,
-    loss_grad_parity,
-    rel_err,
-    update_parity,
-)
-from curio_jax.crosscheck import reference_setup as make_setup  # noqa: E402
 from curio_jax.reference import (  # noqa: E402
     ActorCritic,
     AgentA2C,
@@ -48,6 +41,13 @@ from curio_jax.reference import (  # noqa: E402
     make_minigrid_env,
 )
 from curio_jax.reference import train as ref_train  # noqa: E402
+from curio_jax.reference.crosscheck import (  # noqa: E402
+    flax_params_of,
+    loss_grad_parity,
+    rel_err,
+    update_parity,
+)
+from curio_jax.reference.crosscheck import reference_setup as make_setup  # noqa: E402
 
 torch.set_num_threads(1)  # tiny batches: one thread is fastest and robust to a busy machine
 
@@ -97,7 +97,7 @@ def test_gae_default_lambda_is_098():
 
 
 def test_gae_agrees_with_jax_returns_gae():
-    from curio_jax import returns
+    from curio_jax.core import returns
 
     g = torch.Generator().manual_seed(1)
     r = (torch.rand(16, 8, generator=g) < 0.1).float() * torch.rand(16, 8, generator=g)
@@ -546,12 +546,12 @@ def test_module_entry_point_rejects_bad_arguments():
 
 
 # --------------------------------------------------------------------------- JAX cross-checks
-# The measurements live in curio_jax.crosscheck (shared with `curio-jax crosscheck`); the
+# The measurements live in curio_jax.reference.crosscheck (shared with `curio-jax crosscheck`); the
 # assertions stay here.
 
 
 def test_intrinsic_reward_agrees_with_jax():
-    from curio_jax import networks, rnd
+    from curio_jax.core import networks, rnd
 
     agent, seg = make_setup("rnd")
     targets = compute_targets(agent, seg)
@@ -571,7 +571,7 @@ def test_intrinsic_reward_agrees_with_jax():
 @pytest.mark.parametrize("kind", ["a2c", "rnd", "rnd_shared"])
 def test_loss_and_gradients_agree_with_jax(kind):
     """Same weights, same batch, same permutations, same dropout masks: every loss term and
-    every gradient leaf of curio_jax.a2c.loss_fn vs the reference (<= 1e-4 relative)."""
+    every gradient leaf of curio_jax.core.a2c.loss_fn vs the reference (<= 1e-4 relative)."""
     res = loss_grad_parity(kind, seed=1)
     for name, err in res["loss"].items():
         assert err <= 1e-4, (name, err)
@@ -591,7 +591,7 @@ def test_loss_and_gradients_agree_with_jax(kind):
 @pytest.mark.parametrize("kind", ["a2c", "rnd", "rnd_eval_dropout"])
 def test_full_updates_agree_with_jax(kind):
     """Two consecutive learning steps (loss, grad, per-group clipping, RMSprop with its state)
-    with curio_jax.a2c.update_step vs the reference on the same batch, permutations and dropout
+    with curio_jax.core.a2c.update_step vs the reference on the same batch, permutations and dropout
     masks (or dropout off on both sides): parameters after each step agree to <= 1e-5 of the
     network's parameter scale.
 

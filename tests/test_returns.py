@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from curio_jax.returns import gae, gae_general
+from curio_jax.core.returns import gae, gae_general
 
 GAMMA, LAM = 0.5, 0.5  # gamma * lam = 0.25: exact in binary floating point
 

@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from curio_jax.networks import RNDPredictor, RNDTarget, dummy_obs
-from curio_jax.rnd import (
+from curio_jax.core.networks import RNDPredictor, RNDTarget, dummy_obs
+from curio_jax.core.rnd import (
     RunningMeanStd,
     discounted_return_filter,
     init_obs_rms,

@@ -26,8 +26,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from curio_jax import checkpoint as ckpt
-from curio_jax import cli, runner
+from curio_jax import cli
+from curio_jax.run import checkpoint as ckpt
+from curio_jax.run import loop as runner
 
 SEEDS, ENVS, ROLLOUT, UPDATES, CHUNK = 2, 4, 16, 24, 4
 FPU = ENVS * ROLLOUT
@@ -70,7 +71,7 @@ def env(tmp_path_factory):
 
 
 def train(env, *args, hooks=None, timeout=240):
-    cmd = [sys.executable, "-m", "curio_jax.cli", "train", *args]
+    cmd = [sys.executable, "-m", "curio_jax", "train", *args]
     return subprocess.run(
         cmd, env={**env, **(hooks or {})}, capture_output=True, text=True, timeout=timeout
     )
@@ -204,7 +205,7 @@ def test_train_writes_the_run_directory(full_run):
 # leaves it ignored, so the Ctrl-C test would otherwise wait out the pause.
 _CLI_WITH_CTRL_C = (
     "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-    "sys.argv[0] = 'curio-jax'; runpy.run_module('curio_jax.cli', run_name='__main__')"
+    "sys.argv[0] = 'curio-jax'; runpy.run_module("curio_jax", run_name="__main__")"
 )
 
 

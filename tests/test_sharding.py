@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from curio_jax import checkpoint as ckpt
-from curio_jax import sharding
+from curio_jax.parallel import sharding
+from curio_jax.run import checkpoint as ckpt
 
 ARGS = [
     "--preset=notebook-rnd-5x5",
@@ -58,7 +58,7 @@ def env_for(devices: int, **extra: str) -> dict[str, str]:
 
 
 def cli(env: dict[str, str], *args: str, timeout: int = 400) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "curio_jax.cli", "train", *args]
+    cmd = [sys.executable, "-m", "curio_jax", "train", *args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -141,7 +141,7 @@ def test_two_processes_with_jax_distributed_match_one_process(runs, tmp_path):
             CURIO_JAX_NUM_PROCESSES="2",
             CURIO_JAX_PROCESS_ID=str(pid),
         )
-        cmd = [sys.executable, "-m", "curio_jax.cli", "train", *ARGS, f"--out={out}"]
+        cmd = [sys.executable, "-m", "curio_jax", "train", *ARGS, f"--out={out}"]
         procs.append(
             subprocess.Popen(
                 cmd, env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curio_jax import stats
+from curio_jax.analysis import stats
 
 scipy_stats = pytest.importorskip("scipy.stats")
 

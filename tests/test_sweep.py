@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 from test_cli import assert_usage_error
 
-from curio_jax import checkpoint as ckpt
-from curio_jax import cli, config, runner, sweep
-from curio_jax import train as train_mod
+from curio_jax import cli, config
+from curio_jax.core import train as train_mod
+from curio_jax.run import checkpoint as ckpt
+from curio_jax.run import loop as runner
+from curio_jax.run import sweep
 
 SEEDS, ENVS, ROLLOUT, UPDATES, CHUNK = 8, 4, 16, 6, 2
 FRAMES = UPDATES * ENVS * ROLLOUT

@@ -10,7 +10,7 @@ import pytest
 from fake_env import Corridor
 
 from curio_jax.config import preset
-from curio_jax.train import make_train
+from curio_jax.core.train import make_train
 
 BASE = {"a2c.num_envs": 4, "a2c.rollout_size": 8, "total_frames": 32}
 

@@ -15,9 +15,9 @@ import pytest
 from fake_env import Corridor
 
 from curio_jax.config import preset
+from curio_jax.core.rollout import collect_rollout
+from curio_jax.core.train import Hyperparams, TrainOutput, make_train
 from curio_jax.envs import EpisodeStats
-from curio_jax.rollout import collect_rollout
-from curio_jax.train import Hyperparams, TrainOutput, make_train
 
 NUM_ENVS, ROLLOUT, UPDATES = 4, 4, 6
 TINY = {"a2c.num_envs": NUM_ENVS, "a2c.rollout_size": ROLLOUT, "total_frames": 16 * UPDATES}

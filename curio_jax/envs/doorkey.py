@@ -381,7 +381,7 @@ class DoorKey(Environment):
 
     Build with :func:`make_doorkey`. `reset`, `reset_to` and `step` are pure and jittable; vmap
     them for batches. The RGB rendering cache of navix is left empty (observations are
-    symbolic; `curio_jax.render` draws frames on the host)."""
+    symbolic; `curio_jax.analysis.render` draws frames on the host)."""
 
     autoreset_mode: str = struct.field(pytree_node=False, default="next_step")
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from curio_jax import stats
+from curio_jax.analysis import stats
 
 __all__ = [
     "RunDirError",

@@ -14,8 +14,9 @@
         ...  # I/O on the host
 
 One update = one rollout of ``rollout_size`` steps on ``num_envs`` environments
-(:func:`curio_jax.rollout.collect_rollout`), advantages (:mod:`curio_jax.returns`), intrinsic
-rewards (:mod:`curio_jax.rnd`, RND only) and one gradient step (:mod:`curio_jax.a2c`).
+(:func:`curio_jax.core.rollout.collect_rollout`), advantages (:mod:`curio_jax.core.returns`),
+intrinsic rewards (:mod:`curio_jax.core.rnd`, RND only) and one gradient step
+(:mod:`curio_jax.core.a2c`).
 The traced float coefficients live in :class:`Hyperparams` inside the state, so a sweep can
 ``vmap`` over them together with seeds; everything shape-affecting is static in the config.
 """
@@ -29,7 +30,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from curio_jax.a2c import (
+from curio_jax.config import TrainConfig, micro_batch_size
+from curio_jax.core.a2c import (
     AgentParams,
     LossCoefs,
     Networks,
@@ -39,18 +41,17 @@ from curio_jax.a2c import (
     torch_rmsprop,
     update_step,
 )
-from curio_jax.config import TrainConfig, micro_batch_size
-from curio_jax.envs import EpisodeStats, make_doorkey
-from curio_jax.networks import ActorCritic, RNDPredictor, RNDTarget, dummy_obs
-from curio_jax.returns import gae_general
-from curio_jax.rnd import (
+from curio_jax.core.networks import ActorCritic, RNDPredictor, RNDTarget, dummy_obs
+from curio_jax.core.returns import gae_general
+from curio_jax.core.rnd import (
     RunningMeanStd,
     init_obs_rms,
     intrinsic_reward,
     normalize_intrinsic_reward,
     normalize_obs,
 )
-from curio_jax.rollout import collect_rollout
+from curio_jax.core.rollout import collect_rollout
+from curio_jax.envs import EpisodeStats, make_doorkey
 
 Array = jax.Array
 
@@ -167,8 +168,8 @@ class Train:
         self.trace_count = 0
         """How many times the update step has been traced (Python side effect; for tests)."""
         self.sample_sharding: Any = None
-        """Env sharding (set by the host loop, curio_jax.sharding): the sharding the flattened
-        training batch is held to, so each device runs the passes of its own samples."""
+        """Env sharding (set by the host loop, curio_jax.parallel.sharding): the sharding the
+        flattened training batch is held to, so each device runs the passes of its own samples."""
 
     # ---------------------------------------------------------------- init
 

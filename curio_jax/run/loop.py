@@ -14,7 +14,7 @@ Run directory (see shared/docs/interface.md):
                  episodes at that update; loss terms, reward_int_mean and gradient norms are
                  means over the chunk's updates
   summary.json   per seed: frames_to_solve (or null), final avg_return_last100; run totals
-  checkpoints/   ckpt_<update>.npz, the full seed-batched LearnerState (curio_jax.checkpoint)
+  checkpoints/   ckpt_<update>.npz, the full seed-batched LearnerState (curio_jax.run.checkpoint)
   curves.png     average score vs frames (mean and 95% band over seeds)
   tb/seed_<i>/   TensorBoard event files, when tensorboardX (or torch + tensorboard) is installed
   .lock          held (flock) while a process trains into the directory
@@ -61,9 +61,9 @@ from typing import IO, Any
 
 import numpy as np
 
-from curio_jax import checkpoint as ckpt
 from curio_jax.config import TrainConfig, diff_configs, seed_batch_size
-from curio_jax.sharding import is_primary as shd_is_primary
+from curio_jax.parallel.sharding import is_primary as shd_is_primary
+from curio_jax.run import checkpoint as ckpt
 
 TEST_POISON_ENV = "CURIO_JAX_TEST_POISON_UPDATE"
 TEST_PAUSE_ENV = "CURIO_JAX_TEST_PAUSE_AFTER_UPDATE"
@@ -133,7 +133,8 @@ class RunSettings:
     devices: int | None = None
     """Devices the batch is spread over (default: every visible device, over all processes)."""
     env_shards: int = 1
-    """Devices per agent: each seed's envs are split over this many devices (curio_jax.sharding)."""
+    """Devices per agent: each seed's envs are split over this many devices
+    (curio_jax.parallel.sharding)."""
 
     def __post_init__(self) -> None:
         for name in ("seeds", "checkpoint_every", "keep_checkpoints", "env_shards"):
@@ -657,11 +658,11 @@ def train_run(
 
 def check_layout(cfg: TrainConfig, batch: int, settings: RunSettings) -> None:
     """RunError, before anything is written, when the ``batch`` learner states one program
-    runs do not fit the devices (curio_jax.sharding) or ``cfg.a2c.seed_batch`` cannot split
+    runs do not fit the devices (curio_jax.parallel.sharding) or ``cfg.a2c.seed_batch`` cannot split
     them; ``_train`` builds the same layout again."""
     import jax
 
-    from curio_jax import sharding as shd
+    from curio_jax.parallel import sharding as shd
 
     try:
         layout = shd.make_layout(batch, cfg.a2c.num_envs, settings.devices, settings.env_shards)
@@ -712,8 +713,8 @@ def _train(
     rounding)."""
     import jax
 
-    from curio_jax import sharding as shd
-    from curio_jax.train import Hyperparams, make_train, seed_loop
+    from curio_jax.core.train import Hyperparams, make_train, seed_loop
+    from curio_jax.parallel import sharding as shd
 
     t_segment = time.perf_counter()
     primary = shd.is_primary()
@@ -1048,6 +1049,6 @@ def _write_summary(
 
 
 def _device() -> str:
-    from curio_jax.bench import device_description
+    from curio_jax.tools.bench import device_description
 
     return device_description()

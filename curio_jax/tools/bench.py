@@ -267,17 +267,17 @@ def bench_train_cell(
     A2CConfig.seed_batch (seeds vmapped together per step of the seed loop); None: automatic.
     Also reports XLA's FLOP count per frame of the compiled chunk, this process's peak RSS and,
     on an accelerator, the device's peak memory.
-    `devices` > 1 spreads the batch with curio_jax.sharding (seeds over devices; each seed's
-    envs over `env_shards` of them). `count_flops=False` skips the FLOP count (three more
+    `devices` > 1 spreads the batch with curio_jax.parallel.sharding (seeds over devices; each
+    seed's envs over `env_shards` of them). `count_flops=False` skips the FLOP count (three more
     compilations, tens of seconds on a GPU); `flops_per_frame` is then None."""
     import resource
 
     import jax
 
-    from curio_jax import sharding as shd
     from curio_jax.config import preset as get_preset
     from curio_jax.config import seed_batch_size
-    from curio_jax.train import make_train, seed_loop
+    from curio_jax.core.train import make_train, seed_loop
+    from curio_jax.parallel import sharding as shd
 
     cfg = get_preset(preset).with_overrides(
         {"a2c.num_envs": num_envs, "a2c.micro_batch": micro_batch, "a2c.seed_batch": seed_batch}
@@ -330,14 +330,14 @@ def bench_train_cell(
 
 
 def run_isolated(fn_name: str, **kwargs: Any) -> dict:
-    """Run `curio_jax.bench.<fn_name>(**kwargs)` in a fresh Python process (own peak memory,
+    """Run `curio_jax.tools.bench.<fn_name>(**kwargs)` in a fresh Python process (own peak memory,
     no compilation cache shared with other cells) and return its record."""
     import json
     import subprocess
     import sys
 
     code = (
-        "import json, sys; from curio_jax import bench; "
+        "import json, sys; from curio_jax.tools import bench; "
         f"rec = bench.{fn_name}(**json.loads(sys.argv[1])); print('RESULT ' + json.dumps(rec))"
     )
     proc = subprocess.run(

@@ -28,8 +28,8 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from curio_jax.networks import ActorCritic, RNDPredictor, RNDTarget
-from curio_jax.rnd import RunningMeanStd, normalize_obs, rnd_loss
+from curio_jax.core.networks import ActorCritic, RNDPredictor, RNDTarget
+from curio_jax.core.rnd import RunningMeanStd, normalize_obs, rnd_loss
 
 Array = jax.Array
 Params = Any

@@ -1,6 +1,6 @@
 """The seed notebook's networks as Flax linen modules, with PyTorch's default initialisation.
 
-Layout conventions (the converter in :mod:`curio_jax.convert` relies on them):
+Layout conventions (the converter in :mod:`curio_jax.run.convert` relies on them):
 
 - Input: the raw MiniGrid image, uint8 ``[..., 7, 7, 3]`` indexed ``[x][y][channel]`` as
   MiniGrid returns it (``ImgObsWrapper``). It is cast to float32 with NO scaling and used

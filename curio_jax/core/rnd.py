@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from curio_jax.networks import RNDPredictor, RNDTarget
+from curio_jax.core.networks import RNDPredictor, RNDTarget
 
 Array = jax.Array
 

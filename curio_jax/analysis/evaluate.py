@@ -36,8 +36,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from curio_jax.core.networks import ActorCritic
 from curio_jax.envs import NUM_ACTIONS, DoorKeyLayout, make_doorkey
-from curio_jax.networks import ActorCritic
 
 Params = Any
 BACKENDS = ("jax", "minigrid")
@@ -120,7 +120,7 @@ def sample_actions(logits: jax.Array, u: jax.Array) -> jax.Array:
 def actor_critic_for(params: Params) -> ActorCritic:
     """The ActorCritic module whose parameter tree `params` is (hidden size read from the
     shapes). Raises ParamsError for a tree that is not an actor-critic for DoorKey."""
-    from curio_jax.convert import actor_critic_to_torch
+    from curio_jax.run.convert import actor_critic_to_torch
 
     if isinstance(params, dict) and set(params) == {"params"}:
         params = params["params"]
@@ -439,9 +439,9 @@ def load_run_params(
 
     The state template comes from the run's config.json (``jax.eval_shape`` of the vmapped
     ``Train.init``, as the runner restores); any mismatch raises ParamsError."""
-    from curio_jax import checkpoint as ckpt
     from curio_jax.config import TrainConfig
-    from curio_jax.train import make_train
+    from curio_jax.core.train import make_train
+    from curio_jax.run import checkpoint as ckpt
 
     if warn is None:
         warn = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
@@ -487,7 +487,7 @@ def load_torch_params(path: str | Path) -> LoadedParams:
     if not path.is_file():
         raise ParamsError(f"{path}: no such file")
     try:
-        from curio_jax.convert import load_torch_checkpoint
+        from curio_jax.run.convert import load_torch_checkpoint
     except ImportError as e:
         raise ParamsError(f"reading .pth files needs torch ({_one_line(e)})") from None
     try:

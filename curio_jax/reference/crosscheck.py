@@ -9,11 +9,11 @@ measured numbers and PASS / FAIL:
     terminated and truncated must be equal on every step.
 (b) network parity: torch ActorCritic / RNDModule vs the converted Flax networks on real
     MiniGrid observations (max relative error of logits, values, intrinsic reward).
-(c) one-update parity: the reference's step-by-step learning API vs `curio_jax.a2c` on the
+(c) one-update parity: the reference's step-by-step learning API vs `curio_jax.core.a2c` on the
     same batch, permutations and dropout masks (loss terms, gradients, parameters after
     per-group clipping and RMSprop).
-(d) eval backends: the same weights in `curio_jax.evaluate`'s jax and minigrid backends on the
-    same layouts and action uniforms must play identical episodes.
+(d) eval backends: the same weights in `curio_jax.analysis.evaluate`'s jax and minigrid backends
+    on the same layouts and action uniforms must play identical episodes.
 
 The functions return the measured numbers; the tests (tests/test_reference.py,
 tests/test_doorkey_lockstep.py, tests/test_crosscheck.py) assert on the same numbers. Needs
@@ -35,8 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from curio_jax.analysis.evaluate import stack_layouts
 from curio_jax.envs import DoorKeyLayout, layout_of, make_doorkey
-from curio_jax.evaluate import stack_layouts
 
 LEFT, RIGHT, FORWARD, PICKUP, DROP, TOGGLE, DONE = range(7)
 DIRS = [(1, 0), (0, 1), (-1, 0), (0, -1)]
@@ -345,8 +345,9 @@ def network_parity(obs: np.ndarray, seed: int = 0) -> dict[str, float]:
     `obs` [K, 7, 7, 3] uint8."""
     import torch
 
-    from curio_jax import convert, networks, rnd
+    from curio_jax.core import networks, rnd
     from curio_jax.reference import ActorCritic, RNDModule
+    from curio_jax.run import convert
 
     torch.manual_seed(seed)
     ac, rnd_module = ActorCritic(), RNDModule()
@@ -417,7 +418,7 @@ def reference_setup(kind: str, num_envs: int = 8, rollout: int = 16, seed: int =
 
 def flax_params_of(agent: Any) -> dict:
     """The reference agent's current weights as Flax params (convert.torch_state_to_flax)."""
-    from curio_jax import convert
+    from curio_jax.run import convert
 
     state = {"a2c_params": {k: v.numpy() for k, v in agent.model.state_dict().items()}}
     if agent.rnd_module is not None:
@@ -440,8 +441,8 @@ def jax_learner_inputs(
     kind: str, agent: Any, seg: Any, targets: Any, p_ext: Any, p_int: Any, dropout: float = 0.25
 ) -> JaxLearnerInputs:
     """Networks, batch (indexed with the reference's permutations), coefficients and params of
-    `curio_jax.a2c` for the reference agent's current state."""
-    from curio_jax import a2c, networks
+    `curio_jax.core.a2c` for the reference agent's current state."""
+    from curio_jax.core import a2c, networks
 
     params = flax_params_of(agent)
     rnd_on = kind != "a2c"
@@ -525,20 +526,21 @@ LOSS_NAMES = {
     "entropy": "entropy",
     "rnd": "rnd_loss",
 }
-"""curio_jax.a2c.LossTerms field -> reference loss-term name."""
+"""curio_jax.core.a2c.LossTerms field -> reference loss-term name."""
 
 
 def loss_grad_parity(kind: str, seed: int = 1) -> dict:
     """Same weights, batch, permutations and dropout masks: every loss term and gradient leaf
-    of `curio_jax.a2c.loss_fn` vs the reference's `loss_and_grads`.
+    of `curio_jax.core.a2c.loss_fn` vs the reference's `loss_and_grads`.
 
     Returns {"loss": {term: rel err}, "grads": {leaf: rel err}, "dropout_keep": fraction or
     None (a2c), "int_head_grad_zero": bool (a2c: the unused intrinsic head's JAX gradient is
     exactly zero; None otherwise)}."""
     import torch
 
-    from curio_jax import a2c, convert
+    from curio_jax.core import a2c
     from curio_jax.reference import compute_targets, draw_permutations, loss_and_grads, make_batch
+    from curio_jax.run import convert
 
     agent, seg = reference_setup(kind, seed=seed)
     targets = compute_targets(agent, seg)
@@ -569,7 +571,7 @@ def loss_grad_parity(kind: str, seed: int = 1) -> dict:
 
 def update_parity(kind: str, seed: int = 2, steps: int = 2) -> dict:
     """`steps` consecutive learning steps (loss, gradient, per-group clipping, RMSprop with
-    its state) of `curio_jax.a2c.update_step` vs the reference on the same batch, permutations
+    its state) of `curio_jax.core.a2c.update_step` vs the reference on the same batch, permutations
     and dropout masks. kind: "a2c", "rnd", or "rnd_eval_dropout" (dropout off on both sides).
     The clip thresholds are lowered so that clipping acts (AC norms ~0.02 / ~0.3).
 
@@ -579,7 +581,7 @@ def update_parity(kind: str, seed: int = 2, steps: int = 2) -> dict:
     "target_frozen" (RND), "dropout_keep" ("rnd")}]}."""
     import torch
 
-    from curio_jax import a2c
+    from curio_jax.core import a2c
     from curio_jax.reference import (
         apply_gradients,
         compute_targets,
@@ -653,8 +655,8 @@ def random_actor_critic(seed: int = 0) -> dict:
     """Flax params of a freshly initialised torch ActorCritic (torch.manual_seed(seed))."""
     import torch
 
-    from curio_jax import convert
     from curio_jax.reference import ActorCritic
+    from curio_jax.run import convert
 
     torch.manual_seed(seed)
     ac = ActorCritic()
@@ -665,7 +667,7 @@ def eval_backend_parity(params: Any, size: int, episodes: int, seed: int = 0) ->
     """Play `episodes` episodes of the same weights in both eval backends from the same
     layouts with the same action uniforms: half the layouts drawn by MiniGrid's reset, half by
     curio_jax's. The episodes (actions, rewards, lengths, flags) must be identical."""
-    from curio_jax import evaluate as ev
+    from curio_jax.analysis import evaluate as ev
 
     n_mg = episodes // 2
     n_jax = episodes - n_mg

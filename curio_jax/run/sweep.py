@@ -1,6 +1,6 @@
 """Hyperparameter sweeps in one compiled program (`curio-jax sweep`).
 
-A grid over the traced coefficients of :class:`curio_jax.train.Hyperparams` times N seeds runs
+A grid over the traced coefficients of :class:`curio_jax.core.train.Hyperparams` times N seeds runs
 as one compiled program: the coefficients are leaves of the learner state, so every grid point
 shares the code and the whole sweep compiles once. Grid point ``g`` with seed ``s`` uses the
 same PRNG key as seed ``s`` of ``curio-jax train --seed BASE --seeds N`` on that point's
@@ -49,7 +49,8 @@ from pathlib import Path
 from typing import Any
 
 from curio_jax.config import TrainConfig
-from curio_jax.runner import (
+from curio_jax.parallel.sharding import is_primary
+from curio_jax.run.loop import (
     TEST_PAUSE_ENV,
     TEST_POISON_ENV,
     Progress,
@@ -64,9 +65,8 @@ from curio_jax.runner import (
     check_layout,
     claim_directory,
 )
-from curio_jax.sharding import is_primary
 
-# short name -> dotted TrainConfig field; the same set as curio_jax.train.Hyperparams
+# short name -> dotted TrainConfig field; the same set as curio_jax.core.train.Hyperparams
 SWEEPABLE: dict[str, str] = {
     "lr": "a2c.lr",
     "gamma": "a2c.gamma",

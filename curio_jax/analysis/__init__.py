@@ -1,0 +1,1 @@
+"""Host-side analysis: statistics, compare, evaluate, render."""

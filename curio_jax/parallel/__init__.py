@@ -1,0 +1,1 @@
+"""Program building: vmap over seeds, the seed loop, sharding over devices, compilation."""

@@ -1,0 +1,1 @@
+"""The host run loop: run directory, checkpoints, loggers, progress, resume, sweeps."""
