@@ -205,7 +205,7 @@ def test_train_writes_the_run_directory(full_run):
 # leaves it ignored, so the Ctrl-C test would otherwise wait out the pause.
 _CLI_WITH_CTRL_C = (
     "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-    "sys.argv[0] = 'curio-jax'; runpy.run_module("curio_jax", run_name="__main__")"
+    "sys.argv[0] = 'curio-jax'; runpy.run_module('curio_jax', run_name='__main__')"
 )
 
 
