@@ -34,7 +34,7 @@ import jax
 
 from curio_jax.config import preset as get_preset
 from curio_jax.core.rollout import collect_rollout
-from curio_jax.core.train import make_train, seed_loop
+from curio_jax.parallel.program import SeedProgram, seed_keys, stacked_hparams
 
 try:  # run as a script from the repository root or from benchmarks/
     from profile_ops import op_times
@@ -72,11 +72,12 @@ def best_wall(fn, arg, repeats: int):
 
 def measure(preset: str, num_envs: int, updates: int, repeats: int) -> dict:
     cfg = get_preset(preset).with_overrides({"a2c.num_envs": num_envs})
-    train = make_train(cfg)
+    program = SeedProgram(cfg, 1)
+    train = program.train
     fpu = cfg.frames_per_update
-    state = jax.jit(jax.vmap(train.init))(jax.random.split(jax.random.key(0), 1))
-    chunk = jax.jit(seed_loop(jax.vmap(lambda s: train.run_chunk(s, updates)), 1, 1))
-    compiled = chunk.lower(state).compile()
+    keys, _ = seed_keys(0, 1)
+    state = program.init(keys, stacked_hparams([cfg]))
+    compiled = program.chunk(state, updates, donate=False)
     state, _ = compiled(state)  # warm-up
     chunk_s, state = best_wall(compiled, state, repeats)
 

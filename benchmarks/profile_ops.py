@@ -28,8 +28,7 @@ import jax
 from jax.profiler import ProfileData
 
 from curio_jax.config import preset as get_preset
-from curio_jax.config import seed_batch_size
-from curio_jax.core.train import make_train, seed_loop
+from curio_jax.parallel.program import SeedProgram, seed_keys, stacked_hparams
 
 _SKIP = ("ThunkExecutor", "SlinkyThreadPool")
 
@@ -79,11 +78,11 @@ def main() -> None:
             "a2c.seed_batch": args.seed_batch,
         }
     )
-    train = make_train(cfg)
-    sb = seed_batch_size(cfg.a2c, args.seeds, jax.default_backend())
-    state = jax.jit(jax.vmap(train.init))(jax.random.split(jax.random.key(0), args.seeds))
-    chunk = seed_loop(jax.vmap(lambda s: train.run_chunk(s, args.updates)), args.seeds, sb)
-    compiled = jax.jit(chunk).lower(state).compile()
+    program = SeedProgram(cfg, args.seeds)
+    train, sb = program.train, program.seed_batch
+    keys, _ = seed_keys(0, args.seeds)
+    state = program.init(keys, stacked_hparams([cfg] * args.seeds))
+    compiled = program.chunk(state, args.updates, donate=False)
     state, _ = compiled(state)  # warm-up
     jax.block_until_ready(state)
     with tempfile.TemporaryDirectory() as tmp:

@@ -29,13 +29,13 @@ from curio_jax.core import a2c, rnd
 from curio_jax.core.returns import gae_general
 from curio_jax.core.rollout import collect_rollout
 from curio_jax.core.train import make_train
-from curio_jax.tools.bench import _flops
+from curio_jax.tools.bench import compiled_flops
 
 
 def timed(name: str, fn, args: tuple, repeats: int, flop_scale: float = 1.0) -> dict:
     """Compile ``fn`` on ``args``, then the best wall time of ``repeats`` calls."""
     compiled = jax.jit(fn).lower(*args).compile()
-    flops = _flops(compiled) * flop_scale
+    flops = compiled_flops(compiled) * flop_scale
     jax.block_until_ready(compiled(*args))
     best = float("inf")
     for _ in range(repeats):

@@ -467,9 +467,32 @@ def _build_presets() -> dict[str, TrainConfig]:
 
 PRESETS: dict[str, TrainConfig] = _build_presets()
 
+DESCRIPTIONS: dict[str, str] = {}
+"""One line per preset (`curio-jax presets`)."""
+for _s in ("5x5", "8x8", "16x16"):
+    DESCRIPTIONS[f"notebook-a2c-{_s}"] = f"the notebook's A2C agent on DoorKey-{_s}, exactly"
+    DESCRIPTIONS[f"notebook-rnd-{_s}"] = (
+        f"the notebook's A2C + RND agent on DoorKey-{_s}, exactly (quirks included)"
+    )
+    DESCRIPTIONS[f"rnd-aligned-{_s}"] = (
+        "the notebook's RND agent with one shared shuffle (intrinsic targets aligned)"
+    )
+    DESCRIPTIONS[f"rnd-paper-{_s}"] = (
+        "the RND agent with the RND paper's normalisations and non-episodic intrinsic returns"
+    )
+for _s in ("5x5", "8x8"):
+    DESCRIPTIONS[f"a2c-x100-{_s}"] = "ablation: the notebook's A2C with the extrinsic weight 100"
+    DESCRIPTIONS[f"rnd-x1-{_s}"] = "ablation: the notebook's RND agent with the extrinsic weight 1"
+
 
 def preset_names() -> list[str]:
     return sorted(PRESETS)
+
+
+def preset_description(name: str) -> str:
+    """The one-line description of a preset."""
+    preset(name)  # unknown names raise
+    return DESCRIPTIONS[name]
 
 
 def preset(name: str) -> TrainConfig:
@@ -477,3 +500,86 @@ def preset(name: str) -> TrainConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(preset_names())}")
     return PRESETS[name]
+
+
+# --------------------------------------------------------------------------- text overrides
+
+
+def config_fields() -> dict[str, dataclasses.Field]:
+    """Every settable field of a TrainConfig by dotted name (`a2c.lr`, `total_frames`, ...)."""
+    out: dict[str, dataclasses.Field] = {}
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in ("env", "a2c", "rnd"):
+            group = {"env": EnvConfig, "a2c": A2CConfig, "rnd": RNDConfig}[f.name]
+            out.update({f"{f.name}.{g.name}": g for g in dataclasses.fields(group)})
+        else:
+            out[f.name] = f
+    return out
+
+
+def config_value(cfg: TrainConfig, dotted: str) -> Any:
+    """The value of a dotted config field (`"a2c.lr"`)."""
+    obj: Any = cfg
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+_TRUE, _FALSE, _NONE = ("true", "1", "yes", "on"), ("false", "0", "no", "off"), ("none", "null")
+
+
+def parse_value(name: str, text: str, field_type: str) -> Any:
+    """`text` converted to the type a field declares (its annotation, e.g. ``"int | None"``):
+    bool (true/false/1/0/yes/no/on/off), int, float, str, None where allowed, or one of a
+    Literal's values. Raises ValueError naming the field."""
+    t = text.strip()
+    options = [o.strip() for o in field_type.split("|")]
+    if "None" in options and t.lower() in _NONE:
+        return None
+    for opt in options:
+        if opt == "bool":
+            if t.lower() in _TRUE:
+                return True
+            if t.lower() in _FALSE:
+                return False
+        elif opt == "int":
+            try:
+                return int(t)
+            except ValueError:
+                pass
+        elif opt == "float":
+            try:
+                v = float(t)
+            except ValueError:
+                continue
+            if math.isfinite(v):
+                return v
+        elif opt.startswith("Literal["):
+            choices = [c.strip().strip("'\"") for c in opt[len("Literal[") : -1].split(",")]
+            if t in choices:
+                return t
+            raise ValueError(f"{name}: {text!r} is not one of {', '.join(choices)}")
+        elif opt == "str":
+            return t
+    want = " or ".join(o for o in options if o != "None") + (
+        " or none" if "None" in options else ""
+    )
+    raise ValueError(f"{name}: {text!r} is not a valid {want}")
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["a2c.lr=3e-4", "total_frames=2048000"]`` -> ``{"a2c.lr": 0.0003, ...}``: dotted names of
+    any config field, each value converted by the field's type. Raises ValueError naming the
+    first bad item (unknown field, missing '=', a value the type does not take)."""
+    fields = config_fields()
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        name, text = (s.strip() for s in item.split("=", 1))
+        if name not in fields:
+            close = [f for f in fields if f.endswith("." + name)]
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ValueError(f"unknown config field {name!r}{hint}")
+        out[name] = parse_value(name, text, str(fields[name].type))
+    return out

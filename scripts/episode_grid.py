@@ -16,7 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from curio_jax.cli import UsageError, door_size, nonneg_int, out_path, positive_int
+from curio_jax.argparsing import door_size, nonneg_int, out_path, positive_int
+from curio_jax.cli.common import UsageError
 
 GOAL_BORDER = (0, 170, 0)
 TIMEOUT_BORDER = (200, 0, 0)

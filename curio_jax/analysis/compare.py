@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from curio_jax.analysis import stats
+from curio_jax.config import TrainConfig
 
 __all__ = [
     "RunDirError",
@@ -107,12 +109,15 @@ class Run:
         )
         return times, events
 
-    def curve_matrix(self) -> tuple[np.ndarray, np.ndarray]:
-        """(frames [P], avg_return [n, P]): the logged average score per seed (NaN where a seed
-        has no row at that frame count or no finished episode yet)."""
+    def curve_matrix(self, column: str = "avg_return_last100") -> tuple[np.ndarray, np.ndarray]:
+        """(frames [P], values [n, P]): a metrics.csv column per seed, by default the logged
+        average score (NaN where a seed has no row at that frame count or, for the score, no
+        finished episode yet)."""
+        if column not in self.metrics:
+            raise RunDirError(f"{self.path / 'metrics.csv'}: no numeric column {column!r}")
         seed_col = self.metrics["seed"].astype(np.int64)
         frames_col = self.metrics["frames"].astype(np.int64)
-        values = self.metrics["avg_return_last100"]
+        values = self.metrics[column]
         keep = np.isin(seed_col, self.seeds)
         frames = np.unique(frames_col[keep])
         out = np.full((self.seeds.size, frames.size), np.nan)
@@ -353,7 +358,6 @@ def config_differences(a: Run, b: Run) -> list[str]:
     """'field: value_a vs value_b' for every differing config field (dotted names), plus the
     implementation when the two summaries name different ones. A field missing from one
     config.json (written before the field existed) counts as that field's default."""
-    from curio_jax.config import TrainConfig
 
     defaults = _flatten(TrainConfig().to_dict())
     fa, fb = _flatten(a.config), _flatten(b.config)
@@ -388,12 +392,17 @@ def _rng(seed: int, stream: int) -> np.random.Generator:
 
 
 def _mean_curve(
-    run: Run, n_boot: int, alpha: float, seed: int
+    run: Run,
+    n_boot: int,
+    alpha: float,
+    seed: int,
+    column: str = "avg_return_last100",
+    stream: int = 10,
 ) -> dict[str, list[float | None] | list[int]]:
-    """Mean over seeds of avg_return_last100 at each logged frame count, with a percentile-
-    bootstrap band over seeds (NaN entries, before a seed's first finished episode, are left
-    out of the mean)."""
-    frames, values = run.curve_matrix()  # [P], [n, P]
+    """Mean over seeds of a metrics column (default avg_return_last100) at each logged frame
+    count, with a percentile-bootstrap band over seeds (NaN entries, such as the score before a
+    seed's first finished episode, are left out of the mean)."""
+    frames, values = run.curve_matrix(column)  # [P], [n, P]
     if frames.size > MAX_CURVE_POINTS:
         keep = np.unique(np.linspace(0, frames.size - 1, MAX_CURVE_POINTS).round().astype(int))
         frames, values = frames[keep], values[:, keep]
@@ -402,7 +411,7 @@ def _mean_curve(
     filled = np.where(mask, values, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = filled.sum(0) / mask.sum(0)
-        weights = _rng(seed, 10).multinomial(n, np.full(n, 1.0 / n), size=n_boot)  # [B, n]
+        weights = _rng(seed, stream).multinomial(n, np.full(n, 1.0 / n), size=n_boot)  # [B, n]
         reps = (weights @ filled) / (weights @ mask)  # [B, P]
     low = np.full(frames.size, np.nan)
     high = np.full(frames.size, np.nan)
@@ -479,8 +488,12 @@ def compare_runs(
     alpha: float = 0.05,
     seed: int = 0,
     threshold: float | None = None,
+    metrics: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Statistics for every run and every pair of runs, in the order given.
+
+    ``metrics``: more metrics.csv columns (curio_jax.core.metrics; e.g. ``entropy``) whose mean
+    curve over seeds, with its bootstrap band, each run gets under ``metric_curves``.
 
     ``threshold``: frames-to-solve of every run at this common threshold (`with_threshold`)
     instead of each run's own solved threshold, so runs whose presets differ in it (the
@@ -498,7 +511,14 @@ def compare_runs(
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
     if not _is_int(seed) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    metrics = list(metrics)
+    if len(set(metrics)) != len(metrics):
+        raise ValueError(f"a metric is named twice in {metrics}")
     runs = [load_run(p) for p in paths]
+    for name in metrics:
+        for r in runs:
+            if name not in r.metrics:
+                raise RunDirError(f"{r.path / 'metrics.csv'}: no numeric column {name!r}")
     own = [r.solved_threshold for r in runs]
     if threshold is not None:
         runs = [with_threshold(r, threshold) for r in runs]
@@ -513,6 +533,13 @@ def compare_runs(
     }
     for r, t in zip(result["runs"], own, strict=True):
         r["own_solved_threshold"] = t
+    if metrics:
+        result["settings"]["metrics"] = metrics
+        for r, out in zip(runs, result["runs"], strict=True):
+            out["metric_curves"] = {
+                name: _mean_curve(r, n_boot, alpha, seed, name, stream=20 + k)
+                for k, name in enumerate(metrics)
+            }
     for i in range(len(runs)):
         for j in range(i + 1, len(runs)):
             a, b = runs[i], runs[j]
@@ -713,10 +740,11 @@ def plot(result: dict[str, Any], path: str | Path) -> None:
     if not out.parent.exists():
         raise ValueError(f"directory {str(out.parent)!r} does not exist")
     level = round(100 * (1 - result["settings"]["alpha"]))
+    extra = list(result["settings"].get("metrics", []))
     height = 5.5 + 0.2 * len(result["runs"])
-    fig = Figure(figsize=(14, height), layout="constrained")
+    fig = Figure(figsize=(7 * (2 + len(extra)), height), layout="constrained")
     FigureCanvasAgg(fig)
-    ax_score, ax_km = fig.subplots(1, 2)
+    ax_score, ax_km, *ax_extra = fig.subplots(1, 2 + len(extra))
     frames_fmt = FuncFormatter(lambda v, _pos: _fmt_tick(v))
     colors = [f"C{k % 10}" for k in range(len(result["runs"]))]
     for r, c in zip(result["runs"], colors, strict=True):
@@ -738,6 +766,13 @@ def plot(result: dict[str, Any], path: str | Path) -> None:
             label=f"{r['label']}: {r['n_solved']}/{r['n_seeds']} solved, median {_fmt_frames(med)}",
         )
         ax_km.plot(km["frames"][-1], km["solved_fraction"][-1], "|", color=c, ms=12, mew=2)
+        for ax, name in zip(ax_extra, extra, strict=True):
+            cur = r["metric_curves"][name]
+            x = np.asarray(cur["frames"], float)
+            ax.plot(x, _nan_array(cur["mean"]), color=c, lw=1.8, label=label)
+            ax.fill_between(
+                x, _nan_array(cur["low"]), _nan_array(cur["high"]), color=c, alpha=0.2, lw=0
+            )
     for thr in sorted({r["solved_threshold"] for r in result["runs"]}):
         ax_score.axhline(thr, color="0.4", ls="--", lw=1)
         ax_score.annotate(
@@ -757,7 +792,11 @@ def plot(result: dict[str, Any], path: str | Path) -> None:
     ax_km.set_xlabel("frames (environment steps)")
     ax_km.set_ylabel("fraction of seeds solved")
     ax_km.set_ylim(-0.02, 1.02)
-    for ax in (ax_score, ax_km):
+    for ax, name in zip(ax_extra, extra, strict=True):
+        ax.set_title(f"{name} (mean over seeds, {level}% bootstrap band)")
+        ax.set_xlabel("frames (environment steps)")
+        ax.set_ylabel(name)
+    for ax in (ax_score, ax_km, *ax_extra):
         ax.xaxis.set_major_formatter(frames_fmt)
         ax.set_xlim(left=0)
         ax.grid(alpha=0.3)

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,14 +36,13 @@ import numpy as np
 
 from curio_jax.core.networks import ActorCritic
 from curio_jax.envs import NUM_ACTIONS, DoorKeyLayout, make_doorkey
+from curio_jax.envs.minigrid_bridge import apply_layout, make_minigrid_doorkey, minigrid_layout
+from curio_jax.run.convert import actor_critic_to_torch
+from curio_jax.run.params import ParamsError, load_pth_weights, load_weights
 
 Params = Any
 BACKENDS = ("jax", "minigrid")
 _LAYOUT_FIELDS = ("wall_x", "door_y", "agent_x", "agent_y", "agent_dir", "key_x", "key_y")
-
-
-class ParamsError(ValueError):
-    """Weights that cannot be read or do not fit; the message is one line naming the problem."""
 
 
 # --------------------------------------------------------------------------- results
@@ -120,7 +117,6 @@ def sample_actions(logits: jax.Array, u: jax.Array) -> jax.Array:
 def actor_critic_for(params: Params) -> ActorCritic:
     """The ActorCritic module whose parameter tree `params` is (hidden size read from the
     shapes). Raises ParamsError for a tree that is not an actor-critic for DoorKey."""
-    from curio_jax.run.convert import actor_critic_to_torch
 
     if isinstance(params, dict) and set(params) == {"params"}:
         params = params["params"]
@@ -292,7 +288,6 @@ def run_minigrid(
     """Play episodes one by one in gymnasium MiniGrid (+ ImgObsWrapper), action t of episode
     i from ``uniforms[i, t]``. With `layouts`, episode i starts from ``layouts[i]`` (injected);
     otherwise from MiniGrid's own resets (``reset(seed=seed)``, then unseeded)."""
-    from curio_jax.envs.minigrid_bridge import apply_layout, make_minigrid_doorkey, minigrid_layout
 
     n = len(uniforms) if layouts is None else len(layouts)
     if n == 0:
@@ -386,118 +381,19 @@ class LoadedParams:
     description: str
 
 
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
-def _find_run(path: Path) -> tuple[Path, Path | None, Path]:
-    """(run dir, checkpoint file or None, checkpoints dir) for a run dir, its checkpoints/
-    dir or one checkpoint file."""
-    if not path.exists():
-        raise ParamsError(f"{path}: no such file or directory")
-    if path.is_file():
-        if path.suffix != ".npz":
-            raise ParamsError(f"{path}: not a checkpoint (expected a ckpt_*.npz file)")
-        for cand in (path.parent, path.parent.parent):
-            if (cand / "config.json").is_file():
-                return cand, path, path.parent
-        raise ParamsError(f"{path}: no config.json next to the checkpoint or above it")
-    if (path / "config.json").is_file():
-        return path, None, path / "checkpoints"
-    if (path.parent / "config.json").is_file():
-        return path.parent, None, path
-    raise ParamsError(f"{path}: not a run directory (no config.json)")
-
-
-def _seed_count(run_dir: Path, files: Sequence[Path]) -> int:
-    """Seeds of the run: run.json's "seeds", else the leading axis of the first readable
-    checkpoint among `files` (every leaf of the state carries the seed axis first)."""
-    try:
-        seeds = json.loads((run_dir / "run.json").read_text())["seeds"]
-        if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds >= 1:
-            return seeds
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    for f in files:
-        try:
-            with np.load(f, allow_pickle=False) as data:
-                for k in data.files:
-                    if k.endswith(".update"):
-                        return int(data[k].shape[0])
-        except Exception:  # noqa: BLE001 - unreadable: try the next, the loader reports it
-            continue
-    return 1
-
-
 def load_run_params(
     path: str | Path, seed_index: int = 0, warn: Callable[[str], None] | None = None
 ) -> LoadedParams:
-    """Actor-critic params of seed `seed_index` from a `curio-jax train` run: `path` is the
-    run directory, its ``checkpoints/`` directory or one ``ckpt_*.npz`` file. A directory
-    gives the newest readable checkpoint (older ones are tried when the newest is corrupt).
-
-    The state template comes from the run's config.json (``jax.eval_shape`` of the vmapped
-    ``Train.init``, as the runner restores); any mismatch raises ParamsError."""
-    from curio_jax.config import TrainConfig
-    from curio_jax.core.train import make_train
-    from curio_jax.run import checkpoint as ckpt
-
-    if warn is None:
-        warn = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
-    path = Path(path)
-    run_dir, file, ckpt_dir = _find_run(path)
-    try:
-        cfg = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
-        train = make_train(cfg)
-    except (OSError, ValueError, TypeError) as e:
-        raise ParamsError(f"{run_dir / 'config.json'}: unusable config ({_one_line(e)})") from None
-    if file is None:
-        found = [p for _, p in reversed(ckpt.list_checkpoints(ckpt_dir))]
-        if not found:
-            raise ParamsError(f"{ckpt_dir}: no checkpoint (ckpt_*.npz) found")
-    else:
-        found = [file]
-    seeds = _seed_count(run_dir, found)
-    if isinstance(seed_index, bool) or not isinstance(seed_index, int) or seed_index < 0:
-        raise ParamsError(f"seed index must be a non-negative integer, got {seed_index!r}")
-    if seed_index >= seeds:
-        raise ParamsError(f"seed index {seed_index} out of range: the run has {seeds} seed(s)")
-    keys = jax.random.split(jax.random.key(0), seeds)
-    template = jax.eval_shape(jax.vmap(train.init), keys)
-    try:
-        if file is None:
-            update, state = ckpt.load_latest(ckpt_dir, template, warn=warn)
-            file = ckpt.checkpoint_path(ckpt_dir, update)
-        else:
-            state = ckpt.load(file, template)
-    except ckpt.CheckpointError as e:
-        raise ParamsError(
-            f"checkpoint does not match {run_dir / 'config.json'}: {_one_line(e)}"
-        ) from None
-    params = jax.tree.map(lambda x: np.asarray(x[seed_index]), state.params.ac)
-    actor_critic_for(params)
-    return LoadedParams(params, f"{file} (seed {seed_index} of {seeds}, preset {cfg.name})")
+    """Actor-critic params of seed `seed_index` of a `curio-jax train` run, or of a params-only
+    export (curio_jax.run.params.load_weights)."""
+    weights = load_weights(path, seed_index, warn)
+    actor_critic_for(weights.actor_critic)
+    return LoadedParams(weights.actor_critic, weights.description)
 
 
 def load_torch_params(path: str | Path) -> LoadedParams:
-    """Actor-critic params from a seed-format PyTorch checkpoint (``{"a2c_params": ...,
+    """Actor-critic params from a notebook-format PyTorch checkpoint (``{"a2c_params": ...,
     "rnd_params": ...}``, needs torch)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ParamsError(f"{path}: no such file")
-    try:
-        from curio_jax.run.convert import load_torch_checkpoint
-    except ImportError as e:
-        raise ParamsError(f"reading .pth files needs torch ({_one_line(e)})") from None
-    try:
-        converted = load_torch_checkpoint(path)
-    except ImportError:
-        raise ParamsError(
-            "reading .pth files needs torch: pip install 'curio_jax[reference]'"
-        ) from None
-    except (OSError, ValueError) as e:
-        raise ParamsError(_one_line(e)) from None
-    params = converted["actor_critic"]
-    actor_critic_for(params)
-    return LoadedParams(params, f"{path} (PyTorch, seed format)")
+    weights = load_pth_weights(path)
+    actor_critic_for(weights.actor_critic)
+    return LoadedParams(weights.actor_critic, weights.description)

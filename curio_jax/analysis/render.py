@@ -30,7 +30,11 @@ from collections.abc import Sequence
 from os import PathLike
 from typing import Any
 
+import jax
 import numpy as np
+
+from curio_jax.envs import make_doorkey
+from curio_jax.envs.doorkey import DONE, EMPTY_POCKET_ID, UNLOCKED
 
 GREY = (100, 100, 100)
 GREEN = (0, 255, 0)
@@ -161,9 +165,6 @@ def _tile(kind: str, tile: int, highlight: bool, agent_dir: int, carrying: bool)
 
 def _scene(timestep: Any) -> dict:
     """Host numpy description of one (unbatched) DoorKey timestep."""
-    import jax
-
-    from curio_jax.envs.doorkey import EMPTY_POCKET_ID, UNLOCKED
 
     ts = jax.device_get(timestep)
     state = ts.state
@@ -254,9 +255,6 @@ def render_frame(
 @functools.lru_cache(maxsize=8)
 def _replay_program(size: int):
     """Jitted replay of a padded action sequence [max_steps] without autoreset."""
-    import jax
-
-    from curio_jax.envs import make_doorkey
 
     env = make_doorkey(size)
 
@@ -281,9 +279,6 @@ def episode_frames(
     """Frames of an episode replayed in the JAX DoorKey from start `layout` (a concrete
     DoorKeyLayout) with `actions` (no autoreset; at most max_steps = 10 * size**2 actions):
     the start frame, then one frame per action."""
-    import jax
-
-    from curio_jax.envs.doorkey import DONE
 
     layout = layout.validate()
     size = int(layout.size)

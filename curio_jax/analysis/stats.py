@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Literal, NamedTuple
 
 import numpy as np
+from scipy.stats import mannwhitneyu
 
 __all__ = [
     "Estimate",
@@ -278,10 +279,6 @@ def mann_whitney(x: object, y: object) -> TestResult:
     Returns TestResult(U of x, p-value). When every value of both samples is the same the test
     is undefined and the p-value is NaN (as scipy)."""
     xs, ys = _as_sample(x, "x"), _as_sample(y, "y")
-    try:
-        from scipy.stats import mannwhitneyu
-    except ImportError as e:  # scipy is in the dev extra, not a core dependency
-        raise ImportError("mann_whitney needs scipy (pip install scipy)") from e
     if np.all(np.concatenate([xs, ys]) == xs[0]):
         return TestResult(0.5 * xs.size * ys.size, math.nan)
     res = mannwhitneyu(xs, ys, alternative="two-sided")

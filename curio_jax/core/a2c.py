@@ -25,27 +25,17 @@ from typing import Any
 import chex
 import jax
 import jax.numpy as jnp
-import optax
 from flax import struct
 
+from curio_jax.core.hparams import Hyperparams
 from curio_jax.core.networks import ActorCritic, RNDPredictor, RNDTarget
+from curio_jax.core.optim import AgentParams, TorchRMSpropState, apply_gradients
 from curio_jax.core.rnd import RunningMeanStd, normalize_obs, rnd_loss
 
 Array = jax.Array
 Params = Any
 
-CLIP_EPS = 1e-6
-"""``torch.nn.utils.clip_grad_norm_``'s epsilon: coef = max_norm / (norm + 1e-6)."""
-
-
 # --------------------------------------------------------------------------- containers
-
-
-class AgentParams(struct.PyTreeNode):
-    """The optimised parameters: actor-critic and (RND only) the predictor."""
-
-    ac: Params
-    predictor: Params | None = None
 
 
 class Batch(struct.PyTreeNode):
@@ -91,15 +81,6 @@ class Networks(struct.PyTreeNode):
     @property
     def rnd(self) -> bool:
         return self.predictor is not None
-
-
-class LossCoefs(struct.PyTreeNode):
-    """Traced loss coefficients (a subset of ``train.Hyperparams``)."""
-
-    adv_coef_ext: Array
-    adv_coef_int: Array
-    value_coef: Array
-    entropy_coef: Array
 
 
 # --------------------------------------------------------------------------- batch
@@ -173,7 +154,7 @@ def loss_fn(
     target_params: Params | None,
     batch: Batch,
     dropout_key: Array,
-    coefs: LossCoefs,
+    coefs: Hyperparams,
     nets: Networks,
     obs_rms: RunningMeanStd | None = None,
     obs_clip: float = 5.0,
@@ -232,82 +213,6 @@ def loss_fn(
     )
 
 
-# --------------------------------------------------------------------------- optimiser
-
-
-def global_norm(tree: Params) -> Array:
-    """L2 norm of all leaves together, as torch: the norm of the per-tensor norms."""
-    leaves = jax.tree.leaves(tree)
-    if not leaves:
-        return jnp.zeros((), jnp.float32)
-    return jnp.linalg.norm(jnp.stack([jnp.linalg.norm(x.reshape(-1)) for x in leaves]))
-
-
-def clip_grad_norm(grads: Params, max_norm: float | Array) -> tuple[Params, Array]:
-    """``torch.nn.utils.clip_grad_norm_``: scale by ``min(max_norm / (norm + 1e-6), 1)``.
-
-    Returns ``(clipped grads, pre-clip global norm)``."""
-    norm = global_norm(grads)
-    coef = jnp.minimum(max_norm / (norm + CLIP_EPS), 1.0)
-    return jax.tree.map(lambda g: g * coef, grads), norm
-
-
-class TorchRMSpropState(struct.PyTreeNode):
-    """PyTorch RMSprop's ``square_avg`` per parameter (starts at 0)."""
-
-    square_avg: Params
-
-
-def torch_rmsprop(
-    learning_rate: float | Array, decay: float = 0.99, eps: float = 1e-8
-) -> optax.GradientTransformation:
-    """``torch.optim.RMSprop(lr, alpha=decay, eps)`` without momentum, not centered::
-
-        v <- decay * v + (1 - decay) * g**2;   update = -lr * g / (sqrt(v) + eps)
-
-    ``learning_rate`` may be a traced scalar (the transformation is rebuilt inside the jitted
-    step; its state does not depend on it)."""
-
-    def init_fn(params: Params) -> TorchRMSpropState:
-        return TorchRMSpropState(square_avg=jax.tree.map(jnp.zeros_like, params))
-
-    def update_fn(updates: Params, state: TorchRMSpropState, params: Params = None):
-        del params
-        sq = jax.tree.map(
-            lambda v, g: decay * v + (1.0 - decay) * jnp.square(g), state.square_avg, updates
-        )
-        out = jax.tree.map(lambda g, v: -learning_rate * (g / (jnp.sqrt(v) + eps)), updates, sq)
-        return out, TorchRMSpropState(square_avg=sq)
-
-    return optax.GradientTransformation(init_fn, update_fn)
-
-
-def apply_gradients(
-    params: AgentParams,
-    opt_state: TorchRMSpropState,
-    grads: AgentParams,
-    *,
-    lr: float | Array,
-    decay: float,
-    eps: float,
-    max_grad_norm_ac: float,
-    max_grad_norm_rnd: float,
-) -> tuple[AgentParams, TorchRMSpropState, Array, Array]:
-    """Per-group clipping then one RMSprop step over both groups.
-
-    Returns ``(params, opt_state, grad_norm_ac, grad_norm_rnd)`` (pre-clip norms; the predictor
-    norm is 0 when there is no predictor)."""
-    g_ac, norm_ac = clip_grad_norm(grads.ac, max_grad_norm_ac)
-    if grads.predictor is None:
-        g_pred, norm_rnd = None, jnp.zeros((), jnp.float32)
-    else:
-        g_pred, norm_rnd = clip_grad_norm(grads.predictor, max_grad_norm_rnd)
-    updates, opt_state = torch_rmsprop(lr, decay, eps).update(
-        AgentParams(ac=g_ac, predictor=g_pred), opt_state
-    )
-    return optax.apply_updates(params, updates), opt_state, norm_ac, norm_rnd
-
-
 def _accumulated_grads(
     grads_of: Any, batch: Batch, dropout_key: Array, micro_batch: int
 ) -> tuple[AgentParams, LossTerms]:
@@ -361,7 +266,7 @@ def update_step(
     target_params: Params | None,
     batch: Batch,
     dropout_key: Array,
-    coefs: LossCoefs,
+    coefs: Hyperparams,
     nets: Networks,
     *,
     lr: float | Array,

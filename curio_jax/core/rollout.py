@@ -58,7 +58,6 @@ def collect_rollout(
     num_steps: int,
     *,
     autoreset: str = "next_step",
-    unroll: int = 1,
 ) -> tuple[Any, Any, Transition]:
     """Step ``B`` environments ``num_steps`` times with actions sampled from ``policy_fn``.
 
@@ -72,8 +71,6 @@ def collect_rollout(
       num_steps: ``T`` (static).
       autoreset: the env's mode. ``"next_step"``: a step taken from a done timestep is the
         autoreset dummy transition (``is_reset``). ``"same_step"``: there is none.
-      unroll: ``lax.scan``'s unroll factor over the steps (the same computation; 1 measured
-        fastest on CPU, benchmarks/NOTES.md change (c)).
 
     Returns:
       ``(timestep [B], episode_stats, Transition [T, B])``.
@@ -114,8 +111,6 @@ def collect_rollout(
         return (next_ts, stats), tr
 
     keys = jax.random.split(key, num_steps)
-    (timestep, episode_stats), traj = jax.lax.scan(
-        step, (timestep, episode_stats), keys, unroll=unroll
-    )
+    (timestep, episode_stats), traj = jax.lax.scan(step, (timestep, episode_stats), keys)
     next_obs = jnp.concatenate([traj.obs[1:], timestep.observation[None]], axis=0)
     return timestep, episode_stats, traj.replace(next_obs=next_obs)

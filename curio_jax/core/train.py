@@ -23,7 +23,6 @@ The traced float coefficients live in :class:`Hyperparams` inside the state, so 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -31,17 +30,11 @@ import jax.numpy as jnp
 from flax import struct
 
 from curio_jax.config import TrainConfig, micro_batch_size
-from curio_jax.core.a2c import (
-    AgentParams,
-    LossCoefs,
-    Networks,
-    TorchRMSpropState,
-    make_batch,
-    map_rows,
-    torch_rmsprop,
-    update_step,
-)
+from curio_jax.core.a2c import Networks, make_batch, map_rows, update_step
+from curio_jax.core.hparams import Hyperparams
+from curio_jax.core.metrics import UpdateMetrics
 from curio_jax.core.networks import ActorCritic, RNDPredictor, RNDTarget, dummy_obs
+from curio_jax.core.optim import AgentParams, TorchRMSpropState, torch_rmsprop
 from curio_jax.core.returns import gae_general
 from curio_jax.core.rnd import (
     RunningMeanStd,
@@ -54,34 +47,6 @@ from curio_jax.core.rollout import collect_rollout
 from curio_jax.envs import EpisodeStats, make_doorkey
 
 Array = jax.Array
-
-
-class Hyperparams(struct.PyTreeNode):
-    """Traced float coefficients (float32 scalars; a sweep may batch them with the seeds)."""
-
-    lr: Array  # RMSprop learning rate
-    gamma: Array  # extrinsic discount
-    gamma_int: Array  # intrinsic discount (RND)
-    gae_lambda: Array  # GAE lambda of both streams
-    adv_coef_ext: Array  # weight of the extrinsic advantage in the policy loss
-    adv_coef_int: Array  # weight of the intrinsic advantage (RND)
-    entropy_coef: Array  # weight of the entropy bonus
-    value_coef: Array  # weight of the value loss
-
-    @classmethod
-    def from_config(cls, cfg: TrainConfig) -> Hyperparams:
-        """The config's values."""
-        f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
-        return cls(
-            lr=f(cfg.a2c.lr),
-            gamma=f(cfg.a2c.gamma),
-            gamma_int=f(cfg.rnd.gamma_int),
-            gae_lambda=f(cfg.a2c.gae_lambda),
-            adv_coef_ext=f(cfg.a2c.adv_coef_ext),
-            adv_coef_int=f(cfg.rnd.adv_coef_int),
-            entropy_coef=f(cfg.a2c.entropy_coef),
-            value_coef=f(cfg.a2c.value_coef),
-        )
 
 
 class LearnerState(struct.PyTreeNode):
@@ -98,23 +63,6 @@ class LearnerState(struct.PyTreeNode):
     reward_rms: RunningMeanStd | None  # intrinsic-return statistics [] (reward_norm only)
     reward_filter: Array | None  # [B] discounted intrinsic return filter (reward_norm only)
     hparams: Hyperparams
-
-
-class UpdateMetrics(struct.PyTreeNode):
-    """Per-update scalars (stacked to ``[num_updates]`` by ``run_chunk``)."""
-
-    frames: Array  # int32 env steps so far (all envs), after this update's rollout
-    avg_return_last100: Array  # mean return of the last 100 finished episodes, NaN if none
-    episodes: Array  # int32 episodes finished so far
-    loss_total: Array
-    loss_policy: Array
-    loss_value_ext: Array
-    loss_value_int: Array  # 0 for plain A2C
-    entropy: Array
-    loss_rnd: Array  # 0 for plain A2C
-    reward_int_mean: Array  # mean intrinsic reward used for the advantages; 0 for plain A2C
-    grad_norm_ac: Array  # pre-clip global norm of the actor-critic gradients
-    grad_norm_rnd: Array  # pre-clip global norm of the predictor gradients; 0 for plain A2C
 
 
 class TrainOutput(struct.PyTreeNode):
@@ -150,9 +98,13 @@ class Train:
 
     All methods are pure and jittable (jit them yourself; ``num_updates`` is static)."""
 
-    def __init__(self, cfg: TrainConfig, env: Any):
+    def __init__(self, cfg: TrainConfig, env: Any, sample_sharding: Any = None):
         self.cfg = cfg
         self.env = env
+        self.sample_sharding = sample_sharding
+        """Env sharding (curio_jax.parallel.sharding.sample_sharding) or None: the sharding the
+        flattened training batch is held to, so each device runs the passes of its own
+        samples."""
         ac = ActorCritic(num_actions=env.num_actions, hidden_dim=cfg.a2c.hidden_dim)
         if cfg.rnd.enabled:
             self.nets = Networks(
@@ -165,11 +117,6 @@ class Train:
         self.micro_batch = micro_batch_size(cfg.a2c, jax.default_backend())
         """Samples per micro-batch of the update's network passes on this backend (the batch
         size: one pass); see A2CConfig.micro_batch."""
-        self.trace_count = 0
-        """How many times the update step has been traced (Python side effect; for tests)."""
-        self.sample_sharding: Any = None
-        """Env sharding (set by the host loop, curio_jax.parallel.sharding): the sharding the
-        flattened training batch is held to, so each device runs the passes of its own samples."""
 
     # ---------------------------------------------------------------- init
 
@@ -224,7 +171,6 @@ class Train:
 
     def update(self, state: LearnerState) -> tuple[LearnerState, UpdateMetrics]:
         """One rollout and one gradient step."""
-        self.trace_count += 1
         cfg, nets, hp = self.cfg, self.nets, state.hparams
         key, k_roll, k_batch, k_drop = jax.random.split(state.key, 4)
         micro: int | None = self.update_micro_batch()
@@ -323,19 +269,13 @@ class Train:
             batch = jax.tree.map(
                 lambda x: jax.lax.with_sharding_constraint(x, self.sample_sharding), batch
             )
-        coefs = LossCoefs(
-            adv_coef_ext=hp.adv_coef_ext,
-            adv_coef_int=hp.adv_coef_int,
-            value_coef=hp.value_coef,
-            entropy_coef=hp.entropy_coef,
-        )
         params, opt_state, step = update_step(
             state.params,
             state.opt_state,
             state.target_params,
             batch,
             k_drop,
-            coefs,
+            hp,
             nets,
             lr=hp.lr,
             decay=cfg.a2c.rmsprop_decay,
@@ -399,26 +339,7 @@ class Train:
         return TrainOutput(final_state=state, metrics=metrics)
 
 
-def seed_loop(step: Callable[[Any], Any], batch: int, seed_batch: int) -> Callable[[Any], Any]:
-    """``step`` (vmapped over the leading axis of a state pytree, returning pytrees with that
-    axis) applied to a ``[batch, ...]`` state ``seed_batch`` states at a time: a ``lax.map``
-    over ``batch // seed_batch`` groups inside the one program. With ``seed_batch == batch``
-    it is ``step`` itself; with 1 each state runs with single-seed shapes."""
-    if seed_batch == batch:
-        return step
-    if seed_batch < 1 or batch % seed_batch:
-        raise ValueError(f"seed_batch={seed_batch} does not divide the batch of {batch} states")
-    groups = batch // seed_batch
-
-    def looped(state: Any) -> Any:
-        grouped = jax.tree.map(lambda x: x.reshape((groups, seed_batch) + x.shape[1:]), state)
-        out = jax.lax.map(step, grouped)
-        return jax.tree.map(lambda x: x.reshape((batch,) + x.shape[2:]), out)
-
-    return looped
-
-
-def make_train(cfg: TrainConfig, env: Any = None) -> Train:
+def make_train(cfg: TrainConfig, env: Any = None, *, sample_sharding: Any = None) -> Train:
     """Validate ``cfg`` (ValueError on nonsense, before anything is traced) and build the run.
 
     ``env``: defaults to ``curio_jax.envs.make_doorkey(cfg.env.size, cfg.env.autoreset)``; any
@@ -436,4 +357,4 @@ def make_train(cfg: TrainConfig, env: Any = None) -> Train:
         raise ValueError(
             f"env autoreset is {mode!r} but cfg.env.autoreset is {cfg.env.autoreset!r}"
         )
-    return Train(cfg, env)
+    return Train(cfg, env, sample_sharding)

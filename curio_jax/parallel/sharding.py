@@ -27,7 +27,11 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import jax
 import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 SEED, ENV = "seed", "env"
 
@@ -70,14 +74,12 @@ class Layout:
 
 
 def process_count() -> int:
-    import jax
 
     return jax.process_count()
 
 
 def is_primary() -> bool:
     """Whether this process writes files (process 0)."""
-    import jax
 
     return jax.process_index() == 0
 
@@ -105,7 +107,6 @@ def initialize(
         )
     if not 0 <= process_id < num_processes:
         raise ShardingError(f"process id {process_id} is not in [0, {num_processes})")
-    import jax
 
     # cross-process collectives of the CPU backend (GPUs use NCCL regardless); set before the
     # backends start, so no jax.default_backend() here
@@ -133,7 +134,6 @@ def make_layout(
     """The mesh for ``batch`` seed-batched runs of ``num_envs`` envs each on ``devices`` devices
     (default: all, over every process), ``env_shards`` of them per agent. Raises ShardingError
     naming what does not divide."""
-    import jax
 
     available = jax.devices()
     n = len(available) if devices is None else devices
@@ -162,7 +162,6 @@ def make_layout(
         )
     if n == 1:
         return Layout()
-    from jax.sharding import Mesh
 
     grid = np.array(available[:n], dtype=object).reshape(seed_shards, env_shards)
     return Layout(mesh=Mesh(grid, (SEED, ENV)), env_shards=env_shards)
@@ -186,9 +185,6 @@ def state_shardings(abstract_state: Any, layout: Layout) -> Any:
     axis over ``seed``; per-env leaves also their env axis over ``env``."""
     if layout.mesh is None:
         return None
-    import jax
-    from jax.sharding import NamedSharding
-    from jax.sharding import PartitionSpec as P
 
     def spec(path: tuple, leaf: Any) -> Any:
         per_env = layout.env_shards > 1 and _is_per_env(path) and len(leaf.shape) >= 2
@@ -201,9 +197,6 @@ def batch_shardings(abstract_tree: Any, layout: Layout) -> Any:
     """NamedSharding per leaf of a tree whose leaves all lead with the seed batch axis."""
     if layout.mesh is None:
         return None
-    import jax
-    from jax.sharding import NamedSharding
-    from jax.sharding import PartitionSpec as P
 
     return jax.tree.map(lambda _: NamedSharding(layout.mesh, P(SEED)), abstract_tree)
 
@@ -213,8 +206,6 @@ def sample_sharding(layout: Layout) -> Any:
     update (None without env sharding)."""
     if layout.mesh is None or layout.env_shards == 1:
         return None
-    from jax.sharding import NamedSharding
-    from jax.sharding import PartitionSpec as P
 
     return NamedSharding(layout.mesh, P(ENV))
 
@@ -222,11 +213,9 @@ def sample_sharding(layout: Layout) -> Any:
 def to_host(tree: Any) -> Any:
     """Every leaf as a full numpy array on this process (an all-gather across processes in a
     multi-process run; every process must call it). Typed PRNG keys stay keys."""
-    import jax
 
     if jax.process_count() == 1:
         return jax.device_get(tree)
-    from jax.experimental import multihost_utils
 
     def gather(x: Any) -> Any:
         if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
@@ -243,7 +232,6 @@ def place(tree: Any, shardings: Any) -> Any:
     the layout's devices."""
     if shardings is None:
         return tree
-    import jax
 
     leaves, treedef = jax.tree.flatten(tree)
     out = []
@@ -261,7 +249,5 @@ def place(tree: Any, shardings: Any) -> Any:
 
 def _key_data_sharding(sh: Any) -> Any:
     """The sharding of a key array's data (one extra trailing axis, not split)."""
-    from jax.sharding import NamedSharding
-    from jax.sharding import PartitionSpec as P
 
     return NamedSharding(sh.mesh, P(*sh.spec, None))

@@ -34,27 +34,37 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import torch
 
+from curio_jax.analysis import evaluate as ev
 from curio_jax.analysis.evaluate import stack_layouts
-from curio_jax.envs import DoorKeyLayout, layout_of, make_doorkey
+from curio_jax.core import a2c, networks, rnd
+from curio_jax.envs import DoorKeyLayout, layout_of, make_doorkey, minigrid_bridge
+from curio_jax.reference import (
+    ActorCritic,
+    AgentA2C,
+    AgentA2CWithRND,
+    RNDModule,
+    apply_gradients,
+    collect_trajectory_segment,
+    compute_targets,
+    draw_permutations,
+    init_random,
+    loss_and_grads,
+    make_batch,
+    make_minigrid_env,
+)
+from curio_jax.run import convert
 
 LEFT, RIGHT, FORWARD, PICKUP, DROP, TOGGLE, DONE = range(7)
 DIRS = [(1, 0), (0, 1), (-1, 0), (0, -1)]
 
-REQUIRED_MODULES = ("torch", "gymnasium", "minigrid")
 NETWORK_TOL = 1e-5
 """Forward parity, relative (float32 reassociation only)."""
 LOSS_GRAD_TOL = 1e-4
 """Loss terms and gradient leaves, relative."""
 PARAMS_TOL = 1e-5
 """Parameters after the update steps, relative to the network's parameter scale."""
-
-
-def missing_modules() -> list[str]:
-    """Which of torch, gymnasium, minigrid cannot be imported (the `reference` extra)."""
-    import importlib.util
-
-    return [m for m in REQUIRED_MODULES if importlib.util.find_spec(m) is None]
 
 
 def rel_err(a: Any, b: Any) -> float:
@@ -257,7 +267,6 @@ def lockstep(
     and replay them in curio_jax from the same layouts (even episodes: MiniGrid's layout
     injected into curio_jax; odd: curio_jax's layout injected into MiniGrid). Random episodes
     stop at their end or after `max_random_steps` steps (default: the horizon)."""
-    from curio_jax.envs import minigrid_bridge
 
     seed = size if seed is None else seed
     env = make_doorkey(size)
@@ -321,7 +330,6 @@ def lockstep(
 def minigrid_observations(sizes: Sequence[int], num_envs: int, steps: int, seed: int = 0):
     """Distinct real observations [K, 7, 7, 3] uint8 from MiniGrid DoorKey vector envs
     stepped with random actions."""
-    from curio_jax.reference import make_minigrid_env
 
     rng = np.random.default_rng(seed)
     out = []
@@ -343,11 +351,6 @@ def network_parity(obs: np.ndarray, seed: int = 0) -> dict[str, float]:
     """Max relative errors of logits, value_ext, value_int and the intrinsic reward between
     freshly initialised torch networks (torch.manual_seed(seed)) and their Flax conversion on
     `obs` [K, 7, 7, 3] uint8."""
-    import torch
-
-    from curio_jax.core import networks, rnd
-    from curio_jax.reference import ActorCritic, RNDModule
-    from curio_jax.run import convert
 
     torch.manual_seed(seed)
     ac, rnd_module = ActorCritic(), RNDModule()
@@ -387,15 +390,6 @@ def reference_setup(kind: str, num_envs: int = 8, rollout: int = 16, seed: int =
     """A fresh reference agent ("a2c", "rnd" or "rnd_shared", seeded like the notebook) and a
     real segment collected by its policy on DoorKey-5x5, positioned so that the segment
     crosses the 250-step truncation. Returns (agent, segment)."""
-    import torch
-
-    from curio_jax.reference import (
-        AgentA2C,
-        AgentA2CWithRND,
-        collect_trajectory_segment,
-        init_random,
-        make_minigrid_env,
-    )
 
     env = make_minigrid_env(5, num_envs)
     init_random(env, seed)
@@ -418,7 +412,6 @@ def reference_setup(kind: str, num_envs: int = 8, rollout: int = 16, seed: int =
 
 def flax_params_of(agent: Any) -> dict:
     """The reference agent's current weights as Flax params (convert.torch_state_to_flax)."""
-    from curio_jax.run import convert
 
     state = {"a2c_params": {k: v.numpy() for k, v in agent.model.state_dict().items()}}
     if agent.rnd_module is not None:
@@ -442,7 +435,6 @@ def jax_learner_inputs(
 ) -> JaxLearnerInputs:
     """Networks, batch (indexed with the reference's permutations), coefficients and params of
     `curio_jax.core.a2c` for the reference agent's current state."""
-    from curio_jax.core import a2c, networks
 
     params = flax_params_of(agent)
     rnd_on = kind != "a2c"
@@ -475,7 +467,6 @@ def jax_learner_inputs(
 def dropout_masks(nets: Any, predictor_params: Any, obs: Any, key: Any) -> tuple[tuple, float]:
     """The keep-masks Flax's predictor draws for `key` (read from its Dropout outputs) as two
     torch {0, 1} tensors, and the fraction kept (about 0.75 for p = 0.25)."""
-    import torch
 
     _, state = nets.predictor.apply(
         {"params": predictor_params},
@@ -536,11 +527,6 @@ def loss_grad_parity(kind: str, seed: int = 1) -> dict:
     Returns {"loss": {term: rel err}, "grads": {leaf: rel err}, "dropout_keep": fraction or
     None (a2c), "int_head_grad_zero": bool (a2c: the unused intrinsic head's JAX gradient is
     exactly zero; None otherwise)}."""
-    import torch
-
-    from curio_jax.core import a2c
-    from curio_jax.reference import compute_targets, draw_permutations, loss_and_grads, make_batch
-    from curio_jax.run import convert
 
     agent, seg = reference_setup(kind, seed=seed)
     targets = compute_targets(agent, seg)
@@ -579,16 +565,6 @@ def update_parity(kind: str, seed: int = 2, steps: int = 2) -> dict:
     "grad_norm_ac_rel_err", "grad_norm_rnd_torch", "grad_norm_rnd_rel_err" (RND),
     "params_rel_err": {network: rel err of the network's scale}, "worst_leaf_rel_err",
     "target_frozen" (RND), "dropout_keep" ("rnd")}]}."""
-    import torch
-
-    from curio_jax.core import a2c
-    from curio_jax.reference import (
-        apply_gradients,
-        compute_targets,
-        draw_permutations,
-        loss_and_grads,
-        make_batch,
-    )
 
     ref_kind = "a2c" if kind == "a2c" else "rnd"
     agent, seg = reference_setup(ref_kind, seed=seed)
@@ -653,10 +629,6 @@ class BackendResult:
 
 def random_actor_critic(seed: int = 0) -> dict:
     """Flax params of a freshly initialised torch ActorCritic (torch.manual_seed(seed))."""
-    import torch
-
-    from curio_jax.reference import ActorCritic
-    from curio_jax.run import convert
 
     torch.manual_seed(seed)
     ac = ActorCritic()
@@ -667,7 +639,6 @@ def eval_backend_parity(params: Any, size: int, episodes: int, seed: int = 0) ->
     """Play `episodes` episodes of the same weights in both eval backends from the same
     layouts with the same action uniforms: half the layouts drawn by MiniGrid's reset, half by
     curio_jax's. The episodes (actions, rewards, lengths, flags) must be identical."""
-    from curio_jax.analysis import evaluate as ev
 
     n_mg = episodes // 2
     n_jax = episodes - n_mg
@@ -787,7 +758,6 @@ def _backend_checks(quick: bool) -> list[Check]:
 def run_checks(quick: bool = False, log: Callable[[str], None] | None = None) -> list[Check]:
     """Run all groups; a group that raises becomes one FAIL line with the error. `log`
     receives each report line as soon as it is known."""
-    import torch
 
     torch.set_num_threads(1)
     groups = [

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from curio_jax.cli import OneLineParser, positive_int
+from curio_jax.argparsing import OneLineParser, positive_int
 from curio_jax.config import TrainConfig, preset, preset_names
 from curio_jax.reference.agents import (
     AgentA2C,

@@ -146,6 +146,8 @@ def _fsync_dir(directory: Path) -> None:
 
 def save(directory: Path, update: int, state: Any, meta: dict | None = None) -> Path:
     """Atomically and durably write the checkpoint of `state` taken after `update` updates.
+    A write that fails (e.g. `[Errno 28] No space left on device`) removes its partial
+    temporary file and raises; the earlier checkpoints are untouched.
 
     `meta`: JSON-serialisable extras stored in the same file (``update`` is added)."""
     if not isinstance(update, int) or isinstance(update, bool) or not 0 <= update < 10**9:
@@ -157,11 +159,15 @@ def save(directory: Path, update: int, state: Any, meta: dict | None = None) -> 
     arrays = state_to_arrays(jax.device_get(state))
     record = {**(meta or {}), "update": update}
     arrays[META_KEY] = np.frombuffer(json.dumps(record).encode(), dtype=np.uint8)
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, an interrupt: no partial file is left behind
+        tmp.unlink(missing_ok=True)
+        raise
     _fsync_dir(directory)
     return path
 

@@ -27,6 +27,7 @@ RND entries are optional together, for plain A2C).
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Mapping
 from os import PathLike
 from typing import Any
@@ -375,7 +376,6 @@ def load_torch_checkpoint(path: str | PathLike) -> dict[str, Params]:
 def save_torch_checkpoint(path: str | PathLike, params: Mapping[str, Any]) -> None:
     """Write Flax params ({"actor_critic", ["rnd_target", "rnd_predictor"]}) as a seed-format
     .pth file that `ActorCritic.load_state_dict` / `RNDModule.load_state_dict` accept."""
-    import collections
 
     import torch
 

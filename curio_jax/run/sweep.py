@@ -18,12 +18,8 @@ Two batchings, both compiled once:
   ``[8, 64, 7]`` array differs in the last bit from the same rows inside ``[24, 64, 7]``), so
   no batching that changes the batch size can be bit-identical.
 
-Sweepable names (short or dotted spelling)::
-
-    lr (a2c.lr)                    gamma (a2c.gamma)             gamma_int (rnd.gamma_int)
-    gae_lambda (a2c.gae_lambda)    adv_coef_ext (a2c.adv_coef_ext)
-    adv_coef_int (rnd.adv_coef_int)  entropy_coef (a2c.entropy_coef)
-    value_coef (a2c.value_coef)
+Sweepable names (short or dotted spelling): the fields of
+:class:`curio_jax.core.hparams.Hyperparams` (`curio_jax.core.hparams.describe()` lists them).
 
 Everything else (num_envs, rollout_size, network sizes, RND on/off, the correction switches,
 the env size) changes array shapes or the program itself; sweeping it is refused with a message
@@ -44,40 +40,29 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from curio_jax.config import TrainConfig
+from curio_jax.config import TrainConfig, diff_configs
+from curio_jax.core.hparams import sweepable
 from curio_jax.parallel.sharding import is_primary
-from curio_jax.run.loop import (
-    TEST_PAUSE_ENV,
-    TEST_POISON_ENV,
-    Progress,
-    RunError,
-    RunGroup,
+from curio_jax.run.errors import RunError
+from curio_jax.run.loggers import Callback, Progress
+from curio_jax.run.loop import RunGroup, StateHook, check_layout, run_groups
+from curio_jax.run.rundir import (
+    DirLock,
     RunSettings,
-    _atomic_write,
-    _env_int,
-    _Lock,
-    _train,
-    _write_rows,
-    check_layout,
+    atomic_write,
     claim_directory,
+    write_run_files,
 )
 
-# short name -> dotted TrainConfig field; the same set as curio_jax.core.train.Hyperparams
-SWEEPABLE: dict[str, str] = {
-    "lr": "a2c.lr",
-    "gamma": "a2c.gamma",
-    "gamma_int": "rnd.gamma_int",
-    "gae_lambda": "a2c.gae_lambda",
-    "adv_coef_ext": "a2c.adv_coef_ext",
-    "adv_coef_int": "rnd.adv_coef_int",
-    "entropy_coef": "a2c.entropy_coef",
-    "value_coef": "a2c.value_coef",
-}
-_BY_DOTTED = {v: k for k, v in SWEEPABLE.items()}
+
+def _by_dotted() -> dict[str, str]:
+    """Dotted config field -> short name of every sweepable coefficient."""
+    return {v: k for k, v in sweepable().items()}
 
 
 class SweepError(RunError):
@@ -88,7 +73,7 @@ class SweepError(RunError):
 class Axis:
     """One swept name and its values, in the order given."""
 
-    name: str  # short name (a key of SWEEPABLE)
+    name: str  # short name (a field of curio_jax.core.hparams.Hyperparams)
     values: tuple[float, ...]
 
 
@@ -101,7 +86,7 @@ def _untraceable_message(name: str, cfg: TrainConfig) -> str:
         )
     else:
         why = "it is not a config field"
-    return f"cannot sweep {name!r}: {why}. Sweepable: {', '.join(SWEEPABLE)}"
+    return f"cannot sweep {name!r}: {why}. Sweepable: {', '.join(sweepable())}"
 
 
 def _flat_names(d: dict, prefix: str = "") -> set[str]:
@@ -120,7 +105,7 @@ def parse_set(text: str, cfg: TrainConfig) -> Axis:
         raise SweepError(f"--set expects NAME=V1,V2,..., got {text!r}")
     raw_name, raw_values = text.split("=", 1)
     raw_name = raw_name.strip()
-    name = raw_name if raw_name in SWEEPABLE else _BY_DOTTED.get(raw_name)
+    name = raw_name if raw_name in sweepable() else _by_dotted().get(raw_name)
     if name is None:
         raise SweepError(_untraceable_message(raw_name, cfg))
     values: list[float] = []
@@ -158,7 +143,8 @@ def point_dir_name(point: dict[str, float]) -> str:
 def point_config(cfg: TrainConfig, point: dict[str, float]) -> TrainConfig:
     """The base config with a grid point's values (validated; SweepError naming the field)."""
     try:
-        return cfg.with_overrides({SWEEPABLE[k]: v for k, v in point.items()})
+        fields = sweepable()
+        return cfg.with_overrides({fields[k]: v for k, v in point.items()})
     except ValueError as e:
         raise SweepError(f"grid point {point_dir_name(point)}: {e}") from None
 
@@ -166,10 +152,9 @@ def point_config(cfg: TrainConfig, point: dict[str, float]) -> TrainConfig:
 def check_traced_only(base: TrainConfig, cfgs: list[TrainConfig]) -> None:
     """Every grid config must differ from the base only in sweepable fields (they share one
     compiled program)."""
-    from curio_jax.config import diff_configs
 
     for c in cfgs:
-        other = [n for n in diff_configs(base, c) if n not in _BY_DOTTED]
+        other = [n for n in diff_configs(base, c) if n not in _by_dotted()]
         if other:
             raise SweepError(f"grid configs differ in untraceable fields: {', '.join(other)}")
 
@@ -235,7 +220,7 @@ def _prepare(
     resume: bool,
     overwrite: bool,
     vmap_grid: bool,
-) -> _Lock:
+) -> DirLock:
     """Create (fresh), check (resume) or replace (overwrite) the sweep directory and lock it."""
     if resume and overwrite:
         raise SweepError("--resume and --overwrite exclude each other")
@@ -251,15 +236,13 @@ def _prepare(
                 f"cannot resume {out}: the sweep differs from the saved one in {', '.join(diffs)}; "
                 "pass the original options, or only --resume --out DIR"
             )
-        return _Lock(out)
+        return DirLock(out)
     lock = claim_directory(out, "sweep.json", "sweep directory", overwrite, SweepError)
     for group in plan.groups(out):
         group.out.mkdir(exist_ok=True)
-        _atomic_write(group.out / "config.json", group.cfg.to_json())
         run = {"seeds": settings.seeds, "seed": settings.seed, "sweep": str(out)}
-        _atomic_write(group.out / "run.json", json.dumps(run, indent=2))
-        _write_rows(group.out / "metrics.csv", [])
-    _atomic_write(out / "sweep.json", json.dumps(record, indent=2))
+        write_run_files(group.out, group.cfg, run)
+    atomic_write(out / "sweep.json", json.dumps(record, indent=2))
     return lock
 
 
@@ -273,6 +256,8 @@ def sweep_run(
     progress: Progress | None = None,
     plot: bool = True,
     vmap_grid: bool = False,
+    callbacks: Sequence[Callback] = (),
+    state_hook: StateHook | None = None,
 ) -> list[dict]:
     """Run (or resume) a sweep of ``axes`` x ``settings.seeds`` seeds of ``cfg`` as one program
     into ``out``; returns the summary dict of each grid point (grid order).
@@ -284,24 +269,23 @@ def sweep_run(
     reductions are not invariant to the batch size."""
     progress = progress if progress is not None else Progress()
     plan = SweepPlan.build(cfg, axes)
-    poison_at, pause_at = _env_int(TEST_POISON_ENV), _env_int(TEST_PAUSE_ENV)
     out = Path(out)
     primary = is_primary()
     n_points = len(plan.points)
     check_layout(cfg, settings.seeds * (n_points if vmap_grid and n_points > 1 else 1), settings)
     lock = _prepare(out, plan, settings, resume, overwrite, vmap_grid) if primary else None
     try:
-        return _train(
+        return run_groups(
             cfg,
             out,
             settings,
+            plan.groups(out),
             resume,
             progress,
             plot,
-            poison_at,
-            pause_at,
-            plan.groups(out),
             vmap_groups=vmap_grid,
+            callbacks=callbacks,
+            state_hook=state_hook,
         )
     finally:
         progress.end()

@@ -7,32 +7,30 @@ Counting convention: one frame = one environment step of one environment.
 from __future__ import annotations
 
 import itertools
+import json
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
+import jax
+import jax.numpy as jnp
+import navix as nx
 import numpy as np
 
-
-def device_description() -> str:
-    """'cpu (N cores, <processor>)' or the accelerator's name."""
-    import os
-
-    import jax
-
-    dev = jax.devices()[0]
-    if dev.platform == "cpu":
-        return f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
-    return f"{dev.platform} ({dev.device_kind}) x{jax.device_count()}"
+from curio_jax.config import preset as get_preset
+from curio_jax.core.train import make_train
+from curio_jax.envs import make_doorkey
+from curio_jax.parallel.program import SeedProgram, device_description, seed_keys, stacked_hparams
 
 
 def time_jitted(
     fn: Callable[[Any], Any], make_arg: Callable[[int], Any], repeats: int
 ) -> tuple[float, float]:
     """(compile_seconds, best steady-state seconds) of a jitted fn; each call gets a new arg."""
-    import jax
 
     t0 = time.perf_counter()
     compiled = jax.jit(fn).lower(make_arg(0)).compile()
@@ -50,8 +48,6 @@ def time_jitted(
 def _random_rollout(env: Any, num_envs: int, steps: int) -> Callable[[Any], Any]:
     """Reset `num_envs` envs and scan `steps` random actions; consumes every observation and
     reward so that nothing is dead-code eliminated."""
-    import jax
-    import jax.numpy as jnp
 
     def run(key):
         k_reset, k_act = jax.random.split(key)
@@ -74,15 +70,10 @@ def _random_rollout(env: Any, num_envs: int, steps: int) -> Callable[[Any], Any]
 def bench_jax_env(impl: str, size: int, num_envs: int, steps: int = 128, repeats: int = 3) -> dict:
     """Steps/s of a jitted random-action rollout (reset outside the timed region is not
     possible in one program, so the timed program includes one reset of every env)."""
-    import jax
 
     if impl == "curio_jax":
-        from curio_jax.envs import make_doorkey
-
         env = make_doorkey(size)
     elif impl == "navix_symbolic_first_person":
-        import navix as nx
-
         env = nx.make(
             f"Navix-DoorKey-{size}x{size}-v0", observation_fn=nx.observations.symbolic_first_person
         )
@@ -192,8 +183,6 @@ def matmul_gflops(n: int | None = None, repeats: int = 5) -> dict:
     """Measured dense float32 matmul rate of this machine: {"gflops": 2*n^3 / best time}, at
     JAX's default precision (what the training program's matmuls use; on recent NVIDIA GPUs
     that allows TF32). `n`: 2048 on CPU, 8192 on an accelerator (2048 cannot fill one)."""
-    import jax
-    import jax.numpy as jnp
 
     if n is None:
         n = 2048 if jax.default_backend() == "cpu" else 8192
@@ -203,7 +192,7 @@ def matmul_gflops(n: int | None = None, repeats: int = 5) -> dict:
     return {"gflops": 2 * n**3 / best / 1e9, "n": n, "device": device_description()}
 
 
-def _flops(compiled: Any) -> float:
+def compiled_flops(compiled: Any) -> float:
     cost = compiled.cost_analysis()
     if isinstance(cost, list):  # older jax returns one dict per computation
         cost = cost[0] if cost else {}
@@ -216,30 +205,24 @@ def update_flops(train: Any) -> float:
     XLA counts a loop body once whatever its trip count, so the cost of `Train.update` includes
     one rollout step; the other `rollout_size - 1` steps (policy forward pass + env step on
     `num_envs` envs) are added from their own compiled cost. For the same reason the update is
-    counted as one pass over the whole batch (`train.micro_batch` set to the batch size on a
-    copy): a micro-batched update does the same arithmetic in a loop XLA would count once."""
-    import copy
-
-    import jax
-    import jax.numpy as jnp
+    counted as one pass over the whole batch (the same config with `micro_batch=0`): a
+    micro-batched update does the same arithmetic in a loop XLA would count once."""
 
     cfg = train.cfg
-    train = copy.copy(train)
-    train.micro_batch = cfg.frames_per_update
+    train = make_train(cfg.with_overrides({"a2c.micro_batch": 0}), train.env)
     state = jax.eval_shape(train.init, jax.random.key(0))
-    upd = _flops(jax.jit(train.update).lower(state).compile())
+    upd = compiled_flops(jax.jit(train.update).lower(state).compile())
     obs = jax.ShapeDtypeStruct((cfg.a2c.num_envs, 7, 7, 3), jnp.uint8)
     policy = jax.jit(lambda p, o: train.nets.ac.apply({"params": p}, o))
-    pol = _flops(policy.lower(state.params.ac, obs).compile())
+    pol = compiled_flops(policy.lower(state.params.ac, obs).compile())
     actions = jax.ShapeDtypeStruct((cfg.a2c.num_envs,), jnp.int32)
-    env = _flops(jax.jit(jax.vmap(train.env.step)).lower(state.timestep, actions).compile())
+    env = compiled_flops(jax.jit(jax.vmap(train.env.step)).lower(state.timestep, actions).compile())
     return upd + (cfg.a2c.rollout_size - 1) * (pol + env)
 
 
 def peak_device_mb() -> float | None:
     """Peak bytes the first device's allocator has held in this process, in MB (None on CPU,
     where `peak_rss_mb` is the figure, or where the backend keeps no statistics)."""
-    import jax
 
     dev = jax.devices()[0]
     if dev.platform == "cpu":
@@ -272,34 +255,17 @@ def bench_train_cell(
     compilations, tens of seconds on a GPU); `flops_per_frame` is then None."""
     import resource
 
-    import jax
-
-    from curio_jax.config import preset as get_preset
-    from curio_jax.config import seed_batch_size
-    from curio_jax.core.train import make_train, seed_loop
-    from curio_jax.parallel import sharding as shd
-
     cfg = get_preset(preset).with_overrides(
         {"a2c.num_envs": num_envs, "a2c.micro_batch": micro_batch, "a2c.seed_batch": seed_batch}
     )
-    train = make_train(cfg)
-    layout = shd.make_layout(seeds, num_envs, devices, env_shards)
-    sb = seed_batch_size(cfg.a2c, seeds, jax.default_backend(), layout.devices)
-    train.sample_sharding = shd.sample_sharding(layout)
-    vmap = (lambda f: jax.vmap(f, spmd_axis_name=shd.SEED)) if layout.mesh else jax.vmap
-    keys = jax.random.split(jax.random.key(0), seeds)
-    state = jax.jit(vmap(train.init))(keys)
-    state_sh = shd.state_shardings(state, layout)
-    state = shd.place(jax.device_get(state), state_sh)
+    program = SeedProgram(cfg, seeds, devices=devices, env_shards=env_shards)
+    train, layout, sb = program.train, program.layout, program.seed_batch
+    keys, _ = seed_keys(0, seeds)
+    state = program.init(keys, stacked_hparams([cfg] * seeds))
     jax.block_until_ready(state)
-    chunk = seed_loop(vmap(lambda s: train.run_chunk(s, updates)), seeds, sb)
-    jitted = jax.jit(chunk)
-    if state_sh is not None:  # keep the state's layout from one call to the next
-        metrics_sh = shd.batch_shardings(jax.eval_shape(chunk, state)[1], layout)
-        jitted = jax.jit(chunk, in_shardings=(state_sh,), out_shardings=(state_sh, metrics_sh))
-    t0 = time.perf_counter()
-    compiled = jitted.lower(state).compile()
-    compile_s = time.perf_counter() - t0
+    before = program.compile_seconds
+    compiled = program.chunk(state, updates, donate=False)
+    compile_s = program.compile_seconds - before
     flops = update_flops(train) * updates * seeds if count_flops else None
     state, _ = compiled(state)  # warm-up
     jax.block_until_ready(state)
@@ -332,9 +298,6 @@ def bench_train_cell(
 def run_isolated(fn_name: str, **kwargs: Any) -> dict:
     """Run `curio_jax.tools.bench.<fn_name>(**kwargs)` in a fresh Python process (own peak memory,
     no compilation cache shared with other cells) and return its record."""
-    import json
-    import subprocess
-    import sys
 
     code = (
         "import json, sys; from curio_jax.tools import bench; "
@@ -359,7 +322,6 @@ def bench_reference_cell(preset: str, num_envs: int, frames: int, threads: int =
     torch threads."""
     import torch
 
-    from curio_jax.config import preset as get_preset
     from curio_jax.reference.train import run_seed
 
     torch.set_num_threads(threads)
@@ -500,6 +462,5 @@ def bench_train(
 
 def get_reference_envs(preset: str) -> int:
     """The preset's own num_envs: the reference runs the notebook's setting."""
-    from curio_jax.config import preset as get_preset
 
     return get_preset(preset).a2c.num_envs

@@ -13,7 +13,8 @@ from fake_env import Corridor
 
 from curio_jax import cli
 from curio_jax.config import A2CConfig, preset, seed_batch_size
-from curio_jax.core.train import make_train, seed_loop
+from curio_jax.core.train import make_train
+from curio_jax.parallel.program import seed_loop
 
 SEEDS, UPDATES = 4, 3
 

@@ -10,6 +10,7 @@ pytest.importorskip("minigrid")
 
 from curio_jax import cli  # noqa: E402
 from curio_jax.analysis import evaluate as ev  # noqa: E402
+from curio_jax.cli import eval as cli_eval  # noqa: E402
 from curio_jax.reference import crosscheck as cc  # noqa: E402
 
 torch.set_num_threads(1)
@@ -80,7 +81,7 @@ def test_failing_or_crashing_checks_give_exit_status_1(monkeypatch, capsys):
 
 
 def test_missing_reference_extra_exits_2_with_one_line(monkeypatch, capsys):
-    monkeypatch.setattr(cc, "missing_modules", lambda: ["torch"])
+    monkeypatch.setattr(cli_eval, "missing_modules", lambda: ["torch"])
     code = cli.main(["crosscheck"])
     err = capsys.readouterr().err
     assert code == 2

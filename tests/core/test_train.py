@@ -13,10 +13,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from fake_env import Corridor
+from helpers import count_update_traces
 
 from curio_jax.config import preset
+from curio_jax.core.hparams import Hyperparams
 from curio_jax.core.rollout import collect_rollout
-from curio_jax.core.train import Hyperparams, TrainOutput, make_train
+from curio_jax.core.train import TrainOutput, make_train
 from curio_jax.envs import EpisodeStats
 
 NUM_ENVS, ROLLOUT, UPDATES = 4, 4, 6
@@ -95,23 +97,6 @@ def test_rollout_random_policy_invariants():
     assert int(stats.episodes) == done.sum()
 
 
-def test_rollout_unroll_is_the_same_rollout():
-    env = Corridor(length=3, max_steps=3)
-
-    def policy(obs):
-        b = obs.shape[0]
-        return jnp.tile(jnp.array([0.3, -0.2, 0.1]), (b, 1)), jnp.zeros(b), jnp.zeros(b)
-
-    ts = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), 3))
-    outs = [
-        jax.jit(lambda ts, stats, k, u=u: collect_rollout(env, policy, ts, stats, k, 8, unroll=u))(
-            ts, EpisodeStats.create(3), jax.random.key(5)
-        )
-        for u in (1, 4)
-    ]
-    assert_trees_equal(outs[0], outs[1])
-
-
 def test_rollout_same_step_has_no_dummy_transition():
     env = Corridor(length=3, max_steps=10, autoreset="same_step")
     _, stats, tr = _rollout(env, _right_policy, 6)
@@ -128,6 +113,7 @@ def test_rollout_same_step_has_no_dummy_transition():
 def a2c():
     """A2C on the corridor (truncation after 4 steps, so both flags occur)."""
     train = make_train(tiny("notebook-a2c-5x5"), env=Corridor(length=3, max_steps=4))
+    train.traces = count_update_traces(train)
 
     def run(key, hparams):
         return train.run_chunk(train.init(key, hparams), UPDATES)
@@ -148,14 +134,14 @@ def test_a2c_builds_no_rnd_nets(a2c):
 def test_same_key_is_bit_identical_and_compiles_once(a2c):
     train, run = a2c
     hp = Hyperparams.from_config(train.cfg)
-    before = train.trace_count
+    before = train.traces["n"]
     a = run(jax.random.key(1), hp)
     b = run(jax.random.key(1), hp)
     c = run(jax.random.key(2), hp)
     assert_trees_equal(a, b)
     assert not np.array_equal(np.asarray(a[1].loss_total), np.asarray(c[1].loss_total))
     # one trace of the update step for the whole scanned run, none for later calls
-    assert train.trace_count - before <= 1
+    assert train.traces["n"] - before <= 1
     assert run._cache_size() == 1
 
 
@@ -250,10 +236,11 @@ def test_doorkey_run_is_deterministic():
     """The real env (default of make_train): same key, bit-identical output on CPU."""
     cfg = tiny("notebook-a2c-5x5", total_frames=16 * 3)
     train = make_train(cfg)
+    traces = count_update_traces(train)
     jitted = jax.jit(train)
     a = jitted(jax.random.key(7))
     assert_trees_equal(a, jitted(jax.random.key(7)))
-    assert train.trace_count == 1
+    assert traces["n"] == 1
     assert a.final_state.timestep.observation.shape == (NUM_ENVS, 7, 7, 3)
     np.testing.assert_array_equal(a.metrics.frames, [16, 32, 48])
     assert np.all(np.isfinite(a.metrics.loss_total))

@@ -18,7 +18,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("minigrid")
 
-from test_cli import run_cli  # noqa: E402
+from helpers import run_cli  # noqa: E402
 
 from curio_jax import config  # noqa: E402
 from curio_jax.analysis import evaluate as ev  # noqa: E402

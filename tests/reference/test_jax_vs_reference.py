@@ -22,6 +22,7 @@ from curio_jax import config  # noqa: E402
 from curio_jax.analysis import compare  # noqa: E402
 from curio_jax.reference import train as reference_train  # noqa: E402
 from curio_jax.run import loop as runner  # noqa: E402
+from curio_jax.run.rundir import RunSettings  # noqa: E402
 
 FRAMES = 512_000
 
@@ -40,7 +41,7 @@ def test_jax_and_reference_solve_rnd_5x5_alike(tmp_path):
     )
     assert code == 0
     cfg = config.preset("notebook-rnd-5x5").replace(total_frames=FRAMES)
-    settings = runner.RunSettings(seeds=8, seed=0, tensorboard=False)
+    settings = RunSettings(seeds=8, seed=0, tensorboard=False)
     runner.train_run(cfg, jax_dir, settings, plot=False)
 
     result = compare.compare_runs([jax_dir, ref_dir], n_boot=500)

@@ -183,3 +183,57 @@ def test_prune_keeps_the_newest_and_never_the_only_good_one(tmp_path):
     assert [u for u, _ in ckpt.list_checkpoints(tmp_path)] == [3, 4, 5]
     with pytest.raises(ValueError):
         ckpt.prune(tmp_path, keep=0)
+
+
+_FULL_DISK_CHILD = """
+import resource, signal, sys
+from pathlib import Path
+import numpy as np
+from curio_jax.run import checkpoint as ckpt
+d = Path(sys.argv[1])
+ckpt.save(d, 1, {"w": np.zeros(1000, np.float32)})
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+try:
+    ckpt.save(d, 2, {"w": np.zeros(100_000, np.float32)})
+except OSError as e:
+    print("errno", e.errno)
+"""
+
+
+def test_a_write_the_filesystem_refuses_keeps_the_earlier_checkpoint_and_no_partial_file(
+    tmp_path,
+):
+    """A real failed write (the kernel's file-size limit, as a full disk stops a write part-way):
+    the earlier checkpoint stays, the partial ckpt_*.npz.tmp is removed, and the directory
+    still restores."""
+    import errno
+    import subprocess
+    import sys
+
+    d = tmp_path / "ckpts"
+    proc = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK_CHILD, str(d)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"errno {errno.EFBIG}" in proc.stdout
+    assert sorted(p.name for p in d.iterdir()) == ["ckpt_000000001.npz"]
+    restored = ckpt.restore_latest(d, {"w": np.zeros(1000, np.float32)}, log=lambda _: None)
+    assert restored.update == 1
+
+
+def test_no_space_left_removes_the_partial_file(tmp_path, monkeypatch):
+    import errno
+
+    ckpt.save(tmp_path, 1, make_state())
+    real = np.savez
+
+    def full_disk(f, **arrays):
+        f.write(b"x" * 4096)  # part of the file reached the disk
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        ckpt.save(tmp_path, 2, make_state(2.0))
+    monkeypatch.setattr(np, "savez", real)
+    assert [p.name for p in sorted(tmp_path.iterdir())] == ["ckpt_000000001.npz"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import io
 import json
 import os
 import shutil
@@ -27,8 +26,11 @@ import numpy as np
 import pytest
 
 from curio_jax import cli
+from curio_jax.core.metrics import averaged_names, metric_columns
 from curio_jax.run import checkpoint as ckpt
-from curio_jax.run import loop as runner
+from curio_jax.run.errors import NonFiniteError
+from curio_jax.run.loop import check_finite
+from curio_jax.run.rundir import DirLock, read_rows
 
 SEEDS, ENVS, ROLLOUT, UPDATES, CHUNK = 2, 4, 16, 24, 4
 FPU = ENVS * ROLLOUT
@@ -58,8 +60,6 @@ HAS_TB = importlib.util.find_spec("tensorboardX") is not None
 def env(tmp_path_factory):
     cache = tmp_path_factory.mktemp("jax_cache")
     e = dict(os.environ)
-    for k in (runner.TEST_POISON_ENV, runner.TEST_PAUSE_ENV):
-        e.pop(k, None)
     e.update(
         JAX_PLATFORMS="cpu",
         JAX_COMPILATION_CACHE_DIR=str(cache),
@@ -70,11 +70,45 @@ def env(tmp_path_factory):
     return e
 
 
-def train(env, *args, hooks=None, timeout=240):
+def train(env, *args, timeout=240):
     cmd = [sys.executable, "-m", "curio_jax", "train", *args]
-    return subprocess.run(
-        cmd, env={**env, **(hooks or {})}, capture_output=True, text=True, timeout=timeout
-    )
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+# A training child with hooks injected into the run loop (the product reads no test switches):
+#   argv: MODE N train-arguments...; MODE "pause": after the chunk ending at update N is fully
+#   written, print a marker and sleep (the test then kills it); "poison": set one parameter of
+#   seed 0 to NaN at the end of the chunk ending at update N. Ctrl-C is handled as in a terminal:
+#   a shell that starts a job in the background (CI started with `&`, nohup) passes SIGINT on as
+#   ignored, and Python leaves it so, which would make the Ctrl-C test wait out the pause.
+_CHILD = """
+import signal, sys, time
+import numpy as np
+from curio_jax.cli import main
+signal.signal(signal.SIGINT, signal.default_int_handler)
+mode, n, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+
+class Pause:
+    def on_chunk(self, chunk):
+        if chunk.update == n:
+            print(f"test hook: paused after update {n}", flush=True)
+            time.sleep(300)
+
+def poison(update, states):
+    if update != n:
+        return states
+    import jax
+    leaves, treedef = jax.tree_util.tree_flatten(states[0].params)
+    leaves[0] = leaves[0].at[(0,) * leaves[0].ndim].set(np.nan)
+    return [states[0].replace(params=jax.tree_util.tree_unflatten(treedef, leaves))] + states[1:]
+
+hooks = {"callbacks": [Pause()]} if mode == "pause" else {"state_hook": poison}
+sys.exit(main(argv, **hooks))
+"""
+
+
+def hooked(mode: str, update: int, *args: str) -> list[str]:
+    return [sys.executable, "-c", _CHILD, mode, str(update), *args]
 
 
 def in_process(argv, capsys):
@@ -159,8 +193,8 @@ def test_train_writes_the_run_directory(full_run):
     run = json.loads((out / "run.json").read_text())
     assert (run["seeds"], run["seed"], run["chunk_updates"]) == (SEEDS, 0, CHUNK)
 
-    rows = runner.read_rows(out / "metrics.csv")
-    assert tuple(rows[0]) == runner.METRIC_COLUMNS
+    rows = read_rows(out / "metrics.csv")
+    assert tuple(rows[0]) == metric_columns()
     assert [(int(r["update"]), int(r["seed"])) for r in rows] == [
         (u, s) for u in LOGGED for s in range(SEEDS)
     ]
@@ -200,23 +234,14 @@ def test_train_writes_the_run_directory(full_run):
         assert "TensorBoard logging off" in stdout and not (out / "tb").exists()
 
 
-# `python -m curio_jax.cli` with Ctrl-C handled as in a terminal: a shell that starts a job in
-# the background (CI started with `&`, nohup) passes SIGINT on as ignored, and Python then
-# leaves it ignored, so the Ctrl-C test would otherwise wait out the pause.
-_CLI_WITH_CTRL_C = (
-    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-    "sys.argv[0] = 'curio-jax'; runpy.run_module('curio_jax', run_name='__main__')"
-)
-
-
 class Paused:
     """A training subprocess held by the pause hook right after update `update` was written."""
 
     def __init__(self, env, out: Path, update: int):
-        cmd = [sys.executable, "-c", _CLI_WITH_CTRL_C, "train", *TRAIN_ARGS, "--out", str(out)]
+        cmd = hooked("pause", update, "train", *TRAIN_ARGS, "--out", str(out))
         self.proc = subprocess.Popen(
             cmd,
-            env={**env, runner.TEST_PAUSE_ENV: str(update)},
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -258,7 +283,7 @@ def test_sigkill_then_resume_is_bit_identical(env, full_run, tmp_path):
     assert proc.returncode == -signal.SIGKILL
     # mid-run state: a checkpoint at 8, rows written past it, no summary
     assert [u for u, _ in ckpt.list_checkpoints(out / "checkpoints")] == [8]
-    assert max(int(r["update"]) for r in runner.read_rows(out / "metrics.csv")) == 12
+    assert max(int(r["update"]) for r in read_rows(out / "metrics.csv")) == 12
     assert not (out / "summary.json").exists()
 
     r = train(env, "--resume", "--out", str(out))  # options come from the saved run
@@ -340,12 +365,13 @@ def test_overwrite_replaces_an_existing_run(env, full_run, tmp_path):
     assert r.returncode == 0, r.stderr
     assert [u for u, _ in ckpt.list_checkpoints(out / "checkpoints")] == [4, 8]
     assert json.loads((out / "summary.json").read_text())["frames_per_seed"] == 8 * FPU
-    assert max(int(r["update"]) for r in runner.read_rows(out / "metrics.csv")) == 8
+    assert max(int(r["update"]) for r in read_rows(out / "metrics.csv")) == 8
 
 
 def test_non_finite_parameter_stops_with_exit_1_and_keeps_the_good_checkpoint(env, tmp_path):
     out = tmp_path / "nan"
-    r = train(env, *TRAIN_ARGS, "--out", str(out), hooks={runner.TEST_POISON_ENV: "12"})
+    cmd = hooked("poison", 12, "train", *TRAIN_ARGS, "--out", str(out))
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert r.returncode == 1
     err = r.stderr.strip().splitlines()
     assert len(err) == 1 and "Traceback" not in r.stderr, r.stderr
@@ -357,7 +383,7 @@ def test_non_finite_parameter_stops_with_exit_1_and_keeps_the_good_checkpoint(en
     np.testing.assert_array_equal(arrays[".update"], [8] * SEEDS)
     params = [v for k, v in arrays.items() if k.startswith(".params.")]
     assert params and all(np.isfinite(v).all() for v in params)
-    assert max(int(r["update"]) for r in runner.read_rows(out / "metrics.csv")) == 8
+    assert max(int(r["update"]) for r in read_rows(out / "metrics.csv")) == 8
     assert not (out / "summary.json").exists()
 
 
@@ -395,7 +421,7 @@ def test_existing_directory_is_never_overwritten_without_the_flag(full_run, tmp_
 
 def test_a_run_directory_in_use_is_refused(full_run, capsys):
     full, _ = full_run
-    lock = runner._Lock(full)
+    lock = DirLock(full)
     try:
         code, _, err = in_process(["train", "--resume", "--out", str(full)], capsys)
     finally:
@@ -403,76 +429,22 @@ def test_a_run_directory_in_use_is_refused(full_run, capsys):
     assert code == 2 and "in use by another process" in err
 
 
-# --------------------------------------------------------------------------- host-loop helpers
-
-
-def test_progress_rewrites_one_line_on_a_terminal_and_prints_lines_otherwise():
-    tty = io.StringIO()
-    p = runner.Progress(tty, tty=True)
-    p.update("a")
-    p.update("b")
-    p.info("note")
-    p.update("c")
-    p.end()
-    assert tty.getvalue() == "\ra\x1b[K\rb\x1b[K\nnote\n\rc\x1b[K\n"
-    plain = io.StringIO()
-    p = runner.Progress(plain, tty=False)
-    p.update("a")
-    p.info("note")
-    p.update("b")
-    p.end()
-    assert plain.getvalue() == "a\nnote\nb\n"
-
-
-def test_progress_line_shows_frames_speed_score_reward_and_eta():
-    line = runner.progress_line(
-        update=50,
-        total=100,
-        frames_per_update=1000,
-        frames_per_sec=2500.0,
-        score=0.25,
-        reward_int=1.5e-3,
-        eta_seconds=3725,
-        checkpointed=True,
-    )
-    assert line == (
-        "[ 50.0%] frames 50,000/100,000 | 2,500 frames/s | ETA 1h02m | avg score 0.250 | r_int"
-        " 1.50e-03 | update 50/100 | checkpoint"
-    )
-    assert "avg score n/a" in runner.progress_line(1, 2, 1, 1.0, float("nan"), 0.0, 5)
+# --------------------------------------------------------------------------- finiteness
 
 
 def _metrics(n=3, seeds=2):
-    return SimpleNamespace(**{t: np.zeros((seeds, n), np.float32) for t in runner.LOSS_TERMS})
+    return SimpleNamespace(**{t: np.zeros((seeds, n), np.float32) for t in averaged_names()})
 
 
 def test_check_finite_names_the_first_bad_update_term_and_seed():
     params = {"w": np.ones((2, 3), np.float32)}
-    runner.check_finite(_metrics(), params, first_update=10)  # all finite: no error
+    check_finite(_metrics(), params, first_update=10)  # all finite: no error
     m = _metrics()
     m.loss_policy[1, 2] = np.nan
     m.grad_norm_ac[0, 1] = np.inf
-    with pytest.raises(
-        runner.NonFiniteError, match=r"grad_norm_ac \(inf\) at update 12 \(seed 0\)"
-    ):
-        runner.check_finite(m, params, first_update=10)
+    with pytest.raises(NonFiniteError, match=r"grad_norm_ac \(inf\) at update 12 \(seed 0\)"):
+        check_finite(m, params, first_update=10)
     bad = {"a": np.ones((2, 2), np.float32), "w": np.ones((2, 3), np.float32)}
     bad["w"][1, 2] = np.nan
-    with pytest.raises(runner.NonFiniteError, match=r"params\['w'\] after update 13 \(seed 1\)"):
-        runner.check_finite(_metrics(), bad, first_update=10)
-
-
-def test_truncate_metrics_keeps_whole_rows_up_to_the_checkpoint(tmp_path):
-    path = tmp_path / "metrics.csv"
-    header = ",".join(runner.METRIC_COLUMNS)
-    tail = ",".join(["0.5"] * (len(runner.METRIC_COLUMNS) - 3))
-    lines = [header] + [f"{s},{u},{u * 10},{tail}" for u in (2, 4, 6) for s in (0, 1)]
-    lines.append("0,8,80,0.5,0.5")  # a row cut short by a kill
-    path.write_text("\r\n".join(lines))
-    logs: list[str] = []
-    rows = runner.truncate_metrics(path, 4, 2, [2, 4, 6, 8], log=logs.append)
-    assert [(r[0], r[1]) for r in rows] == [("0", "2"), ("1", "2"), ("0", "4"), ("1", "4")]
-    assert path.read_text().splitlines() == lines[:5] and not logs
-    path.write_text("\r\n".join(lines[:3]))  # rows of update 4 lost
-    runner.truncate_metrics(path, 4, 2, [2, 4, 6, 8], log=logs.append)
-    assert len(logs) == 1 and "lacks 2 row(s)" in logs[0]
+    with pytest.raises(NonFiniteError, match=r"params\['w'\] after update 13 \(seed 1\)"):
+        check_finite(_metrics(), bad, first_update=10)

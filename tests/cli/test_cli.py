@@ -5,29 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import assert_usage_error, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from curio_jax import cli
-
-
-def run_cli(argv, capsys):
-    try:
-        code = cli.main(argv)
-    except SystemExit as e:  # argparse errors
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_usage_error(argv, capsys, contains=None):
-    code, _, err = run_cli(argv, capsys)
-    assert code == 2, (argv, code, err)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, (argv, err)
-    assert "Traceback" not in err
-    if contains:
-        assert contains in lines[0], lines[0]
+from curio_jax.cli.common import config_from_args
 
 
 @pytest.mark.parametrize(
@@ -100,7 +83,7 @@ def test_train_arguments_fuzzed(option, value, capsys):
         return
     # parsed: the config step must accept or reject it as one line too
     try:
-        cli._config_from_args(args)
+        config_from_args(args)
     except cli.UsageError as e:
         assert "\n" not in str(e)
 

@@ -12,13 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_cli import assert_usage_error
+from helpers import assert_usage_error, count_update_traces
 
 from curio_jax import cli, config
 from curio_jax.core import train as train_mod
+from curio_jax.core.hparams import Hyperparams, sweepable
+from curio_jax.parallel import program as program_mod
 from curio_jax.run import checkpoint as ckpt
 from curio_jax.run import loop as runner
 from curio_jax.run import sweep
+from curio_jax.run.loggers import Progress
+from curio_jax.run.rundir import RunSettings
 
 SEEDS, ENVS, ROLLOUT, UPDATES, CHUNK = 8, 4, 16, 6, 2
 FRAMES = UPDATES * ENVS * ROLLOUT
@@ -26,11 +30,11 @@ BASE = config.preset("notebook-rnd-5x5").with_overrides(
     {"a2c.num_envs": ENVS, "total_frames": FRAMES, "log_every": CHUNK}
 )
 VALUES = (1.0, 10.0, 100.0)
-SETTINGS = runner.RunSettings(seeds=SEEDS, seed=3, checkpoint_every=1, tensorboard=False)
+SETTINGS = RunSettings(seeds=SEEDS, seed=3, checkpoint_every=1, tensorboard=False)
 
 
-def quiet() -> runner.Progress:
-    return runner.Progress(stream=open("/dev/null", "w"), tty=False)  # noqa: SIM115
+def quiet() -> Progress:
+    return Progress(stream=open("/dev/null", "w"), tty=False)  # noqa: SIM115
 
 
 def final_state(run_dir: Path) -> dict[str, np.ndarray]:
@@ -46,16 +50,16 @@ def slice_group(state: dict[str, np.ndarray], g: int) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory, request):
     """The 3-point sweep over adv_coef_ext, counting how often the update is traced."""
-    made: list[train_mod.Train] = []
-    original = train_mod.make_train
+    made: list[tuple[train_mod.Train, dict]] = []
+    original = program_mod.make_train
 
-    def counting_make_train(cfg, env=None):
-        t = original(cfg, env)
-        made.append(t)
+    def counting_make_train(cfg, env=None, **kwargs):
+        t = original(cfg, env, **kwargs)
+        made.append((t, count_update_traces(t)))
         return t
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(train_mod, "make_train", counting_make_train)
+    mp.setattr(program_mod, "make_train", counting_make_train)
     try:
         out = tmp_path_factory.mktemp("sweep") / "s"
         axes = [sweep.parse_set("adv_coef_ext=" + ",".join(map(str, VALUES)), BASE)]
@@ -69,7 +73,7 @@ def test_grid_compiles_once(swept):
     _, summaries, made = swept
     assert len(summaries) == 3
     assert len(made) == 1, "one Train (one program) for the whole grid"
-    assert made[0].trace_count == 1, "the update was traced once for 3 points x 8 seeds"
+    assert made[0][1]["n"] == 1, "the update was traced once for 3 points x 8 seeds"
 
 
 @pytest.mark.parametrize("g", range(len(VALUES)))
@@ -97,19 +101,20 @@ def test_vmap_grid_compiles_once_and_matches_single_runs_to_rounding(swept, tmp_
     """--vmap-grid: one batch of 3 x 8; not bitwise (XLA CPU reductions depend on the batch
     size), but the same learning to float rounding after 6 updates."""
     out, _, _ = swept
-    made: list[train_mod.Train] = []
-    original = train_mod.make_train
+    made: list[tuple[train_mod.Train, dict]] = []
+    original = program_mod.make_train
 
-    def counting_make_train(cfg, env=None):
-        made.append(original(cfg, env))
-        return made[-1]
+    def counting_make_train(cfg, env=None, **kwargs):
+        t = original(cfg, env, **kwargs)
+        made.append((t, count_update_traces(t)))
+        return t
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(train_mod, "make_train", counting_make_train)
+        mp.setattr(program_mod, "make_train", counting_make_train)
         vm = tmp_path / "vm"
         axes = [sweep.Axis("adv_coef_ext", VALUES)]
         sweep.sweep_run(BASE, axes, vm, SETTINGS, progress=quiet(), plot=False, vmap_grid=True)
-    assert len(made) == 1 and made[0].trace_count == 1
+    assert len(made) == 1 and made[0][1]["n"] == 1
     assert json.loads((vm / "sweep.json").read_text())["vmap_grid"] is True
     a, b = final_state(vm), final_state(out)
     for k in b:
@@ -231,10 +236,10 @@ def test_grid_is_the_cartesian_product_in_axis_order():
 
 
 def test_every_hyperparam_field_is_sweepable_and_nothing_else():
-    fields = set(train_mod.Hyperparams.__dataclass_fields__)
-    assert set(sweep.SWEEPABLE) == fields
+    fields = set(Hyperparams.__dataclass_fields__)
+    assert set(sweepable()) == fields
     cfg_fields = set(sweep._flat_names(BASE.to_dict()))
-    assert set(sweep.SWEEPABLE.values()) <= cfg_fields
+    assert set(sweepable().values()) <= cfg_fields
 
 
 @pytest.mark.parametrize(
