@@ -11,15 +11,25 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"config", "envs", "core", "parallel", "run", "analysis", "tools", "cli"}
-_ATTRS = {"make_train": "core.train", "preset": "config", "make_doorkey": "envs"}
+_SUBMODULES = {"config", "envs", "core", "parallel", "run", "analysis", "tools", "cli", "api"}
+_ATTRS = {
+    "make_train": "curio_jax.core.train",
+    "preset": "curio_jax.config",
+    "make_doorkey": "curio_jax.envs",
+    "train_run": "curio_jax.api",
+    "sweep": "curio_jax.api",
+    "compare": "curio_jax.api",
+    "evaluate": "curio_jax.api",
+    "export": "curio_jax.api",
+    "load_weights": "curio_jax.api",
+}
 
 
 def __getattr__(name: str) -> Any:
     if name in _SUBMODULES:
         return importlib.import_module(f"curio_jax.{name}")
     if name in _ATTRS:
-        return getattr(importlib.import_module(f"curio_jax.{_ATTRS[name]}"), name)
+        return getattr(importlib.import_module(_ATTRS[name]), name)
     raise AttributeError(f"module 'curio_jax' has no attribute {name!r}")
 
 

@@ -25,14 +25,17 @@ several episodes side by side for one GIF.
 from __future__ import annotations
 
 import functools
+import json
 import math
 from collections.abc import Sequence
 from os import PathLike
+from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 
+from curio_jax.analysis import evaluate as ev
 from curio_jax.envs import make_doorkey
 from curio_jax.envs.doorkey import DONE, EMPTY_POCKET_ID, UNLOCKED
 
@@ -370,3 +373,40 @@ def grid_frames(
             canvas[y0 : y0 + h, x0 : x0 + w] = e[min(t, len(e) - 1)]
         out.append(canvas)
     return out
+
+
+# --------------------------------------------------------------------------- a run's agent
+
+
+def run_gif(
+    run_dir: str | PathLike,
+    path: str | PathLike,
+    *,
+    seed_index: int | None = None,
+    episodes: int = 8,
+    fps: float = 8.0,
+    max_frames: int = 400,
+) -> str:
+    """Draw a trained agent of a run directory into a GIF: the seed with the best final score
+    (summary.json) unless `seed_index` is given, playing `episodes` episodes (actions sampled
+    as the notebook does, `eval --seed 0`) and drawing the first that reaches the goal (else
+    the first). Returns a one-line description. ValueError when the episode is longer than
+    `max_frames` (a 16x16 timeout would make a huge file)."""
+    run_dir = Path(run_dir)
+    cfg = json.loads((run_dir / "config.json").read_text())
+    size = int(cfg["env"]["size"])
+    if seed_index is None:
+        seeds = json.loads((run_dir / "summary.json").read_text())["seeds"]
+        finals = [s["final_avg_return_last100"] for s in seeds]
+        seed_index = max(range(len(finals)), key=lambda i: -1.0 if finals[i] is None else finals[i])
+    loaded = ev.load_run_params(run_dir, seed_index, warn=lambda _: None)
+    _, played = ev.evaluate(loaded.params, size, episodes, backend="jax", seed=0)
+    goals = np.flatnonzero(played.terminated)
+    i = int(goals[0]) if goals.size else 0
+    n = int(played.lengths[i])
+    if n + 1 > max_frames:
+        raise ValueError(f"episode of {n} steps is longer than {max_frames} frames")
+    frames = episode_frames(played.layouts[i], played.actions[i, :n], 32 if size <= 8 else 16)
+    save_gif(frames, path, fps=fps)
+    outcome = "reaches the goal" if played.terminated[i] else "does not reach the goal"
+    return f"seed {seed_index}, {n} steps, {outcome}"

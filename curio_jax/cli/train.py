@@ -81,6 +81,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--no-tensorboard", action="store_true", help="do not write TensorBoard event files"
     )
     tr.add_argument(
+        "--no-gif",
+        dest="gif",
+        action="store_false",
+        help="do not draw the best seed's agent into DIR/agent.gif at the end",
+    )
+    tr.add_argument(
         "--wandb",
         default=None,
         metavar="PROJECT",
@@ -210,4 +216,23 @@ def run(args: argparse.Namespace) -> int:
         + (f", {summary['segments']} segments" if summary["segments"] > 1 else "")
         + f"); solved (avg > {cfg.solved_threshold}) by {n_solved}/{len(solved)} seeds -> {out}"
     )
+    _show_results(Path(out), args.gif)
     return 0
+
+
+def _show_results(out: Path, gif: bool) -> None:
+    """Where to look: the curves and, unless --no-gif, a GIF of the best seed's agent."""
+    shown = [f"curves: {out / 'curves.png'}"] if (out / "curves.png").is_file() else []
+    if gif:
+        if missing_modules(("PIL",)):
+            shown.append("no GIF: pillow is not installed (pip install 'curio_jax[plot]')")
+        else:
+            from curio_jax.analysis import render
+
+            try:
+                what = render.run_gif(out, out / "agent.gif")
+                shown.append(f"trained agent: {out / 'agent.gif'} ({what})")
+            except ValueError as e:
+                shown.append(f"no GIF: {one_line(e)}")
+    if shown:
+        print("; ".join(shown))
