@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from curio_jax.config import preset as get_preset
-from curio_jax.core import a2c, rnd
+from curio_jax.core import a2c, optim, rnd
 from curio_jax.core.returns import gae_general
 from curio_jax.core.rollout import collect_rollout
 from curio_jax.core.train import make_train
@@ -91,12 +91,7 @@ def main() -> None:
             nets.target, nets.predictor, state.target_params, state.params.predictor, next_obs
         )
 
-    coefs = a2c.LossCoefs(
-        adv_coef_ext=hp.adv_coef_ext,
-        adv_coef_int=hp.adv_coef_int,
-        value_coef=hp.value_coef,
-        entropy_coef=hp.entropy_coef,
-    )
+    coefs = hp
 
     def loss_grad(state, batch):
         return jax.grad(a2c.loss_fn, has_aux=True)(
@@ -106,7 +101,7 @@ def main() -> None:
     grads, _ = jax.jit(loss_grad)(state, batch)
 
     def optimizer(state, grads):
-        return a2c.apply_gradients(
+        return optim.apply_gradients(
             state.params, state.opt_state, grads, lr=hp.lr, decay=cfg.a2c.rmsprop_decay,
             eps=cfg.a2c.rmsprop_eps, max_grad_norm_ac=cfg.a2c.max_grad_norm,
             max_grad_norm_rnd=cfg.rnd.max_grad_norm,

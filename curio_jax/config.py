@@ -4,8 +4,8 @@ Every field has a docstring. Derived values are properties, never written back. 
 fields (sizes, counts, switches) are static Python values; the float coefficients are the ones a
 sweep may batch over (see :class:`Hyperparams` in :mod:`curio_jax.core.train`).
 
-The six ``notebook-*`` presets reproduce the seed notebook's runs exactly (see
-``shared/docs/seed-semantics.md``). Corrected or paper-faithful variants are separate, named
+The six ``notebook-*`` presets reproduce the notebook's runs exactly (see
+``docs/semantics.md``). Corrected or paper-faithful variants are separate, named
 presets; they never change the notebook ones.
 """
 
@@ -90,7 +90,7 @@ class EnvConfig:
     size: int = 8
     """Grid side in cells, outer walls included (MiniGrid-DoorKey-{size}x{size}); any int >= 5."""
     autoreset: Literal["next_step", "same_step"] = "next_step"
-    """`next_step`: gymnasium vector-env semantics (the seed's): the step after a done ignores
+    """`next_step`: gymnasium vector-env semantics (the notebook's): the step after a done ignores
     its action and returns the reset observation with reward 0. `same_step`: a done step returns
     the next episode's first observation at once, with no dummy transition."""
 
@@ -112,16 +112,16 @@ class EnvConfig:
 
 @dataclass(frozen=True)
 class A2CConfig:
-    """The actor-critic learner (the seed's `AgentA2C` / `AgentA2CWithRND` hyperparameters)."""
+    """The actor-critic learner (the notebook's `AgentA2C` / `AgentA2CWithRND` hyperparameters)."""
 
     num_envs: int = 32
-    """Parallel environments per seed (the seed's `num_envs`)."""
+    """Parallel environments per seed (the notebook's `num_envs`)."""
     rollout_size: int = 16
-    """Steps per environment per update (the seed's `rollout_size`)."""
+    """Steps per environment per update (the notebook's `rollout_size`)."""
     gamma: float = 0.99
-    """Discount of the extrinsic stream (the seed's `gamma`)."""
+    """Discount of the extrinsic stream (the notebook's `gamma`)."""
     gae_lambda: float = 0.98
-    """GAE lambda; the seed's helper uses 0.98 by default."""
+    """GAE lambda; the notebook's helper uses 0.98 by default."""
     lr: float = 1e-4
     """RMSprop learning rate."""
     rmsprop_decay: float = 0.99
@@ -135,7 +135,8 @@ class A2CConfig:
     max_grad_norm: float = 0.5
     """Global-norm clip of the actor-critic gradients."""
     adv_coef_ext: float = 1.0
-    """Weight of the extrinsic advantage in the policy loss (A2C: 1, the seed's RND agent: 100)."""
+    """Weight of the extrinsic advantage in the policy loss (A2C: 1, the
+    notebook's RND agent: 100)."""
     hidden_dim: int = 64
     """Hidden width of the policy and value heads."""
     micro_batch: int | None = None
@@ -201,12 +202,12 @@ class A2CConfig:
 
 @dataclass(frozen=True)
 class RNDConfig:
-    """Random Network Distillation (the seed's `RNDModule` and its use in `AgentA2CWithRND`)."""
+    """Random Network Distillation (the notebook's `RNDModule` and its use in `AgentA2CWithRND`)."""
 
     enabled: bool = False
-    """Add the RND intrinsic stream (False: the seed's plain A2C)."""
+    """Add the RND intrinsic stream (False: the notebook's plain A2C)."""
     gamma_int: float = 0.99
-    """Discount of the intrinsic stream (the seed's `gamma_rnd`)."""
+    """Discount of the intrinsic stream (the notebook's `gamma_rnd`)."""
     adv_coef_int: float = 10.0
     """Weight of the intrinsic advantage in the policy loss (`eta_intr`)."""
     max_grad_norm: float = 0.01
@@ -264,7 +265,7 @@ class RNDConfig:
 class TrainConfig:
     """One training run: environment, learner, RND, budget and the correction switches.
 
-    The correction switches default to the seed's behaviour (all False)."""
+    The correction switches default to the notebook's behaviour (all False)."""
 
     name: str = "custom"
     """Preset name this config came from (informational; `replace` keeps it)."""
@@ -283,7 +284,7 @@ class TrainConfig:
     is strictly greater than this."""
     shared_permutation: bool = False
     """Correction: shuffle the intrinsic advantages/returns with the same permutation as the
-    observations (the seed draws a second, independent permutation)."""
+    observations (the notebook draws a second, independent permutation)."""
     bootstrap_truncation: bool = False
     """Correction: bootstrap through time-limit truncation instead of treating it as
     termination (needs the value of the final observation)."""
@@ -439,7 +440,7 @@ def _build_presets() -> dict[str, TrainConfig]:
     for size in (5, 8, 16):
         base = p[f"notebook-rnd-{size}x{size}"]
         s = f"{size}x{size}"
-        # RND agent with one shared permutation (the seed's quirk fixed, nothing else).
+        # RND agent with one shared permutation (the notebook's quirk fixed, nothing else).
         p[f"rnd-aligned-{s}"] = base.replace(name=f"rnd-aligned-{s}", shared_permutation=True)
         # RND paper semantics on top of the aligned agent: non-episodic intrinsic returns,
         # observation and intrinsic-reward normalisation, bootstrapping through truncation,

@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="episode_grid.py", description=__doc__.splitlines()[0])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", type=Path, metavar="DIR", help="a curio-jax train run")
-    src.add_argument("--torch-weights", type=Path, metavar="FILE.pth", help="seed-format weights")
+    src.add_argument("--torch-weights", type=Path, metavar="FILE.pth", help="notebook .pth")
     p.add_argument("--size", type=door_size, required=True, help="DoorKey side (>= 5)")
     p.add_argument("--out", type=out_path, required=True, metavar="FILE.gif")
     p.add_argument("--episodes", type=positive_int, default=6)

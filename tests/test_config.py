@@ -1,4 +1,4 @@
-"""Config: the notebook presets are exactly the seed's runs; nonsense is rejected at
+"""Config: the notebook presets are exactly the notebook's runs; nonsense is rejected at
 construction, before anything compiles."""
 
 from __future__ import annotations

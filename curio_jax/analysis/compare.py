@@ -1,6 +1,6 @@
 """Compare finished runs: the statistics behind `curio-jax compare` (host side only).
 
-A run directory, as written by `curio-jax train` (see shared/docs/interface.md), holds
+A run directory, as written by `curio-jax train` (see docs/rundir.md), holds
 `config.json` (the TrainConfig as a nested dict), `metrics.csv` (one row per logged update per
 seed) and `summary.json` (per-seed frames-to-solve and final score, run totals).
 

@@ -19,7 +19,7 @@ backend takes explicit ``layouts`` instead (injected into MiniGrid). The uniform
 ``jax.random.key(seed)`` in both backends.
 
 Parameter sources (host side): a `curio-jax train` run directory (:func:`load_run_params`) or
-a seed-format PyTorch checkpoint (:func:`load_torch_params`).
+a notebook-format PyTorch checkpoint (:func:`load_torch_params`).
 """
 
 from __future__ import annotations
@@ -346,7 +346,7 @@ def evaluate(
 
     Returns ``(metrics, episodes)`` with metrics ``{"episodes", "success_rate" (fraction
     terminated, i.e. goal reached), "mean_return", "mean_length", "backend"}``. `layouts` and
-    `uniforms` (float32 [episodes, >= max_steps]) override the seed's draws; given both, the
+    `uniforms` (float32 [episodes, >= max_steps]) override the notebook's draws; given both, the
     two backends play identical episodes."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")

@@ -19,9 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="a curio-jax train run directory, its checkpoints/ directory or one ckpt file",
     )
-    src.add_argument(
-        "--torch-weights", type=Path, metavar="FILE.pth", help="a seed-format PyTorch checkpoint"
-    )
+    src.add_argument("--torch-weights", type=Path, metavar="FILE.pth", help="a notebook .pth")
     ev.add_argument("--size", type=door_size, required=True, help="DoorKey side (>= 5)")
     ev.add_argument("--episodes", type=positive_int, default=100)
     ev.add_argument("--backend", choices=("jax", "minigrid"), default="jax")

@@ -1,4 +1,4 @@
-"""A2C (+ RND) losses, the batch construction and one gradient step, as the seed's ``learn``.
+"""A2C (+ RND) losses, the batch construction and one gradient step, as the notebook's ``learn``.
 
 Per segment: flatten ``[T, B] -> [T * B]`` and shuffle; one gradient step on the whole batch::
 
@@ -6,7 +6,7 @@ Per segment: flatten ``[T, B] -> [T * B]`` and shuffle; one gradient step on the
     policy = -mean(logprob(action) * adv),  adv = adv_coef_ext * adv_ext (+ adv_coef_int * adv_int)
     value  = MSE(value_ext, ret_ext) (+ MSE(value_int, ret_int))
 
-The seed's RND agent shuffles ``(obs, action, adv_ext, ret_ext)`` with one permutation and
+The notebook's RND agent shuffles ``(obs, action, adv_ext, ret_ext)`` with one permutation and
 ``(adv_int, ret_int)`` with a second, independent one, so the intrinsic targets are paired with
 the wrong samples. :func:`make_batch` keeps this quirk unless ``shared_permutation``.
 ``mask_reset_transition`` weights the autoreset dummy transitions 0 in every loss term, each
@@ -100,12 +100,13 @@ def make_batch(
     mask_reset_transition: bool = False,
     target_features: Array | None = None,
 ) -> Batch:
-    """Flatten ``[T, B, ...] -> [T * B, ...]`` and shuffle, as the seed's ``flatten_and_shuffle``.
+    """Flatten ``[T, B, ...] -> [T * B, ...]`` and shuffle, as the notebook's
+    ``flatten_and_shuffle``.
 
     Args:
       obs ``[T, B, 7, 7, 3]``, action, adv_ext, ret_ext ``[T, B]``: shuffled together.
       key: permutation key.
-      adv_int, ret_int: ``[T, B]`` (RND). The seed draws a second, independent permutation for
+      adv_int, ret_int: ``[T, B]`` (RND). The notebook draws a second, independent permutation for
         them; ``shared_permutation=True`` uses the first one (aligned with obs and action).
       is_reset: ``[T, B]`` autoreset dummy flags; with ``mask_reset_transition`` their samples get
         weight 0 (the weight follows obs and action).
@@ -160,7 +161,7 @@ def loss_fn(
     obs_clip: float = 5.0,
     denom: Array | None = None,
 ) -> tuple[Array, LossTerms]:
-    """The seed's total loss on one batch. Returns ``(total, LossTerms)``.
+    """The notebook's total loss on one batch. Returns ``(total, LossTerms)``.
 
     With ``obs_rms`` the RND input (not the actor-critic's) is whitened and clipped.
     Every term is ``sum(x * weight) / denom``, ``denom = weight_denominator(batch.weight)`` by
@@ -278,7 +279,7 @@ def update_step(
     obs_clip: float = 5.0,
     micro_batch: int | None = None,
 ) -> tuple[AgentParams, TorchRMSpropState, StepMetrics]:
-    """One gradient step of the seed's ``learn`` on a prepared batch.
+    """One gradient step of the notebook's ``learn`` on a prepared batch.
 
     ``micro_batch`` (static; None or the batch size: one pass): take the gradient in
     ``N / micro_batch`` consecutive pieces of the (already shuffled) batch and add them up, each

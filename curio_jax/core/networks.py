@@ -1,4 +1,4 @@
-"""The seed notebook's networks as Flax linen modules, with PyTorch's default initialisation.
+"""The notebook's networks as Flax linen modules, with PyTorch's default initialisation.
 
 Layout conventions (the converter in :mod:`curio_jax.run.convert` relies on them):
 
@@ -14,7 +14,7 @@ Layout conventions (the converter in :mod:`curio_jax.run.convert` relies on them
   ``weight.permute(2, 3, 1, 0)``).
 - Initialisation: PyTorch's default for ``nn.Linear`` / ``nn.Conv2d``: weights and biases
   uniform in ``+-1/sqrt(fan_in)``, ``fan_in = in_features`` (Dense) or
-  ``in_channels * kh * kw`` (Conv). The seed's tuned advantage coefficients depend on the RND
+  ``in_channels * kh * kw`` (Conv). The notebook's tuned advantage coefficients depend on the RND
   target's output scale, hence on this initialisation.
 
 Parameter trees (names are part of the interface)::
@@ -98,7 +98,7 @@ class Conv2x2(nn.Module):
 
 
 class Torso(nn.Module):
-    """The seed's ``convolutional_embedding``: Conv(3->16) ReLU Conv(16->32) ReLU Conv(32->64)
+    """The notebook's ``convolutional_embedding``: Conv(3->16) ReLU Conv(16->32) ReLU Conv(32->64)
     ReLU Flatten, all 2x2 VALID, stride 1.
 
     Input ``[..., 7, 7, 3]`` (uint8 raw image, or float when the RND input is normalised), cast
@@ -114,7 +114,7 @@ class Torso(nn.Module):
 
 
 class ActorCritic(nn.Module):
-    """The seed's ``ActorCritic``: shared torso, a policy head and two value heads (extrinsic,
+    """The notebook's ``ActorCritic``: shared torso, a policy head and two value heads (extrinsic,
     intrinsic), each head Dense(1024->hidden) Tanh Dense(hidden->out).
 
     ``obs [..., 7, 7, 3] -> (logits [..., num_actions], value_ext [...], value_int [...])``.
@@ -139,7 +139,7 @@ class ActorCritic(nn.Module):
 
 
 class RNDTarget(nn.Module):
-    """The seed's frozen RND target: torso + Dense(1024->feature_dim).
+    """The notebook's frozen RND target: torso + Dense(1024->feature_dim).
 
     ``obs [..., 7, 7, 3] -> features [..., feature_dim]``."""
 
@@ -152,7 +152,7 @@ class RNDTarget(nn.Module):
 
 
 class RNDPredictor(nn.Module):
-    """The seed's RND predictor: torso + Dense(1024,F) Dropout ReLU Dense(F,F) Dropout ReLU
+    """The notebook's RND predictor: torso + Dense(1024,F) Dropout ReLU Dense(F,F) Dropout ReLU
     Dense(F,F).
 
     ``obs [..., 7, 7, 3] -> features [..., feature_dim]``. Dropout (inverted, as PyTorch) is

@@ -3,7 +3,7 @@
 All functions take time-major arrays ``[T, B]`` and scan backwards over time with
 :func:`jax.lax.scan`. ``gamma`` and ``lam`` may be traced scalars (a sweep can batch them).
 
-The seed's recursion (``util.rl_algos.compute_advantages_and_returns``), reproduced exactly by
+The notebook's recursion (``util.rl_algos.compute_advantages_and_returns``), reproduced exactly by
 :func:`gae`::
 
     next_value, last = last_value, 0
@@ -52,14 +52,14 @@ def _gae_scan(
     bootstrap_value: Array | None = None,
     use_bootstrap_value: Array | None = None,
 ) -> tuple[Array, Array]:
-    """The seed's backward recursion with separate bootstrap mask and trace cut.
+    """The notebook's backward recursion with separate bootstrap mask and trace cut.
 
     Args:
       rewards: ``[T, B]`` float.
       values: ``[T, B]`` value of the observation each step acted from.
       last_value: ``[B]`` value of the observation after the last step.
       bootstrap_mask: ``[T, B]`` 1 where step t bootstraps from the next value, else 0.
-      trace_cut: ``[T, B]`` 1 where the GAE trace is cut after step t (the seed's ``done``).
+      trace_cut: ``[T, B]`` 1 where the GAE trace is cut after step t (the notebook's ``done``).
       gamma, lam: discount and GAE lambda (scalars, may be traced).
       bootstrap_value: optional ``[T, B]`` value to bootstrap from instead of the next value
         where ``use_bootstrap_value`` is 1.
@@ -105,14 +105,14 @@ def gae(
     gamma: Array | float,
     lam: Array | float,
 ) -> tuple[Array, Array]:
-    """The seed's GAE, exactly (truncation treated as termination; see the module docstring).
+    """The notebook's GAE, exactly (truncation treated as termination; see the module docstring).
 
     Args:
       rewards: ``[T, B]`` reward of step t.
       values: ``[T, B]`` value of the observation step t acted from.
       dones: ``[T, B]`` bool or 0/1: step t ended an episode (terminated or truncated).
       last_value: ``[B]`` value of the observation after step T-1 (the segment's next start).
-      gamma: discount. lam: GAE lambda (the seed's default 0.98).
+      gamma: discount. lam: GAE lambda (the notebook's default 0.98).
 
     Returns:
       ``(advantages [T, B], returns [T, B])``.

@@ -130,7 +130,7 @@ def intrinsic_reward(
     next_obs: Array,
     target_features: Array | None = None,
 ) -> Array:
-    """The seed's intrinsic reward: prediction error on ``next_obs [T, B, 7, 7, 3]`` (the
+    """The notebook's intrinsic reward: prediction error on ``next_obs [T, B, 7, 7, 3]`` (the
     observation each step led to), predictor in eval mode, no gradient. Returns ``[T, B]``
     (``[N]`` for a flat piece ``[N, 7, 7, 3]``).
     ``target_features [T, B, F]``: precomputed ``target(next_obs)`` (see prediction_error)."""
@@ -158,7 +158,7 @@ def rnd_loss(
     target_features: Array | None = None,
     denom: Array | None = None,
 ) -> Array:
-    """The seed's RND loss: prediction error on the current observation batch ``obs [N, ...]``
+    """The notebook's RND loss: prediction error on the current observation batch ``obs [N, ...]``
     with dropout on, averaged over the batch (weighted mean with ``weights [N]`` if given,
     ``sum(err * weights) / denom``, ``denom = max(sum(weights), 1)`` unless given).
     Differentiable in ``predictor_params`` only. ``target_features [N, F]``: precomputed

@@ -1,10 +1,10 @@
 """The one rollout function: ``lax.scan`` over time, ``vmap`` over environments.
 
-Semantics follow the seed's ``collect_trajectory_segment`` (gymnasium vector env, next-step
+Semantics follow the notebook's ``collect_trajectory_segment`` (gymnasium vector env, next-step
 autoreset): at step t the policy acts from ``obs[t]``, the env steps, and the transition stores
 ``obs[t]`` (the observation the action was chosen from), the action, its log-probability, both
 values, the reward and the flags of that step. ``next_obs[t]`` is ``obs[t + 1]`` and, for the
-last step, the observation the next segment starts from (the seed's ``segment.next_obs()``,
+last step, the observation the next segment starts from (the notebook's ``segment.next_obs()``,
 the RND input of step t).
 """
 
@@ -43,7 +43,7 @@ class Transition(struct.PyTreeNode):
     reward: Array  # [T, B] extrinsic reward of the step
     terminated: Array  # [T, B] bool
     truncated: Array  # [T, B] bool
-    done: Array  # [T, B] bool, terminated | truncated (the seed's `dones`)
+    done: Array  # [T, B] bool, terminated | truncated (the notebook's `dones`)
     is_reset: Array  # [T, B] bool, autoreset dummy transition: the previous step was done,
     #                  so this step ignored its action and returned the reset observation
     next_obs: Array  # [T, B, 7, 7, 3] obs[1:] followed by the segment's final observation

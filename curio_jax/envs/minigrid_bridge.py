@@ -15,7 +15,7 @@ from curio_jax.envs.doorkey import DoorKeyLayout
 
 
 def make_minigrid_doorkey(size: int, render_mode: str | None = None) -> Any:
-    """`MiniGrid-DoorKey-{size}x{size}-v0` wrapped in `ImgObsWrapper`, exactly as the seed uses
+    """`MiniGrid-DoorKey-{size}x{size}-v0` wrapped in `ImgObsWrapper`, exactly as the notebook uses
     it. Sizes other than 5, 6, 8, 16 build `DoorKeyEnv(size=...)` directly."""
     import gymnasium as gym
     from minigrid.envs import DoorKeyEnv

@@ -1,5 +1,5 @@
 """In-jit episode statistics, the JAX counterpart of gymnasium's vector
-`RecordEpisodeStatistics` as the seed uses it.
+`RecordEpisodeStatistics` as the notebook uses it.
 
 Per environment it accumulates the return and length of the running episode; every finished
 episode's return and length go into a ring buffer of the last `window` (100) episodes of the

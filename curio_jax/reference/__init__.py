@@ -1,4 +1,4 @@
-"""PyTorch + gymnasium reference of the seed notebook (optional extra: torch, gymnasium,
+"""PyTorch + gymnasium reference of the notebook (optional extra: torch, gymnasium,
 minigrid). Used by the cross-checks; nothing in the JAX core imports it.
 
 - `rl_algos`: the drl-zh helpers the notebook imports (segment collection, GAE, shuffling).

@@ -39,6 +39,8 @@ import torch
 from curio_jax.analysis import evaluate as ev
 from curio_jax.analysis.evaluate import stack_layouts
 from curio_jax.core import a2c, networks, rnd
+from curio_jax.core.hparams import Hyperparams
+from curio_jax.core.optim import AgentParams, torch_rmsprop
 from curio_jax.envs import DoorKeyLayout, layout_of, make_doorkey, minigrid_bridge
 from curio_jax.reference import (
     ActorCritic,
@@ -425,8 +427,8 @@ class JaxLearnerInputs:
 
     nets: Any  # a2c.Networks
     batch: Any  # a2c.Batch
-    coefs: Any  # a2c.LossCoefs
-    params: Any  # a2c.AgentParams
+    coefs: Any  # Hyperparams (the loss coefficients)
+    params: Any  # AgentParams
     target_params: Any  # RND target params or None
 
 
@@ -454,13 +456,14 @@ def jax_learner_inputs(
         ret_int=jnp.asarray(targets.ret_int.flatten().numpy()[pi]) if rnd_on else None,
         weight=jnp.ones(len(pe), jnp.float32),
     )
-    coefs = a2c.LossCoefs(
+    unused = {f.name: jnp.float32(0.0) for f in dataclasses.fields(Hyperparams)}
+    coefs = Hyperparams(**unused).replace(
         adv_coef_ext=jnp.float32(agent.eta_extr),
         adv_coef_int=jnp.float32(getattr(agent, "eta_intr", 0.0)),
         value_coef=jnp.float32(agent.vloss_coeff),
         entropy_coef=jnp.float32(agent.ent_coeff),
     )
-    agent_params = a2c.AgentParams(ac=params["actor_critic"], predictor=params.get("rnd_predictor"))
+    agent_params = AgentParams(ac=params["actor_critic"], predictor=params.get("rnd_predictor"))
     return JaxLearnerInputs(nets, batch, coefs, agent_params, params.get("rnd_target"))
 
 
@@ -579,7 +582,7 @@ def update_parity(kind: str, seed: int = 2, steps: int = 2) -> dict:
     )
     params = j.params
     target_before = jax.tree.map(np.copy, j.target_params)
-    opt_state = a2c.torch_rmsprop(1e-4).init(params)
+    opt_state = torch_rmsprop(1e-4).init(params)
     hyper = dict(lr=1e-4, decay=0.99, eps=1e-8, max_grad_norm_ac=ac_clip, max_grad_norm_rnd=0.01)
     out: list[dict] = []
     for step in range(steps):

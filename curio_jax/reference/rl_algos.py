@@ -1,14 +1,14 @@
-"""The helpers the seed notebook imports from the drl-zh course (`util.rl_algos`), re-written.
+"""The helpers the notebook imports from the drl-zh course (`util.rl_algos`), re-written.
 
-Semantics follow ``shared/docs/seed-semantics.md`` exactly (PyTorch, CPU, float32):
+Semantics follow ``docs/semantics.md`` exactly (PyTorch, CPU, float32):
 
 - `collect_trajectory_segment` acts with the agent, steps a gymnasium vector env (next-step
   autoreset) and stores, per step t, the observation the action was chosen from, the action,
   its log-prob, the values, the reward and ``done = terminated | truncated``.
-- `compute_advantages_and_returns` is the seed's backwards GAE loop (lambda 0.98 by default),
+- `compute_advantages_and_returns` is the notebook's backwards GAE loop (lambda 0.98 by default),
   truncation treated as termination.
-- `flatten_and_shuffle` draws ONE fresh permutation per call (the seed's RND agent calls it twice,
-  which mis-pairs the intrinsic targets with the observations; see `agents.py`).
+- `flatten_and_shuffle` draws ONE fresh permutation per call (the notebook's RND agent calls it
+  twice, which mis-pairs the intrinsic targets with the observations; see `agents.py`).
 
 Shapes: T = rollout_size (time), N = number of envs; everything is time-major ``[T, N, ...]``.
 """
@@ -47,7 +47,7 @@ class TrajectorySegment:
 
 
 class BaseAgent(ABC):
-    """The seed's minimal policy-gradient agent interface."""
+    """The notebook's minimal policy-gradient agent interface."""
 
     @torch.no_grad()
     def act(self, obs: np.ndarray) -> torch.Tensor:
@@ -128,7 +128,7 @@ def compute_advantages_and_returns(
     gae_enabled: bool = True,
     gae_lambda: float = 0.98,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The seed's advantage / return computation.
+    """The notebook's advantage / return computation.
 
     rewards, dones, values: [T, N]; next_value: [N] (value of next_start_obs).
     Returns (advantages [T, N], returns [T, N]).

@@ -1,4 +1,4 @@
-"""The seed notebook's training loop on the PyTorch reference, driven by a curio_jax preset.
+"""The notebook's training loop on the PyTorch reference, driven by a curio_jax preset.
 
     python -m curio_jax.reference.train --preset notebook-rnd-5x5 --seed 10 \
         [--total-frames N] [--num-envs N] [--log-every N] [--solved-threshold X] \
@@ -338,7 +338,9 @@ def summary_dict(cfg: TrainConfig, results: list[SeedResult], threads: int) -> d
         "num_envs": cfg.a2c.num_envs,
         "torch_threads": threads,
         "device": "cpu",
-        "stops_at_solve": True,  # the notebook's loop: final scores are at the solve point
+        # the notebook's loop stops a seed when it solves: its final score is then the score at
+        # the solve point (not when the threshold cannot be reached, e.g. 2 for a warm start)
+        "stops_at_solve": any(r.frames_to_solve is not None for r in results),
         "config": cfg.to_dict(),
     }
 
@@ -423,7 +425,7 @@ def _finite_float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="python -m curio_jax.reference.train",
-        description="Train the PyTorch reference of the seed notebook on a curio_jax preset.",
+        description="Train the PyTorch reference of the notebook on a curio_jax preset.",
     )
     p.add_argument("--preset", required=True, help=f"one of: {', '.join(preset_names())}")
     p.add_argument("--seed", type=_parse_seeds, default=[10], help="seed or list (default 10)")

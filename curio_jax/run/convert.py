@@ -1,6 +1,6 @@
 """PyTorch state_dict <-> Flax params for the actor-critic and both RND networks.
 
-The seed's checkpoint (``torch.save``) is
+The notebook's checkpoint (``torch.save``) is
 ``{"a2c_params": ActorCritic.state_dict(), "rnd_params": RNDModule.state_dict()}``.
 The core functions work on numpy arrays only; torch is imported lazily by the file functions.
 
@@ -311,7 +311,7 @@ def _check_checkpoint_groups(state: Any) -> None:
 
 
 def torch_state_to_flax(state: Mapping[str, Any]) -> dict[str, Params]:
-    """The seed's checkpoint contents {"a2c_params": {...}, "rnd_params": {...}} (arrays) ->
+    """The notebook's checkpoint contents {"a2c_params": {...}, "rnd_params": {...}} (arrays) ->
     {"actor_critic", "rnd_target", "rnd_predictor"} Flax params ("rnd_params" may be absent)."""
     _check_checkpoint_groups(state)
     out = {"actor_critic": actor_critic_to_flax(state["a2c_params"])}
@@ -340,7 +340,7 @@ def flax_to_torch_state(params: Mapping[str, Any]) -> dict[str, dict[str, np.nda
 
 
 def read_torch_checkpoint(path: str | PathLike) -> dict[str, dict[str, np.ndarray]]:
-    """Load a seed-format .pth file as nested numpy arrays (validated). Needs torch."""
+    """Load a notebook-format .pth file as nested numpy arrays (validated). Needs torch."""
     import torch
 
     try:
@@ -369,12 +369,12 @@ def read_torch_checkpoint(path: str | PathLike) -> dict[str, dict[str, np.ndarra
 
 
 def load_torch_checkpoint(path: str | PathLike) -> dict[str, Params]:
-    """A seed-format .pth file -> {"actor_critic", "rnd_target", "rnd_predictor"} Flax params."""
+    """A notebook-format .pth -> {"actor_critic", "rnd_target", "rnd_predictor"} Flax params."""
     return torch_state_to_flax(read_torch_checkpoint(path))
 
 
 def save_torch_checkpoint(path: str | PathLike, params: Mapping[str, Any]) -> None:
-    """Write Flax params ({"actor_critic", ["rnd_target", "rnd_predictor"]}) as a seed-format
+    """Write Flax params ({"actor_critic", ["rnd_target", "rnd_predictor"]}) as a notebook-format
     .pth file that `ActorCritic.load_state_dict` / `RNDModule.load_state_dict` accept."""
 
     import torch

@@ -23,6 +23,7 @@ TINY = [
     "--num-envs=2",
     "--log-every=4",
     "--no-tensorboard",
+    "--no-gif",
 ]
 
 

@@ -54,7 +54,7 @@ def test_make_batch_permutations(shared):
     np.testing.assert_array_equal(np.sort(int_idx), np.arange(N))  # a permutation
     if shared:  # the intrinsic advantage is paired with its own observation
         np.testing.assert_array_equal(int_idx, sample)
-    else:  # the seed's second permutation: misaligned
+    else:  # the notebook's second permutation: misaligned
         assert np.mean(int_idx == sample) < 0.5
 
 

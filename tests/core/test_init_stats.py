@@ -1,6 +1,6 @@
 """Initialisation statistics of the Flax networks against PyTorch's, empirically: per-layer
 mean and std of the weights, and the intrinsic reward of a freshly initialised RND pair on random
-DoorKey-like observations (the scale the seed's tuned 100 / 10 advantage weights depend on)."""
+DoorKey-like observations (the scale the notebook's tuned 100 / 10 advantage weights depend on)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""GAE against hand-computed arrays and the seed's Python loop, and the correction switches."""
+"""GAE against hand-computed arrays and the notebook's Python loop, and the correction switches."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ REWARDS = np.array([[0, 1], [1, 0], [0, 0], [0, 1]], np.float32)
 VALUES = np.array([[1, 0], [2, 0], [3, 0], [4, 0]], np.float32)
 DONES = np.array([[0, 0], [1, 0], [0, 0], [0, 0]], bool)
 LAST = np.array([8, 2], np.float32)
-# By hand, following the seed's recursion (shared/docs/seed-semantics.md):
+# By hand, following the notebook's recursion (docs/semantics.md):
 #   col 0: t3 d=0+.5*8-4=0 a=0 | t2 d=0+.5*4-3=-1 a=-1 | t1 (done) d=1-2=-1 a=-1, last=0
 #          | t0 d=0+.5*2-1=0 a=0+.25*0=0   (textbook GAE would give a0=-0.25)
 #   col 1: t3 d=1+.5*2=2 a=2 | t2 a=.25*2=.5 | t1 a=.125 | t0 d=1 a=1+.03125

@@ -162,7 +162,7 @@ def test_cli_rejects_bad_layouts_before_writing(argv, contains, tmp_path, capsys
 def test_train_records_the_seed_batch(tmp_path):
     out = tmp_path / "run"
     argv = ["train", "--preset", "notebook-a2c-5x5", "--seeds", "2", "--total-frames", "512"]
-    cli.main([*argv, "--seed-batch", "2", "--no-tensorboard", "--out", str(out)])
+    cli.main([*argv, "--seed-batch", "2", "--no-tensorboard", "--no-gif", "--out", str(out)])
     summary = json.loads((out / "summary.json").read_text())
     config = json.loads((out / "config.json").read_text())
     assert summary["seed_batch"] == 2 and config["a2c"]["seed_batch"] == 2

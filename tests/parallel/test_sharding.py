@@ -42,6 +42,7 @@ ARGS = [
     f"--total-frames={4 * 8 * 16}",
     "--log-every=2",
     "--no-tensorboard",
+    "--no-gif",
 ]
 PARAM_RTOL = 1e-3
 

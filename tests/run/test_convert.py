@@ -286,7 +286,7 @@ def test_non_checkpoint_files_are_rejected(tmp_path):
     torch.save(torch.zeros(3), tensor)
     with pytest.raises(ValueError, match="a2c_params"):
         convert.load_torch_checkpoint(tensor)
-    bare = tmp_path / "bare_state_dict.pth"  # a state_dict, not the seed's wrapper
+    bare = tmp_path / "bare_state_dict.pth"  # a state_dict, not the notebook's wrapper
     torch.save(ActorCritic().state_dict(), bare)
     with pytest.raises(ValueError, match="a2c_params"):
         convert.load_torch_checkpoint(bare)

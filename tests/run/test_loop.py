@@ -45,6 +45,7 @@ def train_args(updates: int = UPDATES, checkpoint_every: int = 2) -> list[str]:
         f"--log-every={CHUNK}",
         f"--checkpoint-every={checkpoint_every}",
         "--keep-checkpoints=2",
+        "--no-gif",
     ]
 
 
