@@ -1,4 +1,4 @@
-"""One regression test per point of shared/docs/doorkey-fidelity.md, plus input validation.
+"""One regression test per point of docs/fidelity.md, plus input validation.
 
 Each behavioural test plays a short action script from an injected layout in curio_jax AND in
 gymnasium MiniGrid, asserts the two agree on every step, then checks the specific property."""
