@@ -6,7 +6,8 @@ the reset (MiniGrid's layout distribution), the action set (MiniGrid's pickup / 
 semantics), the observation (MiniGrid's egocentric, occluded `ImgObsWrapper` image) and the
 step bookkeeping (separate `terminated` / `truncated` flags, MiniGrid's reward and horizon).
 Every behavioural difference from navix's own DoorKey that MiniGrid fidelity requires is
-handled here and has a regression test in `tests/envs/test_doorkey_fidelity.py` (the full list: docs/fidelity.md).
+handled here and has a regression test in `tests/envs/test_doorkey_fidelity.py` (the full
+list: docs/fidelity.md).
 
 navix contract: a `DoorKey` is usable wherever navix expects an `Environment`. Its timesteps
 (`DoorKeyTimestep`) store MiniGrid's two flags, `terminated` and `truncated`, and derive navix's
@@ -426,8 +427,8 @@ class DoorKey(Environment):
     them for batches.
 
     navix's RGB rendering cache (`State.cache`) is empty by default (observations are symbolic
-    and `curio_jax.analysis.render` draws frames on the host), which keeps the training state small and
-    its checkpoints unchanged; but an empty cache is a zero-size array, which navix's PPO and
+    and `curio_jax.analysis.render` draws frames on the host), which keeps the training state
+    small and its checkpoints unchanged; but an empty cache is a zero-size array, which navix's PPO and
     PQN cannot minibatch (they reshape every leaf of the stored states with a -1 axis) and
     which navix's `observations.rgb` cannot draw from. `rgb_cache=True` fills it with navix's
     `RenderingCache` of the layout's grid (u8[size*size+1, 8, 8, 3]), as navix's own
