@@ -428,8 +428,8 @@ class DoorKey(Environment):
 
     navix's RGB rendering cache (`State.cache`) is empty by default (observations are symbolic
     and `curio_jax.analysis.render` draws frames on the host), which keeps the training state
-    small and its checkpoints unchanged; but an empty cache is a zero-size array, which navix's PPO and
-    PQN cannot minibatch (they reshape every leaf of the stored states with a -1 axis) and
+    small and its checkpoints unchanged; but an empty cache is a zero-size array, which navix's
+    PPO and PQN cannot minibatch (they reshape every leaf of the stored states with a -1 axis) and
     which navix's `observations.rgb` cannot draw from. `rgb_cache=True` fills it with navix's
     `RenderingCache` of the layout's grid (u8[size*size+1, 8, 8, 3]), as navix's own
     environments do; the ids built by name (`curio_jax.envs.make`, `navix.make`) default to
