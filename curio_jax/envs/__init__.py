@@ -1,4 +1,8 @@
-"""MiniGrid-faithful DoorKey on navix, layout injection and in-jit episode statistics."""
+"""MiniGrid-faithful DoorKey on navix, layout injection and in-jit episode statistics.
+
+Importing this package registers the DoorKey ids of `NAVIX_IDS` in navix's registry
+(`navix.make("curio_jax/MiniGrid-DoorKey-8x8-v0")`); `make("MiniGrid-DoorKey-8x8-v0")` builds
+the same environment directly. `curio_jax.envs.gymnax` is the gymnax-style functional API."""
 
 from curio_jax.envs.doorkey import (
     ACTION_NAMES,
@@ -10,16 +14,23 @@ from curio_jax.envs.doorkey import (
     make_doorkey,
     minigrid_observation,
 )
+from curio_jax.envs.registration import ENV_IDS, NAVIX_IDS, make, register
 from curio_jax.envs.stats import EpisodeStats
+
+register()
 
 __all__ = [
     "ACTION_NAMES",
+    "ENV_IDS",
+    "NAVIX_IDS",
     "NUM_ACTIONS",
     "DoorKey",
     "DoorKeyLayout",
     "DoorKeyTimestep",
     "EpisodeStats",
     "layout_of",
+    "make",
     "make_doorkey",
     "minigrid_observation",
+    "register",
 ]

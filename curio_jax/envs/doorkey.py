@@ -5,8 +5,18 @@
 the reset (MiniGrid's layout distribution), the action set (MiniGrid's pickup / drop / toggle
 semantics), the observation (MiniGrid's egocentric, occluded `ImgObsWrapper` image) and the
 step bookkeeping (separate `terminated` / `truncated` flags, MiniGrid's reward and horizon).
-Every difference listed in `shared/docs/doorkey-fidelity.md` is handled here and has a
-regression test in `tests/test_doorkey_fidelity.py`.
+Every behavioural difference from navix's own DoorKey that MiniGrid fidelity requires is
+handled here and has a regression test in `tests/envs/test_doorkey_fidelity.py` (the full
+list: docs/fidelity.md).
+
+navix contract: a `DoorKey` is usable wherever navix expects an `Environment`. Its timesteps
+(`DoorKeyTimestep`) store MiniGrid's two flags, `terminated` and `truncated`, and derive navix's
+`Timestep` interface from them without storing anything more: `step_type` (navix's `StepType`,
+termination taking precedence), `info` (`{"return": ...}`, the undiscounted return so far) and
+navix's own `is_done` / `is_start` / `is_termination` / `is_truncation` / `is_transition`.
+Keeping these derived keeps the pytree of a timestep (and of every checkpointed training state
+that holds one) exactly as it was. `docs/envs.md` describes the contract and both autoreset
+modes; `curio_jax.envs.registration` registers the env in navix's registry.
 
 Coordinates: navix stores positions as (row, col) = (y, x); the public `DoorKeyLayout` uses
 MiniGrid's (x, y) with x the column. Directions are shared: 0 east, 1 south, 2 west, 3 north.
@@ -27,9 +37,10 @@ from flax import struct
 from jax import Array
 from navix import events as nx_events
 from navix import rewards as nx_rewards
+from navix import terminations as nx_terminations
 from navix.components import DISCARD_PILE_COORDS, EMPTY_POCKET_ID
 from navix.entities import Door, Goal, Key, Player
-from navix.environments.environment import Environment
+from navix.environments.environment import Environment, Timestep
 from navix.rendering.cache import RenderingCache
 from navix.spaces import Continuous, Discrete
 from navix.states import EventsManager, State
@@ -113,7 +124,13 @@ class DoorKeyTimestep(struct.PyTreeNode):
     """One moment of a DoorKey episode: the result of the transition that produced it.
 
     After `ts1 = env.step(ts0, a)`: `ts1.observation` is what the agent sees now, `ts1.reward`,
-    `ts1.terminated` and `ts1.truncated` belong to the transition `ts0 -> ts1`."""
+    `ts1.terminated` and `ts1.truncated` belong to the transition `ts0 -> ts1`.
+
+    It offers navix's `Timestep` interface (duck-typed: it is not a `navix.Timestep` subclass,
+    whose `step_type` and `info` are stored fields): `step_type` and `info` are properties
+    derived from the stored fields, and `is_done`, `is_start`, `is_termination`,
+    `is_truncation`, `is_transition` are navix's own methods. Shapes below are for one
+    environment; a vmapped timestep has a leading batch axis `[B]` on every field."""
 
     t: Array  # int32 [] steps since the episode's reset (MiniGrid's step_count)
     observation: Array  # uint8 [7, 7, 3] MiniGrid ImgObsWrapper image
@@ -125,8 +142,35 @@ class DoorKeyTimestep(struct.PyTreeNode):
 
     @property
     def done(self) -> Array:
-        """terminated or truncated (the seed's `done`)."""
+        """terminated or truncated (the notebook's `done`): bool [] (or [B])."""
         return jnp.logical_or(self.terminated, self.truncated)
+
+    @property
+    def step_type(self) -> Array:
+        """navix's `StepType` of the transition into this timestep, int32 [] (or [B]):
+        `TERMINATION` (2) if `terminated`, else `TRUNCATION` (1) if `truncated`, else
+        `TRANSITION` (0). Termination takes precedence, as in navix, so on the rare step that
+        reaches the goal exactly at the horizon `truncated` is True but `is_truncation()` is
+        False. Derived, not stored."""
+        return nx_terminations.check_truncation(self.terminated, self.truncated)
+
+    @property
+    def info(self) -> dict[str, Array]:
+        """navix's per-step extras: `{"return": float32 [] (or [B])}`, the undiscounted return
+        of the episode so far. DoorKey's only non-zero reward is the one of the step that
+        reaches the goal, which ends the episode, so that return equals `reward`: 0 on every
+        step but the terminating one, and 0 on a (next-step) reset. With same-step autoreset
+        the terminating step's timestep already shows the next episode's first observation
+        and carries the finished episode's reward and return. Derived, not stored: a fresh
+        dict on every access, so writing into it has no effect."""
+        return {"return": self.reward}
+
+    # navix's own predicates, which read `step_type` and `t` (see `navix.Timestep`).
+    is_transition = Timestep.is_transition
+    is_truncation = Timestep.is_truncation
+    is_termination = Timestep.is_termination
+    is_done = Timestep.is_done
+    is_start = Timestep.is_start
 
 
 # --------------------------------------------------------------------------- actions
@@ -380,10 +424,19 @@ class DoorKey(Environment):
     """MiniGrid-faithful `MiniGrid-DoorKey-{size}x{size}-v0` (+ `ImgObsWrapper`) on navix.
 
     Build with :func:`make_doorkey`. `reset`, `reset_to` and `step` are pure and jittable; vmap
-    them for batches. The RGB rendering cache of navix is left empty (observations are
-    symbolic; `curio_jax.analysis.render` draws frames on the host)."""
+    them for batches.
+
+    navix's RGB rendering cache (`State.cache`) is empty by default (observations are symbolic
+    and `curio_jax.analysis.render` draws frames on the host), which keeps the training state
+    small and its checkpoints unchanged; but an empty cache is a zero-size array, which navix's
+    PPO and PQN cannot minibatch (they reshape every leaf of the stored states with a -1 axis) and
+    which navix's `observations.rgb` cannot draw from. `rgb_cache=True` fills it with navix's
+    `RenderingCache` of the layout's grid (u8[size*size+1, 8, 8, 3]), as navix's own
+    environments do; the ids built by name (`curio_jax.envs.make`, `navix.make`) default to
+    it."""
 
     autoreset_mode: str = struct.field(pytree_node=False, default="next_step")
+    rgb_cache: bool = struct.field(pytree_node=False, default=False)
 
     @property
     def size(self) -> int:
@@ -395,6 +448,7 @@ class DoorKey(Environment):
 
     # ---- reset
     def _reset(self, key: Array, cache: RenderingCache | None = None) -> DoorKeyTimestep:  # type: ignore[override]
+        """navix's extension point: the first timestep of an episode drawn with `key`."""
         return self.reset(key)
 
     def sample_layout(self, key: Array) -> DoorKeyLayout:
@@ -458,7 +512,8 @@ class DoorKey(Environment):
             "door": doors[None],
             "goal": goals[None],
         }
-        return State(key=key, grid=grid, cache=_EMPTY_CACHE, entities=entities)
+        cache = RenderingCache.init(grid) if self.rgb_cache else _EMPTY_CACHE
+        return State(key=key, grid=grid, cache=cache, entities=entities)
 
     def _first_timestep(self, state: State) -> DoorKeyTimestep:
         return DoorKeyTimestep(
@@ -487,13 +542,22 @@ class DoorKey(Environment):
 
     # ---- step
     def step(self, timestep: DoorKeyTimestep, action: Array) -> DoorKeyTimestep:  # type: ignore[override]
-        """Advance one step. `next_step` autoreset: if `timestep` ended an episode the action
-        is ignored and the next episode's first timestep is returned (reward 0, flags False).
-        `same_step`: a step that ends an episode returns the next episode's first observation
-        and state with this step's reward and flags, so no dummy transition exists.
+        """Advance one step: `timestep` of one environment, `action` int32 [] (vmap for
+        batches). An action outside [0, 7) acts as `done` (a no-op step).
+
+        `next_step` autoreset (navix's and gymnasium's): if `timestep` ended an episode the
+        action is ignored and the next episode's first timestep is returned (t 0, reward 0,
+        flags False, `step_type` TRANSITION, `is_start()`), exactly what navix's
+        `Environment.step` returns. `same_step` (gymnax's): a step that ends an episode returns
+        the next episode's first observation and state (t 0, `is_start()`) with this step's
+        reward and flags (`is_done()`), so no dummy transition exists. With
+        `disable_autoreset=True` (navix's switch) no reset ever happens: episode boundaries
+        are the caller's business, and the step is `_step`.
 
         Both the stepped and the reset state are computed (as any batched cond would) and the
         observation is rendered once, from the selected state."""
+        if self.disable_autoreset:
+            return self._step(timestep, action)
         nxt = self._transition(timestep, action)
         k_layout, k_next = jax.random.split(timestep.state.key)
         fresh = self.state_from_layout(self.sample_layout(k_layout), k_next)
@@ -554,13 +618,17 @@ def _terminated_on_goal(prev_state: State, action: Array, state: State) -> Array
     return jnp.asarray(nx_events.on_goal_reached(prev_state, action, state), dtype=jnp.bool_)
 
 
-def make_doorkey(size: int = 8, autoreset: str = "next_step") -> DoorKey:
+def make_doorkey(size: int = 8, autoreset: str = "next_step", rgb_cache: bool = False) -> DoorKey:
     """MiniGrid-faithful DoorKey of side `size` (outer walls included; any integer >= 5).
 
-    `autoreset`: "next_step" (gymnasium vector envs, the seed) or "same_step"."""
+    `autoreset`: "next_step" (gymnasium vector envs, navix, the seed) or "same_step" (gymnax).
+    `rgb_cache`: fill navix's rendering cache (needed by navix's PPO / PQN and by
+    `navix.observations.rgb`; see `DoorKey`)."""
     size = _check_size(size)
     if autoreset not in ("next_step", "same_step"):
         raise ValueError(f"autoreset must be 'next_step' or 'same_step', got {autoreset!r}")
+    if not isinstance(rgb_cache, bool):
+        raise ValueError(f"rgb_cache must be a bool, got {rgb_cache!r}")
     return DoorKey(
         height=size,
         width=size,
@@ -578,6 +646,7 @@ def make_doorkey(size: int = 8, autoreset: str = "next_step") -> DoorKey:
         penalty_coeff=0.9,
         disable_autoreset=False,
         autoreset_mode=autoreset,
+        rgb_cache=rgb_cache,
     )
 
 

@@ -1,7 +1,7 @@
-"""The seed notebook's networks and agents (A2C, A2C + RND) in PyTorch, plus the environment and
+"""The notebook's networks and agents (A2C, A2C + RND) in PyTorch, plus the environment and
 seeding helpers, and a step-by-step learning API for cross-checks against the JAX learner.
 
-Faithful to the notebook (see ``shared/docs/seed-semantics.md``): PyTorch default
+Faithful to the notebook (see ``docs/semantics.md``): PyTorch default
 initialisation, RMSprop (lr 1e-4, alpha 0.99, eps 1e-8) over actor-critic + predictor, per-group
 global-norm clipping (0.5 / 0.01), RND in eval mode for the intrinsic reward and in train mode
 (dropout 0.25) for its loss, and two independent permutations in the RND agent's learning step
@@ -17,7 +17,7 @@ one on a fixed batch with fixed permutations:
     stats, grads = loss_and_grads(agent, batch, rnd_deterministic=True)
     norms = apply_gradients(agent)                         # clip per group + RMSprop step
 
-Torch RNG draws happen in the seed's order: the action sampled while evaluating
+Torch RNG draws happen in the notebook's order: the action sampled while evaluating
 next_start_obs, the permutation(s), then the predictor's dropout masks.
 """
 
@@ -66,13 +66,13 @@ def make_minigrid_env(size: int = 5, num_envs: int = 32) -> gym.vector.VectorEnv
 
 
 def init_random(env: gym.vector.VectorEnv | None = None, seed: int = 10):
-    """The seed's `init_random`: seed python, numpy and torch (deterministic algorithms on),
+    """The notebook's `init_random`: seed python, numpy and torch (deterministic algorithms on),
     then `env.reset(seed=seed)` (env i gets seed + i).
 
-    The seed also assigned `env.np_random`; gymnasium 1.x vector envs have no setter for it,
+    The notebook also assigned `env.np_random`; gymnasium 1.x vector envs have no setter for it,
     and their seeded `reset` re-seeds that same generator anyway, so it is not repeated here."""
     random.seed(seed)
-    np.random.seed(seed)  # noqa: NPY002 - the seed seeds numpy's global generator
+    np.random.seed(seed)  # noqa: NPY002 - the notebook seeds numpy's global generator
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
     if env is not None:
@@ -356,7 +356,7 @@ def _has_rnd(agent: AgentA2C) -> bool:
 @torch.no_grad()
 def compute_targets(agent: AgentA2C, segment: TrajectorySegment) -> LearnTargets:
     """Advantages and returns of both streams and the intrinsic reward (RND in eval mode, back
-    in train mode afterwards). Samples one action from the torch RNG, as the seed does."""
+    in train mode afterwards). Samples one action from the torch RNG, as the notebook does."""
     _, _, next_values = agent.eval(segment.next_start_obs)
     values = segment.values
     v_ext = values[:, :, 0] if values.dim() == 3 else values
@@ -391,7 +391,7 @@ def draw_permutations(
     agent: AgentA2C, n: int, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(perm_ext, perm_int) as the agent's learning step draws them: the RND agent draws a
-    second, independent permutation for the intrinsic targets (the seed's quirk) unless
+    second, independent permutation for the intrinsic targets (the notebook's quirk) unless
     `shared_permutation`; plain A2C draws one (perm_int None)."""
     perm_ext = torch.randperm(n, generator=generator)
     if not _has_rnd(agent):
@@ -438,7 +438,7 @@ def loss_terms(
     rnd_deterministic: bool = False,
     rnd_dropout_masks: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The seed's loss on one batch, as scalar tensors (graph attached):
+    """The notebook's loss on one batch, as scalar tensors (graph attached):
     loss = policy + value_coef * value - ent_coef * entropy (+ rnd_loss), with
     policy = -(logprob * (eta_ext * adv_ext [+ eta_int * adv_int])).mean(),
     value = MSE(v_ext, ret_ext) [+ MSE(v_int, ret_int)], rnd_loss = mean RND error on batch.obs
@@ -547,7 +547,7 @@ def one_update(
     rnd_deterministic: bool = False,
     rnd_dropout_masks: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, float]:
-    """The seed's `learn(segment)`: targets, permutation(s) (drawn from `generator`, default the
+    """The notebook's `learn(segment)`: targets, permutation(s) (drawn from `generator`, default the
     global torch RNG, unless given), loss, backward, per-group clipping, RMSprop step.
 
     Returns the notebook's stats ("loss", "rnd_reward_avg", "rnd_loss") plus every loss term
