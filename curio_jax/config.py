@@ -104,11 +104,6 @@ class EnvConfig:
             f"EnvConfig.autoreset must be one of {AUTORESET_MODES}, got {self.autoreset!r}",
         )
 
-    @property
-    def max_steps(self) -> int:
-        """MiniGrid's horizon: 10 * size^2."""
-        return 10 * self.size * self.size
-
 
 @dataclass(frozen=True)
 class A2CConfig:

@@ -4,7 +4,7 @@ batched replay of action sequences in curio_jax."""
 
 from __future__ import annotations
 
-from curio_jax.analysis.evaluate import stack_layouts  # noqa: F401
+from curio_jax.envs.layouts import stack_layouts  # noqa: F401
 from curio_jax.reference.crosscheck import (  # noqa: F401 - re-exported for the tests
     DIRS,
     DONE,

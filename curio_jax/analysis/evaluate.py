@@ -35,14 +35,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from curio_jax.core.networks import ActorCritic
-from curio_jax.envs import NUM_ACTIONS, DoorKeyLayout, make_doorkey
+from curio_jax.envs import NUM_ACTIONS, DoorKeyLayout, make_doorkey, max_steps
+from curio_jax.envs.layouts import (
+    concrete_layout,
+    layout_tuple,
+    stack_layouts,
+    unstack_layouts,
+)
 from curio_jax.envs.minigrid_bridge import apply_layout, make_minigrid_doorkey, minigrid_layout
 from curio_jax.run.convert import actor_critic_to_torch
 from curio_jax.run.params import ParamsError, load_pth_weights, load_weights
 
 Params = Any
 BACKENDS = ("jax", "minigrid")
-_LAYOUT_FIELDS = ("wall_x", "door_y", "agent_x", "agent_y", "agent_dir", "key_x", "key_y")
 
 
 # --------------------------------------------------------------------------- results
@@ -83,7 +88,7 @@ def first_difference(a: Episodes, b: Episodes) -> str | None:
     if a.size != b.size or len(a.lengths) != len(b.lengths):
         return f"different batches: size {a.size} vs {b.size}, {len(a.lengths)} vs {len(b.lengths)}"
     for i in range(len(a.lengths)):
-        if _layout_tuple(a.layouts[i]) != _layout_tuple(b.layouts[i]):
+        if layout_tuple(a.layouts[i]) != layout_tuple(b.layouts[i]):
             return f"episode {i}: start layouts differ"
         if a.lengths[i] != b.lengths[i]:
             return f"episode {i}: length {a.lengths[i]} vs {b.lengths[i]}"
@@ -139,48 +144,6 @@ def _as_float_params(params: Params) -> Params:
 # --------------------------------------------------------------------------- layouts & uniforms
 
 
-def _layout_tuple(layout: DoorKeyLayout) -> tuple[int, ...]:
-    return (int(layout.size),) + tuple(int(np.asarray(getattr(layout, f))) for f in _LAYOUT_FIELDS)
-
-
-def concrete_layout(layout: DoorKeyLayout) -> DoorKeyLayout:
-    """The same layout with Python-int leaves (validated)."""
-    return DoorKeyLayout(
-        size=int(layout.size), **{f: int(np.asarray(getattr(layout, f))) for f in _LAYOUT_FIELDS}
-    ).validate()
-
-
-def stack_layouts(layouts: Sequence[DoorKeyLayout]) -> DoorKeyLayout:
-    """N layouts of one size -> one layout with int32 [N] leaves."""
-    if not layouts:
-        raise ValueError("no layouts")
-    size = int(layouts[0].size)
-    if any(int(lay.size) != size for lay in layouts):
-        raise ValueError("all layouts must have the same size")
-    return DoorKeyLayout(
-        size=size,
-        **{
-            f: jnp.asarray([int(np.asarray(getattr(lay, f))) for lay in layouts], jnp.int32)
-            for f in _LAYOUT_FIELDS
-        },
-    )
-
-
-def unstack_layouts(batch: DoorKeyLayout) -> list[DoorKeyLayout]:
-    """Inverse of `stack_layouts`."""
-    arrays = {f: np.asarray(getattr(batch, f)).reshape(-1) for f in _LAYOUT_FIELDS}
-    n = len(arrays["wall_x"])
-    return [
-        DoorKeyLayout(size=int(batch.size), **{f: int(arrays[f][i]) for f in _LAYOUT_FIELDS})
-        for i in range(n)
-    ]
-
-
-def max_steps(size: int) -> int:
-    """MiniGrid DoorKey's horizon, 10 * size**2."""
-    return 10 * size * size
-
-
 def _keys(seed: int) -> tuple[jax.Array, jax.Array]:
     k_layout, k_action = jax.random.split(jax.random.key(seed))
     return k_layout, k_action
@@ -222,7 +185,7 @@ def _check_inputs(
 
 @functools.lru_cache(maxsize=16)
 def _jax_program(size: int, hidden_dim: int) -> Callable:
-    env = make_doorkey(size)
+    env = make_doorkey(size, disable_autoreset=True)
     net = ActorCritic(num_actions=NUM_ACTIONS, hidden_dim=hidden_dim)
 
     def run(params, layouts, uniforms):  # uniforms [N, T]
@@ -233,7 +196,7 @@ def _jax_program(size: int, hidden_dim: int) -> Callable:
             ts, alive = carry
             logits, _, _ = net.apply({"params": params}, ts.observation)
             action = sample_actions(logits, u)
-            nxt = jax.vmap(env._step)(ts, action)  # no autoreset; ended episodes are masked
+            nxt = jax.vmap(env.step)(ts, action)  # no autoreset; ended episodes are masked
             out = (
                 jnp.where(alive, action, -1),
                 jnp.where(alive, nxt.reward, 0.0),

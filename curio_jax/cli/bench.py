@@ -14,7 +14,7 @@ from curio_jax.argparsing import (
 )
 from curio_jax.cli.common import UsageError, one_line, write_json
 
-ENV_IMPLS = ("curio_jax", "navix_symbolic_first_person", "minigrid")
+ENV_IMPLS = ("curio_jax", "navix_symbolic_first_person", "minigrid", "curio_jax_gym_vector")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +27,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--impls",
         type=lambda s: s.split(","),
         default=["curio_jax", "navix_symbolic_first_person", "minigrid"],
-        help="comma-separated subset of curio_jax,navix_symbolic_first_person,minigrid",
+        help="comma-separated subset of curio_jax,navix_symbolic_first_person,minigrid,"
+        "curio_jax_gym_vector (the gymnasium vector env, stepped from the host)",
+    )
+    be.add_argument(
+        "--minigrid-envs",
+        type=int_list,
+        default=[1, 32],
+        help="env counts for minigrid (1: plain env, more: make_vec sync; default 1,32)",
     )
     be.add_argument("--steps", type=int, default=128, help="scan length per timed program")
     be.add_argument("--repeats", type=int, default=3)
@@ -96,6 +103,7 @@ def run_env(args: argparse.Namespace) -> int:
         impls=tuple(args.impls),
         steps=args.steps,
         repeats=args.repeats,
+        minigrid_envs=tuple(args.minigrid_envs),
     )
     print()
     print(bench.format_env_table(records))

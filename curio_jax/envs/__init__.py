@@ -12,6 +12,7 @@ from curio_jax.envs.doorkey import (
     DoorKeyTimestep,
     layout_of,
     make_doorkey,
+    max_steps,
     minigrid_observation,
 )
 from curio_jax.envs.registration import ENV_IDS, NAVIX_IDS, make, register
@@ -31,6 +32,7 @@ __all__ = [
     "layout_of",
     "make",
     "make_doorkey",
+    "max_steps",
     "minigrid_observation",
     "register",
 ]

@@ -618,21 +618,35 @@ def _terminated_on_goal(prev_state: State, action: Array, state: State) -> Array
     return jnp.asarray(nx_events.on_goal_reached(prev_state, action, state), dtype=jnp.bool_)
 
 
-def make_doorkey(size: int = 8, autoreset: str = "next_step", rgb_cache: bool = False) -> DoorKey:
+def max_steps(size: int) -> int:
+    """MiniGrid DoorKey's horizon: 10 * size^2 steps (250, 640, 2560). The one place it is
+    computed."""
+    return 10 * _check_size(size) ** 2
+
+
+def make_doorkey(
+    size: int = 8,
+    autoreset: str = "next_step",
+    rgb_cache: bool = False,
+    disable_autoreset: bool = False,
+) -> DoorKey:
     """MiniGrid-faithful DoorKey of side `size` (outer walls included; any integer >= 5).
 
     `autoreset`: "next_step" (gymnasium vector envs, navix, the seed) or "same_step" (gymnax).
     `rgb_cache`: fill navix's rendering cache (needed by navix's PPO / PQN and by
-    `navix.observations.rgb`; see `DoorKey`)."""
+    `navix.observations.rgb`; see `DoorKey`).
+    `disable_autoreset`: navix's switch; `step` never resets (replaying or evaluating single
+    episodes, whose ends the caller handles)."""
     size = _check_size(size)
     if autoreset not in ("next_step", "same_step"):
         raise ValueError(f"autoreset must be 'next_step' or 'same_step', got {autoreset!r}")
-    if not isinstance(rgb_cache, bool):
-        raise ValueError(f"rgb_cache must be a bool, got {rgb_cache!r}")
+    for name, v in (("rgb_cache", rgb_cache), ("disable_autoreset", disable_autoreset)):
+        if not isinstance(v, bool):
+            raise ValueError(f"{name} must be a bool, got {v!r}")
     return DoorKey(
         height=size,
         width=size,
-        max_steps=10 * size * size,
+        max_steps=max_steps(size),
         observation_space=Discrete.create(n_elements=256, shape=(VIEW, VIEW, 3), dtype=jnp.uint8),
         action_space=Discrete.create(NUM_ACTIONS),
         reward_space=Continuous.create(
@@ -644,7 +658,7 @@ def make_doorkey(size: int = 8, autoreset: str = "next_step", rgb_cache: bool = 
         transitions_fn=minigrid_transition,
         action_set=MINIGRID_ACTION_SET,
         penalty_coeff=0.9,
-        disable_autoreset=False,
+        disable_autoreset=disable_autoreset,
         autoreset_mode=autoreset,
         rgb_cache=rgb_cache,
     )

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from gymnasium.wrappers.vector import RecordEpisodeStatistics
 from minigrid.wrappers import ImgObsWrapper
 
+from curio_jax.envs.gym_vector import make_vec
 from curio_jax.reference.rl_algos import (
     DEVICE,
     BaseAgent,
@@ -49,13 +50,23 @@ def doorkey_env_id(size: int) -> str:
     return f"MiniGrid-DoorKey-{size}x{size}-v0"
 
 
-def make_minigrid_env(size: int = 5, num_envs: int = 32) -> gym.vector.VectorEnv:
+def make_minigrid_env(
+    size: int = 5, num_envs: int = 32, backend: str = "minigrid"
+) -> gym.vector.VectorEnv:
     """The notebook's `make_minigrid_env`: a sync vector env (next-step autoreset) of
-    ImgObsWrapper(DoorKey) with vector `RecordEpisodeStatistics` (return_queue of 100)."""
+    ImgObsWrapper(DoorKey) with vector `RecordEpisodeStatistics` (return_queue of 100).
+
+    `backend="curio_jax"`: the same interface backed by the JAX DoorKey
+    (`curio_jax.gym.make_vec`, one compiled program per step; any size >= 5), which emits what
+    MiniGrid's emits for the same layouts and actions (its layouts come from a JAX PRNG)."""
     if not isinstance(size, int) or isinstance(size, bool) or size < 5:
         raise ValueError(f"size must be an integer >= 5, got {size!r}")
     if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
         raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+    if backend == "curio_jax":
+        return RecordEpisodeStatistics(make_vec(doorkey_env_id(size), num_envs=num_envs))
+    if backend != "minigrid":
+        raise ValueError(f"backend must be 'minigrid' or 'curio_jax', got {backend!r}")
     env_id = doorkey_env_id(size)
     if env_id not in gym.registry:  # importing minigrid (above) registered its ids
         raise ValueError(f"{env_id} is not a registered gymnasium environment")

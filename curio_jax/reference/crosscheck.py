@@ -37,11 +37,11 @@ import numpy as np
 import torch
 
 from curio_jax.analysis import evaluate as ev
-from curio_jax.analysis.evaluate import stack_layouts
 from curio_jax.core import a2c, networks, rnd
 from curio_jax.core.hparams import Hyperparams
 from curio_jax.core.optim import AgentParams, torch_rmsprop
 from curio_jax.envs import DoorKeyLayout, layout_of, make_doorkey, minigrid_bridge
+from curio_jax.envs.layouts import stack_layouts
 from curio_jax.reference import (
     ActorCritic,
     AgentA2C,
@@ -189,13 +189,13 @@ class ScriptedEpisode:
 
 @functools.lru_cache(maxsize=8)
 def _replay_program(size: int) -> Callable:
-    env = make_doorkey(size)
+    env = make_doorkey(size, disable_autoreset=True)
 
     def run(batch, actions):  # actions [N, max_steps]
         ts0 = jax.vmap(lambda lay: env.reset_to(lay, jax.random.key(0)))(batch)
 
         def body(ts, a):
-            ts = jax.vmap(env._step)(ts, a)
+            ts = jax.vmap(env.step)(ts, a)
             return ts, (ts.observation, ts.reward, ts.terminated, ts.truncated)
 
         _, out = jax.lax.scan(body, ts0, jnp.swapaxes(actions, 0, 1))

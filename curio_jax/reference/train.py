@@ -202,7 +202,9 @@ def save_loop_checkpoint(path: Path, env, agent: AgentA2C, obs, state: LoopState
     """Pickle everything a loop needs to continue bit-identically (env and agent objects,
     optimiser, the python / numpy / torch global RNG states) to `path`, atomically."""
     vec = env.env  # RecordEpisodeStatistics -> SyncVectorEnv, whose env factories are closures
-    env_fns, vec.env_fns = vec.env_fns, None
+    env_fns = getattr(vec, "env_fns", None)
+    if env_fns is not None:
+        vec.env_fns = None
     tmp = path.with_name(path.name + ".tmp")
     try:
         torch.save(
@@ -221,7 +223,8 @@ def save_loop_checkpoint(path: Path, env, agent: AgentA2C, obs, state: LoopState
         tmp.unlink(missing_ok=True)
         raise
     finally:
-        vec.env_fns = env_fns
+        if env_fns is not None:
+            vec.env_fns = env_fns
 
 
 def load_loop_checkpoint(path: Path) -> tuple[object, AgentA2C, torch.Tensor, LoopState]:

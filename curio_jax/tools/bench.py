@@ -134,6 +134,37 @@ def bench_minigrid(size: int, num_envs: int, seconds: float = 2.0) -> dict:
     }
 
 
+def bench_gym_vector(size: int, num_envs: int, seconds: float = 2.0) -> dict:
+    """Steps/s of `curio_jax.gym.make_vec` (the gymnasium vector env on the JAX DoorKey) driven
+    from the host exactly like `bench_minigrid`'s vector case: random numpy actions drawn on the
+    host every step, numpy observations back. `compile_seconds`: the first reset and step."""
+    from curio_jax.envs.gym_vector import make_vec
+
+    rng = np.random.default_rng(0)
+    env = make_vec(f"MiniGrid-DoorKey-{size}x{size}-v0", num_envs=num_envs)
+    t0 = time.perf_counter()
+    env.reset(seed=0)
+    env.step(rng.integers(0, 7, size=num_envs))
+    compile_s = time.perf_counter() - t0
+    steps = 0
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for _ in range(16):
+            env.step(rng.integers(0, 7, size=num_envs))
+        steps += 16 * num_envs
+    elapsed = time.perf_counter() - t0
+    env.close()
+    return {
+        "impl": "curio_jax_gym_vector",
+        "size": size,
+        "num_envs": num_envs,
+        "seeds": 1,
+        "steps_per_sec": steps / elapsed,
+        "compile_seconds": compile_s,
+        "device": f"{device_description()}, host loop",
+    }
+
+
 def bench_env(
     sizes: list[int],
     num_envs: list[int],
@@ -143,7 +174,9 @@ def bench_env(
     minigrid_envs: tuple[int, ...] = (1, 32),
     log: Callable[[str], None] = print,
 ) -> list[dict]:
-    """Every (impl, size, num_envs) cell; MiniGrid runs with `minigrid_envs` instead."""
+    """Every (impl, size, num_envs) cell; MiniGrid runs with `minigrid_envs` instead.
+    `curio_jax_gym_vector` (`bench_gym_vector`) runs at `num_envs`; where MiniGrid ran at the
+    same size and env count, its record gets `over_minigrid` (the ratio of this run)."""
     records = []
     for size in sizes:
         for impl in impls:
@@ -151,6 +184,8 @@ def bench_env(
             for n in counts:
                 if impl == "minigrid":
                     rec = bench_minigrid(size, n)
+                elif impl == "curio_jax_gym_vector":
+                    rec = bench_gym_vector(size, n)
                 else:
                     rec = bench_jax_env(impl, size, n, steps=steps, repeats=repeats)
                 log(
@@ -158,6 +193,20 @@ def bench_env(
                     f"{rec['steps_per_sec']:>12,.0f} steps/s  compile {rec['compile_seconds']:.1f}s"
                 )
                 records.append(rec)
+    for rec in records:  # host-driven vector envs side by side: the ratio of the same run
+        if rec["impl"] == "curio_jax_gym_vector":
+            ref = [
+                r["steps_per_sec"]
+                for r in records
+                if r["impl"] == "minigrid"
+                and (r["size"], r["num_envs"]) == (rec["size"], rec["num_envs"])
+            ]
+            if ref:
+                rec["over_minigrid"] = rec["steps_per_sec"] / ref[0]
+                log(
+                    f"curio_jax_gym_vector / minigrid make_vec  {rec['size']:>2}x{rec['size']:<2}  "
+                    f"envs {rec['num_envs']:>5}  {rec['over_minigrid']:.1f}x"
+                )
     return records
 
 

@@ -14,8 +14,6 @@ import pytest
 from curio_jax.analysis import compare, stats
 from curio_jax.config import preset
 
-pytest.importorskip("scipy.stats")
-
 N_BOOT = 200
 LOG_POINTS = 8
 

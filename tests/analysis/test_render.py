@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from curio_jax.analysis import render
-from curio_jax.envs import DoorKeyLayout, make_doorkey
+from curio_jax.envs import DoorKeyLayout, frames, make_doorkey
 
 
 def test_agent_points_in_its_direction_and_door_states_differ():
@@ -28,7 +28,7 @@ def test_agent_points_in_its_direction_and_door_states_differ():
     assert tips[1][1] > 2 and abs(tips[1][0]) < 1  # south: +y (image rows grow downwards)
     assert tips[2][0] < -2 and abs(tips[2][1]) < 1  # west
     assert tips[3][1] < -2 and abs(tips[3][0]) < 1  # north
-    tiles = [render._tile(f"door_{s}", 32, False, -1, False) for s in ("open", "closed", "locked")]
+    tiles = [frames._tile(f"door_{s}", 32, False, -1, False) for s in ("open", "closed", "locked")]
     for i in range(3):
         for j in range(i + 1, 3):
             assert np.abs(tiles[i].astype(int) - tiles[j]).mean() > 10

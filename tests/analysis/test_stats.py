@@ -7,12 +7,11 @@ import math
 
 import numpy as np
 import pytest
+import scipy.stats as scipy_stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from curio_jax.analysis import stats
-
-scipy_stats = pytest.importorskip("scipy.stats")
 
 # --------------------------------------------------------------------------- IQM
 
