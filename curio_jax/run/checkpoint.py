@@ -40,6 +40,8 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from curio_jax.run.files import atomic_file
+
 META_KEY = "__meta__"
 _KEY_SUFFIX = "#prngkey"
 _NAME = re.compile(r"^ckpt_(\d{9})\.npz$")
@@ -155,19 +157,11 @@ def save(directory: Path, update: int, state: Any, meta: dict | None = None) -> 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = checkpoint_path(directory, update)
-    tmp = path.with_name(path.name + ".tmp")
     arrays = state_to_arrays(jax.device_get(state))
     record = {**(meta or {}), "update": update}
     arrays[META_KEY] = np.frombuffer(json.dumps(record).encode(), dtype=np.uint8)
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # a full disk, an interrupt: no partial file is left behind
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "wb") as f:  # a full disk, an interrupt: no partial file is left
+        np.savez(f, **arrays)
     _fsync_dir(directory)
     return path
 

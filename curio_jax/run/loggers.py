@@ -22,7 +22,8 @@ from typing import IO, Any, Protocol
 import numpy as np
 
 from curio_jax.core.metrics import tensorboard_names
-from curio_jax.run.rundir import MetricsCSV, atomic_write
+from curio_jax.run.files import atomic_write
+from curio_jax.run.rundir import MetricsCSV
 
 
 @dataclass

@@ -16,7 +16,6 @@ converts it to the notebook's `.pth` (run/convert.py).
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from curio_jax.config import TrainConfig
 from curio_jax.core.train import make_train
 from curio_jax.run import checkpoint as ckpt
 from curio_jax.run import convert
+from curio_jax.run.files import atomic_file
 
 Params = Any
 EXPORT_FORMAT = "curio_jax-params-v1"
@@ -202,16 +202,8 @@ def export(weights: AgentWeights, path: str | Path, source: str | None = None) -
         "config": weights.config,
     }
     arrays[_META] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "wb") as f:
+        np.savez(f, **arrays)
     return path
 
 

@@ -24,21 +24,7 @@ from typing import Any
 from curio_jax.config import TrainConfig, diff_configs
 from curio_jax.core.metrics import metric_columns
 from curio_jax.run.errors import RunError
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write `text` to `path` through a synced temporary file and a rename: a reader sees the
-    old file or the new one, never a part."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+from curio_jax.run.files import atomic_file, atomic_write
 
 
 class DirLock:
@@ -232,16 +218,12 @@ class MetricsCSV:
 
     def rewrite(self, rows: list[dict]) -> None:
         """Replace the file with the header and `rows` (atomically)."""
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", newline="") as f:
+        with atomic_file(self.path, newline="") as f:
             w = csv.DictWriter(f, fieldnames=self.columns)
             w.writeheader()
             for row in rows:
                 self._check(row)
                 w.writerow(row)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
 
     def open(self) -> MetricsCSV:
         """Open for appending rows (`append`), until `close`."""

@@ -92,6 +92,21 @@ def bench_jax_env(impl: str, size: int, num_envs: int, steps: int = 128, repeats
     }
 
 
+def _host_vector_loop(env: Any, num_envs: int, seconds: float) -> tuple[int, float]:
+    """(env steps, seconds) of stepping a reset gymnasium vector env with random numpy actions
+    drawn on the host, 16 steps between clock reads, for about `seconds`; closes the env."""
+    rng = np.random.default_rng(0)
+    steps = 0
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for _ in range(16):
+            env.step(rng.integers(0, 7, size=num_envs))
+        steps += 16 * num_envs
+    elapsed = time.perf_counter() - t0
+    env.close()
+    return steps, elapsed
+
+
 def bench_minigrid(size: int, num_envs: int, seconds: float = 2.0) -> dict:
     """Steps/s of gymnasium MiniGrid DoorKey + ImgObsWrapper with random actions: one env
     (`num_envs == 1`, plain env with manual reset) or `gym.make_vec(..., "sync")`."""
@@ -111,18 +126,14 @@ def bench_minigrid(size: int, num_envs: int, seconds: float = 2.0) -> dict:
                 if term or trunc:
                     env.reset()
             steps += 256
+        elapsed = time.perf_counter() - t0
+        env.close()
     else:
         env = gym.make_vec(
             env_id, num_envs=num_envs, vectorization_mode="sync", wrappers=[ImgObsWrapper]
         )
         env.reset(seed=0)
-        t0 = time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            for _ in range(16):
-                env.step(rng.integers(0, 7, size=num_envs))
-            steps += 16 * num_envs
-    elapsed = time.perf_counter() - t0
-    env.close()
+        steps, elapsed = _host_vector_loop(env, num_envs, seconds)
     return {
         "impl": "minigrid",
         "size": size,
@@ -146,14 +157,7 @@ def bench_gym_vector(size: int, num_envs: int, seconds: float = 2.0) -> dict:
     env.reset(seed=0)
     env.step(rng.integers(0, 7, size=num_envs))
     compile_s = time.perf_counter() - t0
-    steps = 0
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        for _ in range(16):
-            env.step(rng.integers(0, 7, size=num_envs))
-        steps += 16 * num_envs
-    elapsed = time.perf_counter() - t0
-    env.close()
+    steps, elapsed = _host_vector_loop(env, num_envs, seconds)
     return {
         "impl": "curio_jax_gym_vector",
         "size": size,

@@ -47,9 +47,8 @@ def slice_group(state: dict[str, np.ndarray], g: int) -> dict[str, np.ndarray]:
     return {k: v[g * SEEDS : (g + 1) * SEEDS] for k, v in state.items()}
 
 
-@pytest.fixture(scope="module")
-def swept(tmp_path_factory, request):
-    """The 3-point sweep over adv_coef_ext, counting how often the update is traced."""
+def count_programs(mp: pytest.MonkeyPatch) -> list[tuple[train_mod.Train, dict]]:
+    """Record every Train the program builder makes, with a count of its update traces."""
     made: list[tuple[train_mod.Train, dict]] = []
     original = program_mod.make_train
 
@@ -58,8 +57,15 @@ def swept(tmp_path_factory, request):
         made.append((t, count_update_traces(t)))
         return t
 
-    mp = pytest.MonkeyPatch()
     mp.setattr(program_mod, "make_train", counting_make_train)
+    return made
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory, request):
+    """The 3-point sweep over adv_coef_ext, counting how often the update is traced."""
+    mp = pytest.MonkeyPatch()
+    made = count_programs(mp)
     try:
         out = tmp_path_factory.mktemp("sweep") / "s"
         axes = [sweep.parse_set("adv_coef_ext=" + ",".join(map(str, VALUES)), BASE)]
@@ -101,16 +107,8 @@ def test_vmap_grid_compiles_once_and_matches_single_runs_to_rounding(swept, tmp_
     """--vmap-grid: one batch of 3 x 8; not bitwise (XLA CPU reductions depend on the batch
     size), but the same learning to float rounding after 6 updates."""
     out, _, _ = swept
-    made: list[tuple[train_mod.Train, dict]] = []
-    original = program_mod.make_train
-
-    def counting_make_train(cfg, env=None, **kwargs):
-        t = original(cfg, env, **kwargs)
-        made.append((t, count_update_traces(t)))
-        return t
-
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(program_mod, "make_train", counting_make_train)
+        made = count_programs(mp)
         vm = tmp_path / "vm"
         axes = [sweep.Axis("adv_coef_ext", VALUES)]
         sweep.sweep_run(BASE, axes, vm, SETTINGS, progress=quiet(), plot=False, vmap_grid=True)

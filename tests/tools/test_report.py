@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "report.py"
+_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "report.py"
 
 
 @pytest.fixture(scope="module")
