@@ -682,3 +682,27 @@ def layout_of(timestep: DoorKeyTimestep) -> DoorKeyLayout:
         key_x=key.position[..., 0, 1],
         key_y=key.position[..., 0, 0],
     )
+
+
+def num_visit_cells(size: int) -> int:
+    """How many values `visit_index` takes on DoorKey-`size`: position x direction x carrying x
+    door state (locked, closed, open)."""
+    return _check_size(size) ** 2 * 4 * 2 * 3
+
+
+def visit_index(timestep: DoorKeyTimestep) -> Array:
+    """The "cell" a count-based exploration bonus counts: the agent's position, direction,
+    whether it carries the key and the door's state (locked / closed / open), as one int32 in
+    [0, num_visit_cells(size)) (works on batched timesteps: int32 [B]). Read from the state, so
+    it is exact, not an observation hash."""
+    state = timestep.state
+    size = state.grid.shape[-1]
+    player = state.entities["player"]
+    door = state.entities["door"]
+    row, col = player.position[..., 0, 0], player.position[..., 0, 1]
+    direction = player.direction[..., 0]
+    carrying = (player.pocket[..., 0] != EMPTY_POCKET_ID).astype(jnp.int32)
+    locked = door.requires[..., 0] != UNLOCKED
+    door_state = jnp.where(locked, 0, jnp.where(door.open[..., 0], 2, 1))
+    cell = (row * size + col) * 4 + direction
+    return ((cell * 2 + carrying) * 3 + door_state).astype(jnp.int32)
