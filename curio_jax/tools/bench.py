@@ -517,3 +517,78 @@ def get_reference_envs(preset: str) -> int:
     """The preset's own num_envs: the reference runs the notebook's setting."""
 
     return get_preset(preset).a2c.num_envs
+
+
+# --------------------------------------------------------------------------- navix's own PPO
+
+
+def bench_navix_ppo(
+    size: int,
+    num_envs: int,
+    num_steps: int,
+    epochs: int,
+    minibatches: int,
+    updates: int = 4,
+    repeats: int = 2,
+) -> dict:
+    """Training frames/s of navix's own PPO agent (`navix.agents.PPO`) on navix's DoorKey of
+    the same size (`Navix-DoorKey-SxS-v0`, egocentric 7x7x3 symbolic observations), with the
+    network matched to the notebook's as far as navix's agent allows: each of its two towers
+    (navix keeps actor and critic encoders separate) is the notebook's torso (three 2x2
+    convolutions, 16-32-64 channels, stride 1) and a 64-unit tanh layer. The whole run of
+    `updates` updates is one `jax.jit(agent.train)`, compiled apart and timed as the best of
+    `repeats` calls."""
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+    import navix as nx
+    from navix.agents import PPO, ActorCritic, PPOHparams
+    from navix.agents.models import Encoder
+
+    class NotebookTorso(Encoder):
+        @nn.compact
+        def __call__(self, carry, x, is_first):
+            h = jnp.asarray(x, jnp.float32)
+            for c in (16, 32, 64):
+                h = nn.relu(nn.Conv(c, kernel_size=(2, 2), padding="VALID")(h))
+            return carry, nn.tanh(nn.Dense(64)(h.reshape(h.shape[:-3] + (-1,))))
+
+    env = nx.make(
+        f"Navix-DoorKey-{size}x{size}-v0",
+        observation_fn=nx.observations.symbolic_first_person,
+        max_steps=10 * size * size,
+    )
+    hp = PPOHparams(
+        budget=updates * num_envs * num_steps,
+        num_envs=num_envs,
+        num_steps=num_steps,
+        num_epochs=epochs,
+        num_minibatches=minibatches,
+    )
+    net = ActorCritic(
+        action_dim=len(env.action_set),
+        actor_encoder=NotebookTorso(),
+        critic_encoder=NotebookTorso(),
+    )
+    agent = PPO(hparams=hp, env=env, network=net)
+    t0 = time.perf_counter()
+    compiled = jax.jit(agent.train).lower(jax.random.key(0)).compile()
+    compile_s = time.perf_counter() - t0
+    jax.block_until_ready(compiled(jax.random.key(1)))  # warm-up
+    best = float("inf")
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(jax.random.key(2 + r)))
+        best = min(best, time.perf_counter() - t0)
+    return {
+        "impl": "navix_ppo",
+        "size": size,
+        "num_envs": num_envs,
+        "seeds": 1,
+        "num_steps": num_steps,
+        "epochs": epochs,
+        "minibatches": minibatches,
+        "frames_per_sec": hp.budget / best,
+        "compile_seconds": compile_s,
+        "device": device_description(),
+    }
