@@ -572,7 +572,64 @@ def _build_presets() -> dict[str, TrainConfig]:
         p[f"rnd-x1-{s}"] = rnd.replace(
             name=f"rnd-x1-{s}", a2c=dataclasses.replace(rnd.a2c, adv_coef_ext=1.0)
         )
+    for size in (5, 8, 16):
+        ppo_rnd = _ppo_rnd(size)
+        p[ppo_rnd.name] = ppo_rnd
+        # the same agent without the intrinsic reward: rnd.enabled is the only difference
+        ppo = ppo_rnd.replace(
+            name=f"ppo-{size}x{size}", rnd=dataclasses.replace(ppo_rnd.rnd, enabled=False)
+        )
+        p[ppo.name] = ppo
     return p
+
+
+def _ppo_rnd(size: int) -> TrainConfig:
+    """PPO + RND with the RND paper's semantics on DoorKey-{size} (choices: docs/ppo.md)."""
+    big = size == 16
+    # 16x16: the notebook's 128 envs; 5x5 and 8x8: 16 envs. 128 steps each, 4 x 4 minibatches
+    num_envs, log_every = (128, 13) if big else (16, 25)
+    total = {5: 1_024_000, 8: 4_096_000, 16: 19_906_560}[size]
+    return TrainConfig(
+        name=f"ppo-rnd-{size}x{size}",
+        algorithm="ppo",
+        env=EnvConfig(size=size),
+        a2c=A2CConfig(
+            num_envs=num_envs,
+            rollout_size=128,
+            gamma=0.999,
+            gae_lambda=0.95,
+            lr=5e-4,
+            value_coef=0.5,
+            entropy_coef=0.01,
+            max_grad_norm=0.5,
+            adv_coef_ext=2.0,
+        ),
+        rnd=RNDConfig(
+            enabled=True,
+            gamma_int=0.99,
+            adv_coef_int=1.0,
+            max_grad_norm=0.5,
+            episodic_int=False,
+            obs_norm=True,
+            reward_norm=True,
+        ),
+        ppo=PPOConfig(
+            epochs=4,
+            minibatches=4,
+            clip_eps=0.2,
+            clip_value=True,
+            anneal_lr=True,
+            adv_norm=True,
+            adam_eps=1e-5,
+            update_proportion=0.25,
+            textbook_gae=True,
+        ),
+        total_frames=total,
+        log_every=log_every,
+        solved_threshold=0.91 if size == 5 else 0.95,
+        bootstrap_truncation=True,
+        mask_reset_transition=True,
+    )
 
 
 PRESETS: dict[str, TrainConfig] = _build_presets()
@@ -590,6 +647,10 @@ for _s in ("5x5", "8x8", "16x16"):
     DESCRIPTIONS[f"rnd-paper-{_s}"] = (
         "the RND agent with the RND paper's normalisations and non-episodic intrinsic returns"
     )
+    DESCRIPTIONS[f"ppo-rnd-{_s}"] = (
+        "PPO + RND with the RND paper's semantics (two value heads, normalisations, Adam)"
+    )
+    DESCRIPTIONS[f"ppo-{_s}"] = f"ppo-rnd-{_s} without the intrinsic reward (rnd.enabled=False)"
 for _s in ("5x5", "8x8"):
     DESCRIPTIONS[f"a2c-x100-{_s}"] = "ablation: the notebook's A2C with the extrinsic weight 100"
     DESCRIPTIONS[f"rnd-x1-{_s}"] = "ablation: the notebook's RND agent with the extrinsic weight 1"

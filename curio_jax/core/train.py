@@ -226,7 +226,7 @@ class Train:
             autoreset=cfg.env.autoreset,
         )
         _, last_ext, last_int = policy_fn(timestep.observation)
-        tg = self._targets(state, traj, last_ext, last_int, micro)
+        tg = self.targets(state, traj, last_ext, last_int, micro)
         learn = self._ppo_step if cfg.algorithm == "ppo" else self._a2c_step
         params, opt_state, step = learn(state, traj, tg, k_batch, k_drop, micro)
         update = state.update + 1
@@ -257,7 +257,7 @@ class Train:
         )
         return new_state, metrics
 
-    def _targets(
+    def targets(
         self,
         state: LearnerState,
         traj: Transition,
@@ -266,7 +266,11 @@ class Train:
         micro: int | None,
     ) -> Targets:
         """Advantages and returns of both streams, the intrinsic rewards (RND) and the updated
-        running statistics, from a rollout and the values of the observation after it."""
+        running statistics, from a rollout and the values of the observation after it (the
+        part of :meth:`update` between the rollout and the learning step; ``state`` supplies
+        the parameters, statistics and coefficients).
+
+        ``micro``: samples per piece of the RND forward passes (None: one pass)."""
         cfg, nets, hp = self.cfg, self.nets, state.hparams
         textbook = cfg.algorithm == "ppo" and cfg.ppo.textbook_gae
         adv_ext, ret_ext = gae_general(
