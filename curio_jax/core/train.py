@@ -173,9 +173,11 @@ class Train:
             episode_stats=EpisodeStats.create(n),
             key=key,
             update=jnp.asarray(0, jnp.int32),
-            obs_rms=self._random_policy_obs_rms(k_norm) if cfg.rnd.obs_norm else None,
-            reward_rms=RunningMeanStd.create(()) if cfg.rnd.reward_norm else None,
-            reward_filter=jnp.zeros((n,), jnp.float32) if cfg.rnd.reward_norm else None,
+            obs_rms=self._random_policy_obs_rms(k_norm) if nets.rnd and cfg.rnd.obs_norm else None,
+            reward_rms=RunningMeanStd.create(()) if nets.rnd and cfg.rnd.reward_norm else None,
+            reward_filter=(
+                jnp.zeros((n,), jnp.float32) if nets.rnd and cfg.rnd.reward_norm else None
+            ),
             hparams=hparams,
         )
 

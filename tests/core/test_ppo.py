@@ -425,3 +425,126 @@ def test_lr_zero_leaves_params_and_a2c_state_has_no_ppo_leaves():
     a2c_hp = Hyperparams.from_config(tiny("notebook-rnd-5x5"))
     assert a2c_hp.clip_eps is None and a2c_hp.update_proportion is None
     assert len(jax.tree.leaves(a2c_hp)) == 8  # the eight coefficients A2C had before PPO
+
+
+# --------------------------------------------------------------------------- switches
+
+# One update from the same initial state and key, with one switch (static) or coefficient
+# (traced Hyperparams) changed, against the ppo-rnd preset's update. One epoch of one
+# minibatch: the update's loss terms are those of its only gradient step, taken at the initial
+# parameters, so a switch that acts only through the gradient leaves every metric unchanged.
+# The clip tests take two epochs: the clip can act only once the parameters have moved.
+ONE_STEP = {"ppo.epochs": 1, "ppo.minibatches": 1}
+TWO_STEPS = {"ppo.epochs": 2, "ppo.minibatches": 1}
+METRICS = (
+    "loss_total",
+    "loss_policy",
+    "loss_value_ext",
+    "loss_value_int",
+    "entropy",
+    "loss_rnd",
+    "reward_int_mean",
+    "grad_norm_ac",
+    "grad_norm_rnd",
+)
+PARTS = {
+    "params.ac": lambda s: s.params.ac,
+    "params.predictor": lambda s: s.params.predictor,
+    "obs_rms": lambda s: s.obs_rms,
+    "reward_rms": lambda s: s.reward_rms,
+}
+NOT_ADVANTAGE = [  # what the policy's advantages cannot reach in one step
+    "loss_value_ext",
+    "loss_value_int",
+    "entropy",
+    "loss_rnd",
+    "reward_int_mean",
+    "grad_norm_rnd",
+    "params.predictor",
+    "obs_rms",
+    "reward_rms",
+]
+
+# name: (base overrides, switch overrides, traced changes, at update, unchanged, changed)
+CASES = {
+    "adv_norm": (ONE_STEP, {"ppo.adv_norm": False}, {}, 0, NOT_ADVANTAGE,
+                 ["loss_policy", "grad_norm_ac", "params.ac"]),
+    "adv_coef_ext": (ONE_STEP, {}, {"adv_coef_ext": 0.5}, 0, NOT_ADVANTAGE,
+                     ["grad_norm_ac", "params.ac"]),
+    "adv_coef_int": (ONE_STEP, {}, {"adv_coef_int": 3.0}, 0, NOT_ADVANTAGE,
+                     ["grad_norm_ac", "params.ac"]),
+    "update_proportion": (
+        ONE_STEP, {}, {"update_proportion": 0.75}, 0,
+        ["loss_policy", "loss_value_ext", "loss_value_int", "entropy", "reward_int_mean",
+         "grad_norm_ac", "params.ac", "obs_rms", "reward_rms"],
+        ["loss_rnd", "grad_norm_rnd", "params.predictor"],
+    ),
+    "clip_eps": (
+        TWO_STEPS, {}, {"clip_eps": 1e-4}, 0,
+        ["entropy", "loss_value_int", "loss_rnd", "reward_int_mean", "grad_norm_rnd",
+         "params.predictor", "obs_rms", "reward_rms"],
+        ["loss_policy", "loss_value_ext", "grad_norm_ac", "params.ac"],
+    ),
+    "clip_value": (
+        {**TWO_STEPS, "ppo.clip_eps": 1e-4}, {"ppo.clip_value": False}, {}, 0,
+        ["loss_rnd", "reward_int_mean", "grad_norm_rnd", "params.predictor", "obs_rms"],
+        ["loss_value_ext", "params.ac"],
+    ),
+    "anneal_lr": (ONE_STEP, {"ppo.anneal_lr": False}, {}, 3, list(METRICS) + ["obs_rms"],
+                  ["params.ac", "params.predictor"]),
+    "textbook_gae": (
+        ONE_STEP, {"ppo.textbook_gae": False}, {}, 0,
+        ["entropy", "loss_value_int", "loss_rnd", "reward_int_mean", "grad_norm_rnd",
+         "params.predictor", "obs_rms", "reward_rms"],
+        ["loss_value_ext", "grad_norm_ac", "params.ac"],
+    ),
+    "obs_norm": (ONE_STEP, {"rnd.obs_norm": False}, {}, 0, ["loss_value_ext", "entropy"],
+                 ["loss_rnd", "reward_int_mean", "params.predictor"]),
+    "reward_norm": (
+        ONE_STEP, {"rnd.reward_norm": False}, {}, 0,
+        ["loss_value_ext", "entropy", "loss_rnd", "grad_norm_rnd", "params.predictor",
+         "obs_rms"],
+        ["reward_int_mean", "loss_value_int"],
+    ),
+}  # fmt: skip
+
+_PROGRAMS: dict = {}
+
+
+def _one_update(overrides: dict, traced: dict, at_update: int):
+    key = tuple(sorted(overrides.items()))
+    if key not in _PROGRAMS:
+        train = make_train(tiny("ppo-rnd-5x5", **overrides), env=Corridor(length=3, max_steps=4))
+        _PROGRAMS[key] = (train, jax.jit(train.init), jax.jit(train.update))
+    train, init, update = _PROGRAMS[key]
+    hp = Hyperparams.from_config(train.cfg)
+    hp = hp.replace(**{k: jnp.float32(v) for k, v in traced.items()})
+    state = init(jax.random.key(3), hp).replace(update=jnp.int32(at_update))
+    new, metrics = update(state)
+    return metrics, new
+
+
+def _value(name, metrics, state):
+    return getattr(metrics, name) if name in METRICS else PARTS[name](state)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_switch_changes_exactly_what_it_says(name):
+    base, switch, traced, at, unchanged, changed = CASES[name]
+    m0, s0 = _one_update(base, {}, at)
+    m1, s1 = _one_update({**base, **switch}, traced, at)
+    for field in ("frames", "episodes", "avg_return_last100"):  # the rollout itself
+        np.testing.assert_array_equal(getattr(m1, field), getattr(m0, field), err_msg=field)
+    for what in unchanged:
+        assert_trees_equal(_value(what, m1, s1), _value(what, m0, s0))
+    for what in changed:
+        a = jax.tree.leaves(_value(what, m1, s1))
+        b = jax.tree.leaves(_value(what, m0, s0))
+        assert any(not np.array_equal(x, y) for x, y in zip(a, b, strict=True)), what
+
+
+def test_coefficients_of_the_switch_tests_are_traced():
+    """The coefficient cases above ran in the preset's program (no recompilation)."""
+    _one_update(ONE_STEP, {"update_proportion": 0.5}, 0)
+    train, _, update = _PROGRAMS[tuple(sorted(ONE_STEP.items()))]
+    assert update._cache_size() == 1
