@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 AUTORESET_MODES = ("next_step", "same_step")
+ALGORITHMS = ("a2c", "ppo")
 
 
 def _require(cond: bool, msg: str) -> None:
@@ -37,10 +38,12 @@ AUTO_MICRO_BATCH = 512
 for loss+grad in one pass and 244 ms in 16 passes of 512)."""
 
 
-def micro_batch_size(a2c: A2CConfig, backend: str) -> int:
+def micro_batch_size(a2c: A2CConfig, backend: str, batch: int | None = None) -> int:
     """Samples per micro-batch of the update for ``a2c`` on ``backend`` ("cpu", "gpu", ...):
-    the batch size itself means one pass over the whole batch (see A2CConfig.micro_batch)."""
-    n = a2c.num_envs * a2c.rollout_size
+    the batch size itself means one pass over the whole batch (see A2CConfig.micro_batch).
+    ``batch``: the samples of one gradient step, ``num_envs * rollout_size`` by default (PPO
+    passes its minibatch size)."""
+    n = a2c.num_envs * a2c.rollout_size if batch is None else batch
     mb = a2c.micro_batch
     if mb is None:
         if backend != "cpu" or n <= AUTO_MICRO_BATCH:
@@ -257,6 +260,63 @@ class RNDConfig:
 
 
 @dataclass(frozen=True)
+class PPOConfig:
+    """Proximal Policy Optimisation's own settings, used only with
+    ``TrainConfig.algorithm="ppo"`` (see docs/ppo.md).
+
+    PPO shares the rest with A2C: ``a2c.num_envs``, ``rollout_size``, ``gamma``,
+    ``gae_lambda``, ``lr`` (Adam's learning rate here), ``value_coef``, ``entropy_coef``,
+    ``max_grad_norm``, ``adv_coef_ext``, ``hidden_dim``, ``micro_batch`` and ``seed_batch``
+    (``rmsprop_*`` are unused), and the whole ``rnd`` group (``adv_coef_int`` is the intrinsic
+    advantage weight, ``max_grad_norm`` the predictor's clip)."""
+
+    epochs: int = 4
+    """Passes over each rollout's samples per update."""
+    minibatches: int = 4
+    """Minibatches per epoch: the rollout's ``num_envs * rollout_size`` samples are shuffled
+    once per epoch and cut into this many equal parts, one Adam step each (must divide the
+    sample count)."""
+    clip_eps: float = 0.2
+    """Clip range of the probability ratio (``1 +- clip_eps``) and, with ``clip_value``, of the
+    value change. Traced (sweepable)."""
+    clip_value: bool = True
+    """Clip the extrinsic value loss around the rollout's value (CleanRL's ``clip_vloss``):
+    ``max((v - R)^2, (v_old + clip(v - v_old, +-clip_eps) - R)^2)``. The intrinsic value loss is
+    never clipped (as CleanRL's PPO-RND)."""
+    anneal_lr: bool = True
+    """Decay the learning rate linearly from ``a2c.lr`` at the first update to
+    ``a2c.lr / num_updates`` at the last (CleanRL's ``anneal_lr``)."""
+    adv_norm: bool = True
+    """Normalise the combined advantage per minibatch to mean 0 and std 1 (population std
+    over the minibatch's weighted samples, + 1e-8)."""
+    adam_eps: float = 1e-5
+    """Adam's epsilon (added after the square root; betas 0.9, 0.999)."""
+    update_proportion: float = 0.25
+    """PPO-RND: the fraction of each minibatch's samples the RND predictor trains on (an
+    independent Bernoulli draw per sample and minibatch). Traced (sweepable)."""
+    textbook_gae: bool = True
+    """GAE as CleanRL and purejaxrl compute it: the trace is cut once, by the step's own done.
+    False: the notebook's helper, which also cuts it when the next step is done (see
+    docs/semantics.md)."""
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "minibatches"):
+            v = getattr(self, name)
+            _require(_is_int(v) and v >= 1, f"PPOConfig.{name} must be an integer >= 1, got {v!r}")
+        for name in ("clip_eps", "adam_eps"):
+            v = getattr(self, name)
+            _require(_finite(v) and v > 0, f"PPOConfig.{name} must be > 0, got {v!r}")
+        v = self.update_proportion
+        _require(
+            _finite(v) and 0.0 < v <= 1.0,
+            f"PPOConfig.update_proportion must be in (0, 1], got {v!r}",
+        )
+        for name in ("clip_value", "anneal_lr", "adv_norm", "textbook_gae"):
+            v = getattr(self, name)
+            _require(isinstance(v, bool), f"PPOConfig.{name} must be a bool, got {v!r}")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """One training run: environment, learner, RND, budget and the correction switches.
 
@@ -264,12 +324,18 @@ class TrainConfig:
 
     name: str = "custom"
     """Preset name this config came from (informational; `replace` keeps it)."""
+    algorithm: Literal["a2c", "ppo"] = "a2c"
+    """`a2c`: the notebook's learner, one RMSprop step on the whole rollout. `ppo`: clipped
+    surrogate PPO with Adam, `ppo.epochs` passes of `ppo.minibatches` minibatches per rollout
+    (settings in `ppo`; docs/ppo.md)."""
     env: EnvConfig = field(default_factory=EnvConfig)
     """Environment."""
     a2c: A2CConfig = field(default_factory=A2CConfig)
     """Actor-critic learner."""
     rnd: RNDConfig = field(default_factory=RNDConfig)
     """Random Network Distillation (disabled for plain A2C)."""
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    """PPO's own settings (used with algorithm="ppo" only)."""
     total_frames: int = 1_024_000
     """Frame budget: updates = total_frames // frames_per_update (one frame = one env step)."""
     log_every: int = 100
@@ -291,6 +357,11 @@ class TrainConfig:
         _require(isinstance(self.env, EnvConfig), "TrainConfig.env must be an EnvConfig")
         _require(isinstance(self.a2c, A2CConfig), "TrainConfig.a2c must be an A2CConfig")
         _require(isinstance(self.rnd, RNDConfig), "TrainConfig.rnd must be an RNDConfig")
+        _require(isinstance(self.ppo, PPOConfig), "TrainConfig.ppo must be a PPOConfig")
+        _require(
+            self.algorithm in ALGORITHMS,
+            f"TrainConfig.algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}",
+        )
         _require(
             _is_int(self.total_frames) and self.total_frames >= self.frames_per_update,
             f"TrainConfig.total_frames must be an integer >= frames per update "
@@ -304,11 +375,31 @@ class TrainConfig:
             _finite(self.solved_threshold),
             f"TrainConfig.solved_threshold must be finite, got {self.solved_threshold!r}",
         )
+        if self.algorithm == "ppo":
+            n, k = self.frames_per_update, self.ppo.minibatches
+            _require(
+                n % k == 0,
+                f"PPOConfig.minibatches={k} does not divide the batch num_envs * rollout_size = "
+                f"{n}; divisors near it: {_divisors_near(n, k)}",
+            )
+            mb = self.a2c.micro_batch
+            _require(
+                mb is None or mb == 0 or (n // k) % mb == 0,
+                f"A2CConfig.micro_batch={mb} does not divide the PPO minibatch size "
+                f"{n // k}; divisors near it: {_divisors_near(n // k, mb or 1)}",
+            )
 
     @property
     def frames_per_update(self) -> int:
         """num_envs * rollout_size."""
         return self.a2c.num_envs * self.a2c.rollout_size
+
+    @property
+    def minibatch_size(self) -> int:
+        """Samples per gradient step: the whole rollout for A2C, a PPO minibatch for PPO."""
+        if self.algorithm == "ppo":
+            return self.frames_per_update // self.ppo.minibatches
+        return self.frames_per_update
 
     @property
     def num_updates(self) -> int:
@@ -319,7 +410,8 @@ class TrainConfig:
     def is_notebook_faithful(self) -> bool:
         """True when no correction switch is on."""
         return not (
-            self.shared_permutation
+            self.algorithm != "a2c"
+            or self.shared_permutation
             or self.bootstrap_truncation
             or self.mask_reset_transition
             or not self.rnd.episodic_int
@@ -346,8 +438,8 @@ class TrainConfig:
                 top[key] = value
         changes: dict[str, Any] = {}
         for group, subs in nested.items():
-            if group not in ("env", "a2c", "rnd"):
-                raise ValueError(f"unknown config group {group!r} (expected env, a2c or rnd)")
+            if group not in CONFIG_GROUPS:
+                raise ValueError(f"unknown config group {group!r} (expected env, a2c, rnd or ppo)")
             obj = getattr(self, group)
             names = {f.name for f in dataclasses.fields(obj)}
             for sub in subs:
@@ -363,29 +455,47 @@ class TrainConfig:
         # larger frame budget)
         return dataclasses.replace(self, **changes) if changes else self
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict (JSON-serialisable)."""
-        return dataclasses.asdict(self)
+    def to_dict(self, complete: bool = False) -> dict[str, Any]:
+        """Plain nested dict (JSON-serialisable), as config.json and sweep.json record it.
+
+        An A2C config whose PPO settings are all defaults leaves out ``algorithm`` and ``ppo``
+        (so A2C run directories read exactly as before PPO existed; ``from_dict`` restores the
+        defaults). ``complete``: every field, always (for comparing configs field by field)."""
+        d = dataclasses.asdict(self)
+        if not complete and self.algorithm == "a2c" and self.ppo == PPOConfig():
+            del d["algorithm"], d["ppo"]
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """Inverse of `to_dict`; unknown keys raise ValueError."""
+        """Inverse of `to_dict`; missing fields take their defaults (configs written before
+        a field existed), unknown keys raise ValueError."""
         d = dict(d)
         try:
             env = EnvConfig(**d.pop("env", {}))
             a2c = A2CConfig(**d.pop("a2c", {}))
             rnd = RNDConfig(**d.pop("rnd", {}))
-            return cls(env=env, a2c=a2c, rnd=rnd, **d)
+            ppo = PPOConfig(**d.pop("ppo", {}))
+            return cls(env=env, a2c=a2c, rnd=rnd, ppo=ppo, **d)
         except TypeError as e:  # unexpected keyword
             raise ValueError(f"config does not match TrainConfig: {e}") from None
 
 
+CONFIG_GROUPS: dict[str, type] = {
+    "env": EnvConfig,
+    "a2c": A2CConfig,
+    "rnd": RNDConfig,
+    "ppo": PPOConfig,
+}
+"""The nested groups of a TrainConfig by field name."""
+
+
 def diff_configs(a: TrainConfig, b: TrainConfig) -> list[str]:
     """Dotted names of the fields that differ between two configs (for resume checks)."""
-    da, db = a.to_dict(), b.to_dict()
+    da, db = a.to_dict(complete=True), b.to_dict(complete=True)
     out: list[str] = []
     for key in sorted(set(da) | set(db)):
         va, vb = da.get(key), db.get(key)
@@ -458,7 +568,64 @@ def _build_presets() -> dict[str, TrainConfig]:
         p[f"rnd-x1-{s}"] = rnd.replace(
             name=f"rnd-x1-{s}", a2c=dataclasses.replace(rnd.a2c, adv_coef_ext=1.0)
         )
+    for size in (5, 8, 16):
+        ppo_rnd = _ppo_rnd(size)
+        p[ppo_rnd.name] = ppo_rnd
+        # the same agent without the intrinsic reward: rnd.enabled is the only difference
+        ppo = ppo_rnd.replace(
+            name=f"ppo-{size}x{size}", rnd=dataclasses.replace(ppo_rnd.rnd, enabled=False)
+        )
+        p[ppo.name] = ppo
     return p
+
+
+def _ppo_rnd(size: int) -> TrainConfig:
+    """PPO + RND with the RND paper's semantics on DoorKey-{size} (choices: docs/ppo.md)."""
+    big = size == 16
+    # 16x16: the notebook's 128 envs; 5x5 and 8x8: 16 envs. 128 steps each, 4 x 4 minibatches
+    num_envs, log_every = (128, 13) if big else (16, 25)
+    total = {5: 1_024_000, 8: 4_096_000, 16: 19_906_560}[size]
+    return TrainConfig(
+        name=f"ppo-rnd-{size}x{size}",
+        algorithm="ppo",
+        env=EnvConfig(size=size),
+        a2c=A2CConfig(
+            num_envs=num_envs,
+            rollout_size=128,
+            gamma=0.999,
+            gae_lambda=0.95,
+            lr=5e-4,
+            value_coef=0.5,
+            entropy_coef=0.01,
+            max_grad_norm=0.5,
+            adv_coef_ext=2.0,
+        ),
+        rnd=RNDConfig(
+            enabled=True,
+            gamma_int=0.99,
+            adv_coef_int=1.0,
+            max_grad_norm=0.5,
+            episodic_int=False,
+            obs_norm=True,
+            reward_norm=True,
+        ),
+        ppo=PPOConfig(
+            epochs=4,
+            minibatches=4,
+            clip_eps=0.2,
+            clip_value=True,
+            anneal_lr=True,
+            adv_norm=True,
+            adam_eps=1e-5,
+            update_proportion=0.25,
+            textbook_gae=True,
+        ),
+        total_frames=total,
+        log_every=log_every,
+        solved_threshold=0.91 if size == 5 else 0.95,
+        bootstrap_truncation=True,
+        mask_reset_transition=True,
+    )
 
 
 PRESETS: dict[str, TrainConfig] = _build_presets()
@@ -476,6 +643,10 @@ for _s in ("5x5", "8x8", "16x16"):
     DESCRIPTIONS[f"rnd-paper-{_s}"] = (
         "the RND agent with the RND paper's normalisations and non-episodic intrinsic returns"
     )
+    DESCRIPTIONS[f"ppo-rnd-{_s}"] = (
+        "PPO + RND with the RND paper's semantics (two value heads, normalisations, Adam)"
+    )
+    DESCRIPTIONS[f"ppo-{_s}"] = f"ppo-rnd-{_s} without the intrinsic reward (rnd.enabled=False)"
 for _s in ("5x5", "8x8"):
     DESCRIPTIONS[f"a2c-x100-{_s}"] = "ablation: the notebook's A2C with the extrinsic weight 100"
     DESCRIPTIONS[f"rnd-x1-{_s}"] = "ablation: the notebook's RND agent with the extrinsic weight 1"
@@ -505,8 +676,8 @@ def config_fields() -> dict[str, dataclasses.Field]:
     """Every settable field of a TrainConfig by dotted name (`a2c.lr`, `total_frames`, ...)."""
     out: dict[str, dataclasses.Field] = {}
     for f in dataclasses.fields(TrainConfig):
-        if f.name in ("env", "a2c", "rnd"):
-            group = {"env": EnvConfig, "a2c": A2CConfig, "rnd": RNDConfig}[f.name]
+        if f.name in CONFIG_GROUPS:
+            group = CONFIG_GROUPS[f.name]
             out.update({f"{f.name}.{g.name}": g for g in dataclasses.fields(group)})
         else:
             out[f.name] = f

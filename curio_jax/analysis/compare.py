@@ -359,7 +359,7 @@ def config_differences(a: Run, b: Run) -> list[str]:
     implementation when the two summaries name different ones. A field missing from one
     config.json (written before the field existed) counts as that field's default."""
 
-    defaults = _flatten(TrainConfig().to_dict())
+    defaults = _flatten(TrainConfig().to_dict(complete=True))
     fa, fb = _flatten(a.config), _flatten(b.config)
     out = []
     for key in sorted(set(fa) | set(fb)):

@@ -5,6 +5,11 @@ config field its metadata names. Adding a field here (with its config field and 
 takes for `curio-jax sweep --set NAME=...` to accept it, for the help text to list it and for
 `train.init` to carry it: :func:`sweepable` and :func:`describe` derive from the fields.
 Everything that changes array shapes or the program stays static in the config.
+
+A coefficient of one algorithm only (``algorithm="ppo"`` in its metadata: PPO's clip range and
+the RND predictor's update proportion) is None in the Hyperparams of a run of the other
+algorithm, so it adds no leaf to that run's learner state (an A2C run's state, program and
+checkpoints are those of before PPO existed); a sweep over it needs that algorithm.
 """
 
 from __future__ import annotations
@@ -21,9 +26,13 @@ from curio_jax.config import config_value
 Array = jax.Array
 
 
-def coefficient(config: str, help: str) -> Any:
-    """A traced coefficient read from the dotted config field `config`."""
-    return struct.field(metadata={"config": config, "help": help})
+def coefficient(config: str, help: str, algorithm: str | None = None) -> Any:
+    """A traced coefficient read from the dotted config field `config`; `algorithm`: the only
+    `TrainConfig.algorithm` that uses it (None: every algorithm)."""
+    meta = {"config": config, "help": help, "algorithm": algorithm}
+    if algorithm is None:
+        return struct.field(metadata=meta)
+    return struct.field(metadata=meta, default=None)
 
 
 class Hyperparams(struct.PyTreeNode):
@@ -41,16 +50,32 @@ class Hyperparams(struct.PyTreeNode):
     )
     entropy_coef: Array = coefficient("a2c.entropy_coef", "weight of the entropy bonus")
     value_coef: Array = coefficient("a2c.value_coef", "weight of the value loss")
+    clip_eps: Array | None = coefficient(
+        "ppo.clip_eps", "clip range of the probability ratio and the value (PPO)", "ppo"
+    )
+    update_proportion: Array | None = coefficient(
+        "ppo.update_proportion",
+        "fraction of each minibatch the RND predictor trains on (PPO-RND)",
+        "ppo",
+    )
 
     @classmethod
     def from_config(cls, cfg: Any) -> Hyperparams:
-        """The config's values, as float32 scalars."""
+        """The config's values, as float32 scalars (None for a coefficient of another
+        algorithm than ``cfg.algorithm``)."""
         return cls(
             **{
-                name: jnp.asarray(config_value(cfg, path), jnp.float32)
-                for name, path in sweepable().items()
+                f.name: jnp.asarray(config_value(cfg, f.metadata["config"]), jnp.float32)
+                for f in dataclasses.fields(cls)
+                if applies(f.name, cfg.algorithm)
             }
         )
+
+
+def applies(name: str, algorithm: str) -> bool:
+    """Whether the coefficient ``name`` is used (and traced) by runs of ``algorithm``."""
+    only = Hyperparams.__dataclass_fields__[name].metadata["algorithm"]
+    return only is None or only == algorithm
 
 
 def sweepable() -> dict[str, str]:
@@ -62,5 +87,6 @@ def describe() -> str:
     """One line per coefficient, for help texts: ``name (dotted field): help``."""
     return "\n".join(
         f"{f.name} ({f.metadata['config']}): {f.metadata['help']}"
+        + (f" [algorithm={f.metadata['algorithm']} only]" if f.metadata["algorithm"] else "")
         for f in dataclasses.fields(Hyperparams)
     )

@@ -1,6 +1,7 @@
-"""The optimiser of the notebook's agents: per-group global-norm clipping as
-``torch.nn.utils.clip_grad_norm_`` and ``torch.optim.RMSprop`` semantics (no momentum, not
-centered, epsilon added after the square root)."""
+"""The optimisers: per-group global-norm clipping as ``torch.nn.utils.clip_grad_norm_``, then
+``torch.optim.RMSprop`` semantics for the notebook's A2C (no momentum, not centered, epsilon
+added after the square root) or Adam for PPO (``torch.optim.Adam`` / ``optax.adam``: betas 0.9,
+0.999, bias-corrected, epsilon added after the square root)."""
 
 from __future__ import annotations
 
@@ -95,4 +96,46 @@ def apply_gradients(
     updates, opt_state = torch_rmsprop(lr, decay, eps).update(
         AgentParams(ac=g_ac, predictor=g_pred), opt_state
     )
+    return optax.apply_updates(params, updates), opt_state, norm_ac, norm_rnd
+
+
+ADAM_B1, ADAM_B2 = 0.9, 0.999
+"""Adam's betas (PyTorch's, optax's and CleanRL's defaults)."""
+
+
+def adam(eps: float) -> optax.GradientTransformation:
+    """Adam's scaling without the learning rate (``optax.scale_by_adam``): the update is
+    ``m_hat / (sqrt(v_hat) + eps)``; :func:`adam_step` multiplies by ``-lr`` (a traced
+    scalar). Its state is ``optax.ScaleByAdamState(count, mu, nu)``."""
+    return optax.scale_by_adam(b1=ADAM_B1, b2=ADAM_B2, eps=eps)
+
+
+def clip_groups(
+    grads: AgentParams, max_grad_norm_ac: float, max_grad_norm_rnd: float
+) -> tuple[AgentParams, Array, Array]:
+    """Global-norm clipping per group (actor-critic, predictor). Returns ``(clipped grads,
+    pre-clip norm of the actor-critic, of the predictor (0 without one))``."""
+    g_ac, norm_ac = clip_grad_norm(grads.ac, max_grad_norm_ac)
+    if grads.predictor is None:
+        return AgentParams(ac=g_ac), norm_ac, jnp.zeros((), jnp.float32)
+    g_pred, norm_rnd = clip_grad_norm(grads.predictor, max_grad_norm_rnd)
+    return AgentParams(ac=g_ac, predictor=g_pred), norm_ac, norm_rnd
+
+
+def adam_step(
+    params: AgentParams,
+    opt_state: Any,
+    grads: AgentParams,
+    *,
+    lr: float | Array,
+    eps: float,
+    max_grad_norm_ac: float,
+    max_grad_norm_rnd: float,
+) -> tuple[AgentParams, Any, Array, Array]:
+    """Per-group clipping then one Adam step with learning rate ``lr`` over both groups.
+
+    Returns ``(params, opt_state, grad_norm_ac, grad_norm_rnd)`` (pre-clip norms)."""
+    clipped, norm_ac, norm_rnd = clip_groups(grads, max_grad_norm_ac, max_grad_norm_rnd)
+    scaled, opt_state = adam(eps).update(clipped, opt_state)
+    updates = jax.tree.map(lambda u: -lr * u, scaled)
     return optax.apply_updates(params, updates), opt_state, norm_ac, norm_rnd

@@ -30,6 +30,9 @@ How the correction switches generalise it (see :func:`gae_general`):
   cut at every done: the next stored transition belongs to another episode (or is the dummy).
 - ``episodic=False`` (RND paper, intrinsic stream): dones are ignored altogether, the trace and
   the bootstrap run through episode boundaries.
+- ``textbook=True`` (PPO's ``ppo.textbook_gae``, as CleanRL and purejaxrl): the trace is cut
+  once, by the step's own done, ``adv[t] = delta[t] + gamma * lam * (1 - done[t]) * adv[t + 1]``
+  (the carried ``last`` is the unmasked ``adv[t + 1]``).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ def _gae_scan(
     lam: Array | float,
     bootstrap_value: Array | None = None,
     use_bootstrap_value: Array | None = None,
+    textbook: bool = False,
 ) -> tuple[Array, Array]:
     """The notebook's backward recursion with separate bootstrap mask and trace cut.
 
@@ -64,6 +68,8 @@ def _gae_scan(
       bootstrap_value: optional ``[T, B]`` value to bootstrap from instead of the next value
         where ``use_bootstrap_value`` is 1.
       use_bootstrap_value: ``[T, B]`` 0/1, required with ``bootstrap_value``.
+      textbook: (static) carry ``adv[t]`` unmasked (the trace is cut once, by ``trace_cut[t]``
+        at step t) instead of the seed's ``adv[t] * (1 - trace_cut[t])``.
 
     Returns:
       ``(advantages [T, B], returns [T, B])`` with ``returns = advantages + values``.
@@ -82,6 +88,8 @@ def _gae_scan(
         boot = jnp.where(use_bval > 0, bval, next_value)
         delta = r + gamma * boot * bmask - v
         adv = delta + gamma * lam * last * nonterminal
+        if textbook:
+            return (v, adv), adv
         return (v, adv * nonterminal), adv
 
     xs = (
@@ -137,6 +145,7 @@ def gae_general(
     bootstrap_truncation: bool = False,
     episodic: bool = True,
     truncation_value: Array | None = None,
+    textbook: bool = False,
 ) -> tuple[Array, Array]:
     """GAE with the correction switches; defaults reproduce :func:`gae` with
     ``dones = terminated | truncated``.
@@ -154,6 +163,8 @@ def gae_general(
       episodic: (static) False ignores all episode boundaries (non-episodic stream).
       truncation_value: optional ``[T, B]`` value of the final observation of step t, used on
         truncated steps with ``bootstrap_truncation`` (same-step autoreset). Ignored otherwise.
+      textbook: (static) cut the GAE trace once per done (see the module docstring); the
+        default is the seed's double mask. Irrelevant when not ``episodic``.
 
     Returns:
       ``(advantages [T, B], returns [T, B])``.
@@ -169,10 +180,14 @@ def gae_general(
         zeros = jnp.zeros_like(values)
         return _gae_scan(rewards, values, last_value, 1.0 - zeros, zeros, gamma, lam)
     if not bootstrap_truncation:
-        return _gae_scan(rewards, values, last_value, 1.0 - done, done, gamma, lam)
+        return _gae_scan(
+            rewards, values, last_value, 1.0 - done, done, gamma, lam, textbook=textbook
+        )
     bootstrap_mask = 1.0 - terminated.astype(dtype)
     if truncation_value is None:
-        return _gae_scan(rewards, values, last_value, bootstrap_mask, done, gamma, lam)
+        return _gae_scan(
+            rewards, values, last_value, bootstrap_mask, done, gamma, lam, textbook=textbook
+        )
     chex.assert_equal_shape([values, truncation_value])
     return _gae_scan(
         rewards,
@@ -184,4 +199,5 @@ def gae_general(
         lam,
         bootstrap_value=truncation_value,
         use_bootstrap_value=truncated & ~terminated,
+        textbook=textbook,
     )

@@ -15,8 +15,9 @@
 
 One update = one rollout of ``rollout_size`` steps on ``num_envs`` environments
 (:func:`curio_jax.core.rollout.collect_rollout`), advantages (:mod:`curio_jax.core.returns`),
-intrinsic rewards (:mod:`curio_jax.core.rnd`, RND only) and one gradient step
-(:mod:`curio_jax.core.a2c`).
+intrinsic rewards (:mod:`curio_jax.core.rnd`, RND only) and the algorithm's learning step:
+A2C's one gradient step (:mod:`curio_jax.core.a2c`) or PPO's epochs of minibatch steps
+(:mod:`curio_jax.core.ppo`), chosen by ``cfg.algorithm``.
 The traced float coefficients live in :class:`Hyperparams` inside the state, so a sweep can
 ``vmap`` over them together with seeds; everything shape-affecting is static in the config.
 """
@@ -30,11 +31,18 @@ import jax.numpy as jnp
 from flax import struct
 
 from curio_jax.config import TrainConfig, micro_batch_size
-from curio_jax.core.a2c import Networks, make_batch, map_rows, update_step
+from curio_jax.core.a2c import Networks, StepMetrics, make_batch, map_rows, update_step
 from curio_jax.core.hparams import Hyperparams
 from curio_jax.core.metrics import UpdateMetrics
 from curio_jax.core.networks import ActorCritic, RNDPredictor, RNDTarget, dummy_obs
-from curio_jax.core.optim import AgentParams, TorchRMSpropState, torch_rmsprop
+from curio_jax.core.optim import AgentParams, adam, torch_rmsprop
+from curio_jax.core.ppo import (
+    PPOStepMetrics,
+    UpdateKeys,
+    annealed_lr,
+    flatten_rollout,
+    ppo_update,
+)
 from curio_jax.core.returns import gae_general
 from curio_jax.core.rnd import (
     RunningMeanStd,
@@ -43,7 +51,7 @@ from curio_jax.core.rnd import (
     normalize_intrinsic_reward,
     normalize_obs,
 )
-from curio_jax.core.rollout import collect_rollout
+from curio_jax.core.rollout import Transition, collect_rollout
 from curio_jax.envs import EpisodeStats, make_doorkey
 
 Array = jax.Array
@@ -54,7 +62,7 @@ class LearnerState(struct.PyTreeNode):
 
     params: AgentParams  # optimised: actor-critic (+ RND predictor)
     target_params: Any  # frozen RND target params, None for plain A2C
-    opt_state: TorchRMSpropState
+    opt_state: Any  # TorchRMSpropState (A2C) or optax.ScaleByAdamState (PPO)
     timestep: Any  # env timestep, batched [B]
     episode_stats: Any  # curio_jax.envs.EpisodeStats over the B envs
     key: Array  # PRNG key of the run
@@ -63,6 +71,20 @@ class LearnerState(struct.PyTreeNode):
     reward_rms: RunningMeanStd | None  # intrinsic-return statistics [] (reward_norm only)
     reward_filter: Array | None  # [B] discounted intrinsic return filter (reward_norm only)
     hparams: Hyperparams
+
+
+class Targets(struct.PyTreeNode):
+    """What an update computes from a rollout before learning (time-major ``[T, B]``)."""
+
+    adv_ext: Array
+    ret_ext: Array
+    adv_int: Array | None  # RND only
+    ret_int: Array | None
+    reward_int_mean: Array  # [] mean intrinsic reward used for the advantages (0 without RND)
+    obs_rms: RunningMeanStd | None  # updated with the rollout (obs_norm)
+    reward_rms: RunningMeanStd | None  # updated (reward_norm)
+    reward_filter: Array | None  # [B] (reward_norm)
+    target_obs: Array | None  # [T, B, F] RND target(obs) shared with the reward pass, or None
 
 
 class TrainOutput(struct.PyTreeNode):
@@ -75,7 +97,14 @@ class TrainOutput(struct.PyTreeNode):
 def _validate(cfg: Any) -> None:
     if not isinstance(cfg, TrainConfig):
         raise ValueError(f"make_train needs a TrainConfig, got {type(cfg).__name__}")
-    if not cfg.rnd.enabled:
+    if cfg.algorithm == "ppo" and cfg.shared_permutation:
+        raise ValueError(
+            "shared_permutation is an A2C switch (the notebook's second permutation); PPO's "
+            "minibatches always index every array with one permutation"
+        )
+    if not cfg.rnd.enabled and cfg.algorithm == "a2c":
+        # (PPO leaves the rnd group inert without rnd.enabled, so that ppo-* and ppo-rnd-*
+        # presets differ in rnd.enabled alone)
         rnd_only = {
             "shared_permutation": cfg.shared_permutation,
             "rnd.obs_norm": cfg.rnd.obs_norm,
@@ -114,9 +143,9 @@ class Train:
             )
         else:
             self.nets = Networks(ac=ac)
-        self.micro_batch = micro_batch_size(cfg.a2c, jax.default_backend())
+        self.micro_batch = micro_batch_size(cfg.a2c, jax.default_backend(), cfg.minibatch_size)
         """Samples per micro-batch of the update's network passes on this backend (the batch
-        size: one pass); see A2CConfig.micro_batch."""
+        size, a PPO minibatch's size for PPO: one pass); see A2CConfig.micro_batch."""
 
     # ---------------------------------------------------------------- init
 
@@ -139,16 +168,24 @@ class Train:
         return LearnerState(
             params=params,
             target_params=target_params,
-            opt_state=torch_rmsprop(hparams.lr).init(params),
+            opt_state=self._optimizer(hparams).init(params),
             timestep=timestep,
             episode_stats=EpisodeStats.create(n),
             key=key,
             update=jnp.asarray(0, jnp.int32),
-            obs_rms=self._random_policy_obs_rms(k_norm) if cfg.rnd.obs_norm else None,
-            reward_rms=RunningMeanStd.create(()) if cfg.rnd.reward_norm else None,
-            reward_filter=jnp.zeros((n,), jnp.float32) if cfg.rnd.reward_norm else None,
+            obs_rms=self._random_policy_obs_rms(k_norm) if nets.rnd and cfg.rnd.obs_norm else None,
+            reward_rms=RunningMeanStd.create(()) if nets.rnd and cfg.rnd.reward_norm else None,
+            reward_filter=(
+                jnp.zeros((n,), jnp.float32) if nets.rnd and cfg.rnd.reward_norm else None
+            ),
             hparams=hparams,
         )
+
+    def _optimizer(self, hparams: Hyperparams) -> Any:
+        """The optimiser whose state the run carries: RMSprop (A2C) or Adam (PPO)."""
+        if self.cfg.algorithm == "ppo":
+            return adam(self.cfg.ppo.adam_eps)
+        return torch_rmsprop(hparams.lr)
 
     def _random_policy_obs_rms(self, key: Array) -> RunningMeanStd:
         """RND paper: observation statistics from ``obs_norm_init_steps`` uniformly random
@@ -170,15 +207,16 @@ class Train:
     # ---------------------------------------------------------------- one update
 
     def update(self, state: LearnerState) -> tuple[LearnerState, UpdateMetrics]:
-        """One rollout and one gradient step."""
-        cfg, nets, hp = self.cfg, self.nets, state.hparams
+        """One rollout, its advantages (and intrinsic rewards), and one learning step: A2C's
+        gradient step on the whole rollout, or PPO's epochs of minibatch steps."""
+        cfg = self.cfg
         key, k_roll, k_batch, k_drop = jax.random.split(state.key, 4)
         micro: int | None = self.update_micro_batch()
-        if micro == cfg.frames_per_update:
+        if micro == cfg.minibatch_size:
             micro = None  # one pass
 
         def policy_fn(obs: Array) -> tuple[Array, Array, Array]:
-            return nets.ac.apply({"params": state.params.ac}, obs)
+            return self.nets.ac.apply({"params": state.params.ac}, obs)
 
         timestep, episode_stats, traj = collect_rollout(
             self.env,
@@ -190,6 +228,53 @@ class Train:
             autoreset=cfg.env.autoreset,
         )
         _, last_ext, last_int = policy_fn(timestep.observation)
+        tg = self.targets(state, traj, last_ext, last_int, micro)
+        learn = self._ppo_step if cfg.algorithm == "ppo" else self._a2c_step
+        params, opt_state, step = learn(state, traj, tg, k_batch, k_drop, micro)
+        update = state.update + 1
+        new_state = state.replace(
+            params=params,
+            opt_state=opt_state,
+            timestep=timestep,
+            episode_stats=episode_stats,
+            key=key,
+            update=update,
+            obs_rms=tg.obs_rms,
+            reward_rms=tg.reward_rms,
+            reward_filter=tg.reward_filter,
+        )
+        metrics = UpdateMetrics(
+            frames=update * jnp.int32(cfg.frames_per_update),
+            avg_return_last100=episode_stats.avg_return,
+            episodes=episode_stats.episodes,
+            loss_total=step.loss.total,
+            loss_policy=step.loss.policy,
+            loss_value_ext=step.loss.value_ext,
+            loss_value_int=step.loss.value_int,
+            entropy=step.loss.entropy,
+            loss_rnd=step.loss.rnd,
+            reward_int_mean=tg.reward_int_mean,
+            grad_norm_ac=step.grad_norm_ac,
+            grad_norm_rnd=step.grad_norm_rnd,
+        )
+        return new_state, metrics
+
+    def targets(
+        self,
+        state: LearnerState,
+        traj: Transition,
+        last_ext: Array,
+        last_int: Array,
+        micro: int | None,
+    ) -> Targets:
+        """Advantages and returns of both streams, the intrinsic rewards (RND) and the updated
+        running statistics, from a rollout and the values of the observation after it (the
+        part of :meth:`update` between the rollout and the learning step; ``state`` supplies
+        the parameters, statistics and coefficients).
+
+        ``micro``: samples per piece of the RND forward passes (None: one pass)."""
+        cfg, nets, hp = self.cfg, self.nets, state.hparams
+        textbook = cfg.algorithm == "ppo" and cfg.ppo.textbook_gae
         adv_ext, ret_ext = gae_general(
             traj.reward,
             traj.value_ext,
@@ -199,6 +284,7 @@ class Train:
             hp.gamma,
             hp.gae_lambda,
             bootstrap_truncation=cfg.bootstrap_truncation,
+            textbook=textbook,
         )
         zero = jnp.zeros((), jnp.float32)
         adv_int = ret_int = None
@@ -249,70 +335,130 @@ class Train:
                 hp.gae_lambda,
                 bootstrap_truncation=cfg.bootstrap_truncation,
                 episodic=cfg.rnd.episodic_int,
+                textbook=textbook,
             )
             if cfg.rnd.obs_norm:  # rewards used the old statistics; the loss uses the new
                 obs_rms = obs_rms.update(traj.next_obs.reshape((-1,) + traj.next_obs.shape[2:]))
+        return Targets(
+            adv_ext=adv_ext,
+            ret_ext=ret_ext,
+            adv_int=adv_int,
+            ret_int=ret_int,
+            reward_int_mean=reward_int_mean,
+            obs_rms=obs_rms,
+            reward_rms=reward_rms,
+            reward_filter=reward_filter,
+            target_obs=target_obs,
+        )
+
+    def _a2c_step(
+        self,
+        state: LearnerState,
+        traj: Transition,
+        tg: Targets,
+        k_batch: Array,
+        k_drop: Array,
+        micro: int | None,
+    ) -> tuple[AgentParams, Any, StepMetrics]:
+        """The notebook's learning step: shuffle the rollout (its permutation quirk unless
+        ``shared_permutation``) and take one RMSprop step on all of it."""
+        cfg = self.cfg
         batch = make_batch(
             traj.obs,
             traj.action,
-            adv_ext,
-            ret_ext,
+            tg.adv_ext,
+            tg.ret_ext,
             k_batch,
-            adv_int=adv_int,
-            ret_int=ret_int,
+            adv_int=tg.adv_int,
+            ret_int=tg.ret_int,
             is_reset=traj.is_reset,
             shared_permutation=cfg.shared_permutation,
             mask_reset_transition=cfg.mask_reset_transition,
-            target_features=target_obs,
+            target_features=tg.target_obs,
         )
         if self.sample_sharding is not None:
             batch = jax.tree.map(
                 lambda x: jax.lax.with_sharding_constraint(x, self.sample_sharding), batch
             )
-        params, opt_state, step = update_step(
+        hp = state.hparams
+        return update_step(
             state.params,
             state.opt_state,
             state.target_params,
             batch,
             k_drop,
             hp,
-            nets,
+            self.nets,
             lr=hp.lr,
             decay=cfg.a2c.rmsprop_decay,
             eps=cfg.a2c.rmsprop_eps,
             max_grad_norm_ac=cfg.a2c.max_grad_norm,
             max_grad_norm_rnd=cfg.rnd.max_grad_norm,
-            obs_rms=obs_rms,
+            obs_rms=tg.obs_rms,
             obs_clip=cfg.rnd.obs_norm_clip,
             micro_batch=micro,
         )
-        update = state.update + 1
-        new_state = state.replace(
-            params=params,
-            opt_state=opt_state,
-            timestep=timestep,
-            episode_stats=episode_stats,
-            key=key,
-            update=update,
-            obs_rms=obs_rms,
-            reward_rms=reward_rms,
-            reward_filter=reward_filter,
+
+    def _ppo_step(
+        self,
+        state: LearnerState,
+        traj: Transition,
+        tg: Targets,
+        k_batch: Array,
+        k_drop: Array,
+        micro: int | None,
+    ) -> tuple[AgentParams, Any, PPOStepMetrics]:
+        """PPO's learning step: ``ppo.epochs`` shuffles of the rollout into ``ppo.minibatches``
+        minibatches, one Adam step each (:func:`curio_jax.core.ppo.ppo_update`)."""
+        cfg, nets, hp = self.cfg, self.nets, state.hparams
+        target_obs = tg.target_obs
+        if nets.rnd and target_obs is None:  # obs_norm: the loss input uses the new statistics
+            target_obs = map_rows(
+                lambda o: nets.target.apply(
+                    {"params": state.target_params},
+                    normalize_obs(o, tg.obs_rms, cfg.rnd.obs_norm_clip),
+                ),
+                traj.obs,
+                micro,
+            )
+        batch = flatten_rollout(
+            traj.obs,
+            traj.action,
+            traj.logprob,
+            traj.value_ext,
+            tg.adv_ext,
+            tg.ret_ext,
+            adv_int=tg.adv_int,
+            ret_int=tg.ret_int,
+            is_reset=traj.is_reset,
+            mask_reset_transition=cfg.mask_reset_transition,
+            target_features=target_obs,
         )
-        metrics = UpdateMetrics(
-            frames=update * jnp.int32(cfg.frames_per_update),
-            avg_return_last100=episode_stats.avg_return,
-            episodes=episode_stats.episodes,
-            loss_total=step.loss.total,
-            loss_policy=step.loss.policy,
-            loss_value_ext=step.loss.value_ext,
-            loss_value_int=step.loss.value_int,
-            entropy=step.loss.entropy,
-            loss_rnd=step.loss.rnd,
-            reward_int_mean=reward_int_mean,
-            grad_norm_ac=step.grad_norm_ac,
-            grad_norm_rnd=step.grad_norm_rnd,
+        keys = UpdateKeys.draw(
+            k_batch, k_drop, cfg.frames_per_update, cfg.ppo.epochs, cfg.ppo.minibatches
         )
-        return new_state, metrics
+        lr = hp.lr
+        if cfg.ppo.anneal_lr:
+            lr = annealed_lr(lr, state.update, cfg.num_updates)
+        return ppo_update(
+            state.params,
+            state.opt_state,
+            state.target_params,
+            batch,
+            keys,
+            hp,
+            nets,
+            lr=lr,
+            adam_eps=cfg.ppo.adam_eps,
+            clip_value=cfg.ppo.clip_value,
+            adv_norm=cfg.ppo.adv_norm,
+            max_grad_norm_ac=cfg.a2c.max_grad_norm,
+            max_grad_norm_rnd=cfg.rnd.max_grad_norm,
+            obs_rms=tg.obs_rms,
+            obs_clip=cfg.rnd.obs_norm_clip,
+            micro_batch=micro,
+            sample_sharding=self.sample_sharding,
+        )
 
     # ---------------------------------------------------------------- runs
 
@@ -326,11 +472,11 @@ class Train:
 
     def update_micro_batch(self) -> int:
         """Samples per micro-batch the update uses: ``self.micro_batch``, or the whole batch
-        (``cfg.frames_per_update``) when that is smaller or the batch is env-sharded (each
-        device then already holds a share)."""
-        fpu = self.cfg.frames_per_update
-        if self.sample_sharding is not None or self.micro_batch >= fpu:
-            return fpu
+        (``cfg.minibatch_size``: the rollout for A2C, a minibatch for PPO) when that is smaller
+        or the batch is env-sharded (each device then already holds a share)."""
+        size = self.cfg.minibatch_size
+        if self.sample_sharding is not None or self.micro_batch >= size:
+            return size
         return self.micro_batch
 
     def __call__(self, key: Array) -> TrainOutput:

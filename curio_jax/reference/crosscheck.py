@@ -1,6 +1,6 @@
 """Cross-checks of curio_jax against gymnasium MiniGrid and the PyTorch reference of the seed.
 
-`curio-jax crosscheck [--quick]` runs four groups and prints one line per check with the
+`curio-jax crosscheck [--quick]` runs five groups and prints one line per check with the
 measured numbers and PASS / FAIL:
 
 (a) env lockstep: random and scripted episodes (key pickup, unlock, re-close, re-open, failed
@@ -14,6 +14,10 @@ measured numbers and PASS / FAIL:
     per-group clipping and RMSprop).
 (d) eval backends: the same weights in `curio_jax.analysis.evaluate`'s jax and minigrid backends
     on the same layouts and action uniforms must play identical episodes.
+(e) PPO update parity: `curio_jax`'s PPO and PPO-RND (targets with the RND normalisation
+    statistics, then all epochs x minibatches steps) vs the PyTorch port in
+    `curio_jax.reference.ppo` on a real segment, same weights, minibatches, dropout and
+    update-proportion masks (targets, loss terms, gradients, parameters after Adam).
 
 The functions return the measured numbers; the tests (tests/test_reference.py,
 tests/test_doorkey_lockstep.py, tests/test_crosscheck.py) assert on the same numbers. Needs
@@ -618,6 +622,308 @@ def update_parity(kind: str, seed: int = 2, steps: int = 2) -> dict:
     return {"ac_clip": ac_clip, "steps": out}
 
 
+# =========================================================================== (e) PPO update
+
+
+PPO_PARITY_OVERRIDES = {
+    "a2c.num_envs": 8,
+    "a2c.rollout_size": 16,
+    "total_frames": 8 * 16 * 10,
+    "a2c.max_grad_norm": 0.4,
+    "rnd.max_grad_norm": 0.007,
+}
+"""The PPO parity's config on top of the ppo(-rnd)-5x5 preset: the reference segment's shape
+(8 envs x 16 steps: 4 minibatches of 32, 4 epochs), and clip thresholds within the range of
+the 16 steps' gradient norms (actor-critic ~0.25-0.6, predictor ~0.005-0.01), so that the
+per-group clipping acts on some steps and not on others."""
+
+
+def ppo_settings(cfg: Any) -> Any:
+    """The reference's PPOSettings of a PPO TrainConfig."""
+    from curio_jax.reference.ppo import PPOSettings
+
+    a, r, p = cfg.a2c, cfg.rnd, cfg.ppo
+    return PPOSettings(
+        epochs=p.epochs,
+        minibatches=p.minibatches,
+        clip_eps=p.clip_eps,
+        clip_value=p.clip_value,
+        adv_norm=p.adv_norm,
+        adam_eps=p.adam_eps,
+        lr=a.lr,
+        update_proportion=p.update_proportion,
+        textbook_gae=p.textbook_gae,
+        bootstrap_truncation=cfg.bootstrap_truncation,
+        episodic_int=r.episodic_int,
+        obs_norm=r.obs_norm,
+        obs_clip=r.obs_norm_clip,
+        reward_norm=r.reward_norm,
+        gamma=a.gamma,
+        gamma_int=r.gamma_int,
+        gae_lambda=a.gae_lambda,
+        adv_coef_ext=a.adv_coef_ext,
+        adv_coef_int=r.adv_coef_int,
+        value_coef=a.value_coef,
+        entropy_coef=a.entropy_coef,
+        max_grad_norm_ac=a.max_grad_norm,
+        max_grad_norm_rnd=r.max_grad_norm,
+    )
+
+
+def _rms_to_jax(rms: Any) -> rnd.RunningMeanStd:
+    return rnd.RunningMeanStd(
+        mean=jnp.asarray(rms.mean.numpy()),
+        var=jnp.asarray(rms.var.numpy()),
+        count=jnp.asarray(float(rms.count), jnp.float32),
+    )
+
+
+def _rms_errs(got: rnd.RunningMeanStd, ref: Any) -> float:
+    return max(
+        rel_err(got.mean, ref.mean.numpy()),
+        rel_err(got.var, ref.var.numpy()),
+        rel_err(got.count, float(ref.count)),
+    )
+
+
+def ppo_parity(kind: str, seed: int = 3, update: int = 3) -> dict:
+    """The PPO update of `curio_jax` (core.train's targets, core.ppo) vs the PyTorch port
+    `curio_jax.reference.ppo`, from the same weights (converted), on a real DoorKey-5x5 segment
+    that crosses the time limit. kind: "ppo" or "ppo-rnd" (the 5x5 presets with
+    PPO_PARITY_OVERRIDES). The learning rate is the annealed one of update `update`.
+
+    Targets: both sides compute them from the segment (the reference's own GAE loops, reward
+    filter and running statistics), with the observation statistics started from the
+    segment's observations and a nonzero reward filter. Update: both sides learn from the
+    reference's targets with the same minibatch indices, dropout masks (read from Flax's
+    draws) and update-proportion masks, over all epochs x minibatches steps.
+
+    Returns {"targets": {name: rel err}, "first_step": {"loss": {term: rel err}, "grads":
+    {leaf: rel err}}, "mean_terms": {term: rel err of the means over the steps},
+    "grad_norms": rel err of every step's pre-clip norms, "clip_acted": (steps where the
+    actor-critic clip acted, where the predictor's did), "params_rel_err": {network: rel err
+    of its scale after the update}, "worst_leaf_rel_err", "steps", "dropout_keep",
+    "rnd_fraction": the fraction of samples the predictor trained on}."""
+    from curio_jax.config import preset
+    from curio_jax.core import optim, ppo
+    from curio_jax.core.hparams import Hyperparams
+    from curio_jax.core.rollout import Transition
+    from curio_jax.core.train import LearnerState, make_train
+    from curio_jax.reference import ppo as ref_ppo
+
+    if kind not in ("ppo", "ppo-rnd"):
+        raise ValueError(f"kind must be 'ppo' or 'ppo-rnd', got {kind!r}")
+    with_rnd = kind == "ppo-rnd"
+    cfg = preset(f"{kind}-5x5").with_overrides(PPO_PARITY_OVERRIDES)
+    s = ppo_settings(cfg)
+    agent, seg = reference_setup("rnd" if with_rnd else "a2c", seed=seed)
+    model, rnd_module = agent.model, (agent.rnd_module if with_rnd else None)
+    t_len, n_env = seg.rewards.shape
+    n = t_len * n_env
+    terminated = seg.dones * (seg.rewards > 0).float()  # DoorKey: a terminal step is rewarded
+    is_reset = torch.zeros_like(seg.dones)
+    is_reset[1:] = seg.dones[:-1]
+    gen = torch.Generator().manual_seed(seed)
+
+    # ------------------------------------------------------------ targets
+    obs_rms_t = reward_rms_t = filter_t = None
+    if with_rnd:
+        from curio_jax.reference.ppo import RunningMeanStd as TorchRMS
+
+        obs_rms_t = TorchRMS.create((7, 7, 3))
+        obs_rms_t.update(seg.obs.flatten(0, 1))
+        reward_rms_t = TorchRMS.create(())
+        reward_rms_t.update(torch.rand(64, generator=gen))
+        filter_t = torch.rand(n_env, generator=gen)
+    tg_t = ref_ppo.ppo_targets(
+        model, rnd_module, seg, terminated, s, obs_rms_t, reward_rms_t, filter_t
+    )
+
+    params = flax_params_of(agent)
+    train = make_train(cfg)
+    nets = train.nets
+    hp = Hyperparams.from_config(cfg)
+    agent_params = a2c.AgentParams(
+        ac=params["actor_critic"], predictor=params.get("rnd_predictor") if with_rnd else None
+    )
+    target_params = params.get("rnd_target") if with_rnd else None
+    np_ = lambda x: jnp.asarray(x.numpy())  # noqa: E731
+    obs_u8 = jnp.asarray(seg.obs.numpy().astype(np.uint8))
+    next_u8 = jnp.asarray(seg.next_obs().numpy().astype(np.uint8))
+    traj = Transition(
+        obs=obs_u8,
+        action=jnp.asarray(seg.actions.numpy().astype(np.int32)),
+        logprob=np_(seg.logprobs),
+        value_ext=np_(seg.values[..., 0]),
+        value_int=np_(seg.values[..., 1]),
+        reward=np_(seg.rewards),
+        terminated=np_(terminated).astype(bool),
+        truncated=np_(seg.dones * (1 - terminated)).astype(bool),
+        done=np_(seg.dones).astype(bool),
+        is_reset=np_(is_reset).astype(bool),
+        next_obs=next_u8,
+    )
+    state = LearnerState(
+        params=agent_params,
+        target_params=target_params,
+        opt_state=None,
+        timestep=None,
+        episode_stats=None,
+        key=None,
+        update=jnp.int32(update),
+        obs_rms=_rms_to_jax(obs_rms_t) if with_rnd else None,
+        reward_rms=_rms_to_jax(reward_rms_t) if with_rnd else None,
+        reward_filter=np_(filter_t) if with_rnd else None,
+        hparams=hp,
+    )
+    _, last_ext, last_int = nets.ac.apply(
+        {"params": agent_params.ac}, jnp.asarray(seg.next_start_obs.numpy().astype(np.uint8))
+    )
+    tg_j = train.targets(state, traj, last_ext, last_int, None)
+    targets = {
+        "adv_ext": rel_err(tg_j.adv_ext, tg_t.adv_ext.numpy()),
+        "ret_ext": rel_err(tg_j.ret_ext, tg_t.ret_ext.numpy()),
+    }
+    if with_rnd:
+        targets.update(
+            reward_int_mean=rel_err(tg_j.reward_int_mean, float(tg_t.reward_int.mean())),
+            adv_int=rel_err(tg_j.adv_int, tg_t.adv_int.numpy()),
+            ret_int=rel_err(tg_j.ret_int, tg_t.ret_int.numpy()),
+            obs_rms=_rms_errs(tg_j.obs_rms, tg_t.obs_rms),
+            reward_rms=_rms_errs(tg_j.reward_rms, tg_t.reward_rms),
+            reward_filter=rel_err(tg_j.reward_filter, tg_t.reward_filter.numpy()),
+        )
+
+    # ------------------------------------------------------------ update
+    obs_rms_j = _rms_to_jax(tg_t.obs_rms) if with_rnd else None
+    target_feats = None
+    if with_rnd:
+        target_feats = nets.target.apply(
+            {"params": target_params}, rnd.normalize_obs(obs_u8, obs_rms_j, s.obs_clip)
+        )
+    flat = lambda x: None if x is None else np_(x)  # noqa: E731
+    batch = ppo.flatten_rollout(
+        obs_u8,
+        traj.action,
+        traj.logprob,
+        traj.value_ext,
+        flat(tg_t.adv_ext),
+        flat(tg_t.ret_ext),
+        adv_int=flat(tg_t.adv_int),
+        ret_int=flat(tg_t.ret_int),
+        is_reset=traj.is_reset,
+        mask_reset_transition=cfg.mask_reset_transition,
+        target_features=target_feats,
+    )
+    keys = ppo.UpdateKeys.draw(
+        jax.random.key(seed + 10), jax.random.key(seed + 20), n, s.epochs, s.minibatches
+    )
+    steps, prepared, keeps, fractions = [], [], [], []
+    for i in range(s.epochs * s.minibatches):
+        idx = keys.indices[i]
+        mb = ppo.prepare_minibatch(
+            jax.tree.map(lambda x, idx=idx: x[idx], batch),
+            keys.proportion[i],
+            hp,
+            with_rnd,
+            s.adv_norm,
+        )
+        prepared.append(mb)
+        st = ref_ppo.StepRandomness(indices=torch.as_tensor(np.array(idx), dtype=torch.long))
+        if with_rnd:
+            mask = ppo.proportion_mask(keys.proportion[i], idx.shape[0], hp.update_proportion)
+            st.rnd_mask = torch.as_tensor(np.array(mask))
+            fractions.append(float(np.mean(np.asarray(mask))))
+            rnd_in = rnd.normalize_obs(mb.obs, obs_rms_j, s.obs_clip)
+            st.dropout_masks, keep = dropout_masks(
+                nets, agent_params.predictor, rnd_in, keys.dropout[i]
+            )
+            keeps.append(keep)
+        steps.append(st)
+    flat_t = lambda x: None if x is None else x.flatten(0, 1)  # noqa: E731
+    batch_t = ref_ppo.RolloutBatch(
+        obs=seg.obs.permute(0, 1, 4, 2, 3).flatten(0, 1),
+        actions=seg.actions.flatten(0, 1).long(),
+        logprobs=seg.logprobs.flatten(0, 1),
+        values_ext=seg.values[..., 0].flatten(0, 1),
+        adv_ext=flat_t(tg_t.adv_ext),
+        ret_ext=flat_t(tg_t.ret_ext),
+        weight=torch.as_tensor(np.array(batch.weight)),
+        adv_int=flat_t(tg_t.adv_int),
+        ret_int=flat_t(tg_t.ret_int),
+    )
+    lr = float(ppo.annealed_lr(hp.lr, jnp.int32(update), cfg.num_updates))
+    # the first step's loss and gradients (before any parameter moves)
+    grads_j, terms_j = jax.grad(ppo.ppo_loss, has_aux=True)(
+        agent_params,
+        target_params,
+        prepared[0],
+        keys.dropout[0],
+        hp,
+        nets,
+        clip_value=s.clip_value,
+        obs_rms=obs_rms_j,
+        obs_clip=s.obs_clip,
+    )
+    optimizer = ref_ppo.make_optimizer(model, rnd_module, s)
+    recs = ref_ppo.ppo_update(model, rnd_module, optimizer, batch_t, steps, s, tg_t.obs_rms, lr)
+    first = recs[0]
+    # each term relative to the largest term (rel_err of the vector of terms): with
+    # per-minibatch normalised advantages at ratio 1 the policy term is ~0 by construction
+    scale = max(abs(v) for v in first["terms"].values())
+    loss = {k: abs(float(getattr(terms_j, k)) - v) / scale for k, v in first["terms"].items()}
+    ref_ac = convert.network_to_flax(first["grads"]["a2c_params"], "actor_critic")
+    grads = {"ac" + k: v for k, v in tree_rel_errs(grads_j.ac, ref_ac).items()}
+    if with_rnd:
+        ref_pred = convert.network_to_flax(first["grads"]["rnd_params"], "rnd_predictor")
+        grads.update(
+            {"predictor" + k: v for k, v in tree_rel_errs(grads_j.predictor, ref_pred).items()}
+        )
+    # the whole update
+    new_params, _, metrics = ppo.ppo_update(
+        agent_params,
+        optim.adam(s.adam_eps).init(agent_params),
+        target_params,
+        batch,
+        keys,
+        hp,
+        nets,
+        lr=lr,
+        adam_eps=s.adam_eps,
+        clip_value=s.clip_value,
+        adv_norm=s.adv_norm,
+        max_grad_norm_ac=s.max_grad_norm_ac,
+        max_grad_norm_rnd=s.max_grad_norm_rnd,
+        obs_rms=obs_rms_j,
+        obs_clip=s.obs_clip,
+    )
+    mean_terms = {
+        k: rel_err(getattr(metrics.loss, k), np.mean([r["terms"][k] for r in recs]))
+        for k in first["terms"]
+    }
+    norms = [rel_err(metrics.grad_norm_ac, np.mean([r["grad_norm_ac"] for r in recs]))]
+    acted = (sum(r["grad_norm_ac"] > s.max_grad_norm_ac for r in recs), 0)
+    if with_rnd:
+        norms.append(rel_err(metrics.grad_norm_rnd, np.mean([r["grad_norm_rnd"] for r in recs])))
+        acted = (acted[0], sum(r["grad_norm_rnd"] > s.max_grad_norm_rnd for r in recs))
+    ref = flax_params_of(agent)
+    pairs = {"actor_critic": (new_params.ac, ref["actor_critic"])}
+    if with_rnd:
+        pairs["rnd_predictor"] = (new_params.predictor, ref["rnd_predictor"])
+    return {
+        "targets": targets,
+        "first_step": {"loss": loss, "grads": grads},
+        "mean_terms": mean_terms,
+        "grad_norms": max(norms),
+        "clip_acted": acted,
+        "params_rel_err": {k: network_rel_err(g, w) for k, (g, w) in pairs.items()},
+        "worst_leaf_rel_err": max(max(tree_rel_errs(g, w).values()) for g, w in pairs.values()),
+        "steps": len(recs),
+        "dropout_keep": float(np.mean(keeps)) if keeps else None,
+        "rnd_fraction": float(np.mean(fractions)) if fractions else None,
+    }
+
+
 # =========================================================================== (d) eval backends
 
 
@@ -758,6 +1064,33 @@ def _backend_checks(quick: bool) -> list[Check]:
     return out
 
 
+def _ppo_checks(quick: bool) -> list[Check]:
+    del quick  # one segment each; the same in both modes
+    out = []
+    for kind in ("ppo", "ppo-rnd"):
+        r = ppo_parity(kind)
+        targets = max(r["targets"].values())
+        loss = max(r["first_step"]["loss"].values())
+        grads = max(r["first_step"]["grads"].values())
+        means = max(max(r["mean_terms"].values()), r["grad_norms"])
+        params = max(r["params_rel_err"].values())
+        ok = max(targets, loss, grads, means) <= LOSS_GRAD_TOL and params <= PARAMS_TOL
+        steps = r["steps"]
+        ok = ok and 0 < r["clip_acted"][0] < steps  # the clip acted on some steps, not all
+        if kind == "ppo-rnd":
+            ok = ok and 0 < r["clip_acted"][1] < steps
+            ok = ok and 0.65 < r["dropout_keep"] < 0.85 and 0.15 < r["rnd_fraction"] < 0.35
+        detail = (
+            f"targets {_fmt(targets)}, first step loss {_fmt(loss)} grads {_fmt(grads)}, "
+            f"{steps} steps' mean terms {_fmt(means)} (tol {_fmt(LOSS_GRAD_TOL)}), params "
+            f"after Adam {_fmt(params)} (tol {_fmt(PARAMS_TOL)}); clipped "
+            f"{'/'.join(str(a) for a in r['clip_acted'][: 2 if kind == 'ppo-rnd' else 1])} "
+            f"of {steps}"
+        )
+        out.append(Check(f"(e) PPO update {kind}", bool(ok), detail))
+    return out
+
+
 def run_checks(quick: bool = False, log: Callable[[str], None] | None = None) -> list[Check]:
     """Run all groups; a group that raises becomes one FAIL line with the error. `log`
     receives each report line as soon as it is known."""
@@ -768,6 +1101,7 @@ def run_checks(quick: bool = False, log: Callable[[str], None] | None = None) ->
         ("(b) network parity", _network_check),
         ("(c) one-update parity", _update_checks),
         ("(d) eval backends", _backend_checks),
+        ("(e) PPO update parity", _ppo_checks),
     ]
     checks: list[Check] = []
     for name, fn in groups:

@@ -170,8 +170,9 @@ def prepare_run_dir(
         raise RunError(f"{out} exists and is not a directory")
     if resume:
         saved, saved_run = read_saved_run(out)
+        was, now = saved.to_dict(complete=True), cfg.to_dict(complete=True)
         diffs = [
-            f"{n} (saved {_dotted(saved.to_dict(), n)!r}, given {_dotted(cfg.to_dict(), n)!r})"
+            f"{n} (saved {_dotted(was, n)!r}, given {_dotted(now, n)!r})"
             for n in diff_configs(saved, cfg)
         ]
         for name in ("seeds", "seed"):

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from curio_jax.config import TrainConfig, diff_configs
-from curio_jax.core.hparams import sweepable
+from curio_jax.core.hparams import Hyperparams, applies, sweepable
 from curio_jax.parallel.sharding import is_primary
 from curio_jax.run.errors import RunError
 from curio_jax.run.loggers import Callback, Progress
@@ -78,7 +78,7 @@ class Axis:
 
 
 def _untraceable_message(name: str, cfg: TrainConfig) -> str:
-    if name in _flat_names(cfg.to_dict()):
+    if name in _flat_names(cfg.to_dict(complete=True)):
         why = (
             "it is not a traced value (it changes array shapes or the program itself), so the "
             "grid could not share one compiled program; run one `curio-jax train` per value "
@@ -108,6 +108,12 @@ def parse_set(text: str, cfg: TrainConfig) -> Axis:
     name = raw_name if raw_name in sweepable() else _by_dotted().get(raw_name)
     if name is None:
         raise SweepError(_untraceable_message(raw_name, cfg))
+    if not applies(name, cfg.algorithm):
+        only = Hyperparams.__dataclass_fields__[name].metadata["algorithm"]
+        raise SweepError(
+            f"cannot sweep {raw_name!r}: only algorithm={only} uses it, and this config's "
+            f"algorithm is {cfg.algorithm}"
+        )
     values: list[float] = []
     for part in raw_values.split(","):
         try:

@@ -1,0 +1,397 @@
+"""PPO (+ RND): the clipped-surrogate loss, the minibatch loop and one update on a rollout.
+
+One update (:func:`ppo_update`) takes the flattened rollout (:class:`PPOBatch`, ``N = T * B``
+samples with the behaviour policy's log-probabilities and values and both streams' advantages
+and returns) through ``epochs`` passes; each pass shuffles the N samples with its own
+permutation and cuts them into ``minibatches`` equal minibatches of ``M = N / minibatches``
+samples, one gradient step each (a ``lax.scan`` over the ``epochs * minibatches`` steps)::
+
+    adv    = adv_coef_ext * adv_ext (+ adv_coef_int * adv_int)    normalised per minibatch
+    ratio  = exp(logprob_new(action) - logprob_old(action))
+    policy = mean(max(-adv * ratio, -adv * clip(ratio, 1 - clip_eps, 1 + clip_eps)))
+    value  = mean(max((v - R)^2, (v_old + clip(v - v_old, +-clip_eps) - R)^2))   (clip_value)
+             mean((v - R)^2)                                                      (otherwise)
+             (+ mean((v_int - R_int)^2), never clipped)
+    rnd    = sum(err * mask) / max(sum(mask), 1),  mask ~ Bernoulli(update_proportion)
+    loss   = policy + value_coef * value - entropy_coef * entropy (+ rnd)
+
+Every mean is weighted by the sample weights (0 for masked autoreset dummy transitions,
+``mask_reset_transition``) and divided by the minibatch's weight sum; the RND mask multiplies
+the weight. Gradients are clipped by global norm per group (actor-critic, predictor), then one
+Adam step (:func:`curio_jax.core.optim.adam_step`) updates both groups. The logged terms are
+means over the update's ``epochs * minibatches`` steps. Semantics and how they compare with
+CleanRL and purejaxrl: docs/ppo.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from curio_jax.core.a2c import Networks, weight_denominator
+from curio_jax.core.hparams import Hyperparams
+from curio_jax.core.optim import AgentParams, adam_step
+from curio_jax.core.rnd import RunningMeanStd, normalize_obs, rnd_loss
+
+Array = jax.Array
+Params = Any
+
+ADV_NORM_EPS = 1e-8
+"""Added to the minibatch's advantage std before dividing (CleanRL, purejaxrl)."""
+
+
+class PPOBatch(struct.PyTreeNode):
+    """A flattened rollout (``N = T * B`` samples, time-major order), or a minibatch of it.
+
+    ``adv`` and ``rnd_weight`` are set per minibatch by :func:`prepare_minibatch`."""
+
+    obs: Array  # [N, 7, 7, 3] uint8, the observation the action was chosen from
+    action: Array  # [N] int32
+    logprob: Array  # [N] log-probability of the action under the behaviour (rollout) policy
+    value_ext: Array  # [N] the rollout's extrinsic value of obs (value clipping)
+    adv_ext: Array  # [N]
+    ret_ext: Array  # [N]
+    weight: Array  # [N] float32 loss weight: 0 for masked dummy transitions, else 1
+    adv_int: Array | None = None  # [N] (RND)
+    ret_int: Array | None = None  # [N] (RND)
+    target_features: Array | None = None  # [N, F] RND target of the RND loss input (RND)
+    adv: Array | None = None  # [M] combined (and normalised) advantage of a minibatch
+    rnd_weight: Array | None = None  # [M] weight of the RND loss: weight * proportion mask
+
+
+class PPOLossTerms(struct.PyTreeNode):
+    """The scalar terms of one minibatch's loss (``value_int`` and ``rnd`` are 0 without RND).
+
+    ``approx_kl`` (``mean((ratio - 1) - log ratio)``, the k3 estimator of KL(old || new)) and
+    ``clip_fraction`` (the fraction of samples with ``|ratio - 1| > clip_eps``) are diagnostics
+    without gradient."""
+
+    total: Array
+    policy: Array
+    value_ext: Array
+    value_int: Array
+    entropy: Array
+    rnd: Array
+    approx_kl: Array
+    clip_fraction: Array
+
+
+class PPOStepMetrics(struct.PyTreeNode):
+    """What an update reports: loss terms and pre-clip gradient norms, averaged over its
+    ``epochs * minibatches`` gradient steps."""
+
+    loss: PPOLossTerms
+    grad_norm_ac: Array
+    grad_norm_rnd: Array  # 0 without RND
+
+
+# --------------------------------------------------------------------------- batch
+
+
+def flatten_rollout(
+    obs: Array,
+    action: Array,
+    logprob: Array,
+    value_ext: Array,
+    adv_ext: Array,
+    ret_ext: Array,
+    *,
+    adv_int: Array | None = None,
+    ret_int: Array | None = None,
+    is_reset: Array | None = None,
+    mask_reset_transition: bool = False,
+    target_features: Array | None = None,
+) -> PPOBatch:
+    """``[T, B, ...] -> [T * B, ...]`` in time-major order (no shuffling: the minibatch loop
+    draws one permutation per epoch). ``is_reset [T, B]``: autoreset dummy flags, weight 0 with
+    ``mask_reset_transition``. ``target_features [T, B, F]``: the RND target of the RND loss
+    input (computed once per update: the target is frozen and the input statistics fixed)."""
+    chex.assert_rank([action, logprob, value_ext, adv_ext, ret_ext], 2)
+    n = action.shape[0] * action.shape[1]
+
+    def flat(x: Array | None) -> Array | None:
+        return None if x is None else x.reshape((n,) + x.shape[2:])
+
+    if mask_reset_transition:
+        if is_reset is None:
+            raise ValueError("mask_reset_transition needs is_reset")
+        weight = 1.0 - is_reset.astype(jnp.float32)
+    else:
+        weight = jnp.ones(action.shape, jnp.float32)
+    return PPOBatch(
+        obs=flat(obs),
+        action=flat(action),
+        logprob=flat(logprob),
+        value_ext=flat(value_ext),
+        adv_ext=flat(adv_ext),
+        ret_ext=flat(ret_ext),
+        weight=flat(weight),
+        adv_int=flat(adv_int),
+        ret_int=flat(ret_int),
+        target_features=flat(target_features),
+    )
+
+
+def minibatch_indices(key: Array, n: int, epochs: int, minibatches: int) -> Array:
+    """The samples of every minibatch, ``[epochs * minibatches, n / minibatches]`` int32 in the
+    order the update takes them: epoch e shuffles ``range(n)`` with
+    ``jax.random.permutation(jax.random.split(key, epochs)[e], n)`` and cuts it into
+    ``minibatches`` consecutive parts."""
+    if n % minibatches:
+        raise ValueError(f"minibatches={minibatches} does not divide the batch size {n}")
+    perms = jax.vmap(lambda k: jax.random.permutation(k, n))(jax.random.split(key, epochs))
+    return perms.reshape(epochs * minibatches, n // minibatches).astype(jnp.int32)
+
+
+def combined_advantage(
+    adv_ext: Array,
+    adv_int: Array | None,
+    weight: Array,
+    coefs: Hyperparams,
+    normalize: bool,
+) -> Array:
+    """``adv_coef_ext * adv_ext (+ adv_coef_int * adv_int)`` of a minibatch ``[M]``; with
+    ``normalize`` shifted and scaled to weighted mean 0 and population std 1 over the
+    minibatch (``(adv - mean) / (std + 1e-8)``, weights ``weight``)."""
+    adv = coefs.adv_coef_ext * adv_ext
+    if adv_int is not None:
+        adv = adv + coefs.adv_coef_int * adv_int
+    if not normalize:
+        return adv
+    denom = weight_denominator(weight)
+    mean = jnp.sum(adv * weight) / denom
+    var = jnp.sum(jnp.square(adv - mean) * weight) / denom
+    return (adv - mean) / (jnp.sqrt(var) + ADV_NORM_EPS)
+
+
+def proportion_mask(key: Array, m: int, proportion: Array | float) -> Array:
+    """PPO-RND's predictor mask of one minibatch: ``uniform(key, [m]) < proportion`` as
+    float32 0/1 (each sample trains the predictor with probability ``proportion``)."""
+    return (jax.random.uniform(key, (m,)) < proportion).astype(jnp.float32)
+
+
+def prepare_minibatch(
+    mb: PPOBatch, prop_key: Array, coefs: Hyperparams, rnd: bool, adv_norm: bool
+) -> PPOBatch:
+    """Set a gathered minibatch's combined advantage and RND loss weight."""
+    adv = combined_advantage(mb.adv_ext, mb.adv_int if rnd else None, mb.weight, coefs, adv_norm)
+    rnd_weight = None
+    if rnd:
+        rnd_weight = mb.weight * proportion_mask(
+            prop_key, mb.action.shape[0], coefs.update_proportion
+        )
+    return mb.replace(adv=adv, rnd_weight=rnd_weight)
+
+
+# --------------------------------------------------------------------------- loss
+
+
+def ppo_loss(
+    params: AgentParams,
+    target_params: Params | None,
+    mb: PPOBatch,
+    dropout_key: Array,
+    coefs: Hyperparams,
+    nets: Networks,
+    *,
+    clip_value: bool,
+    obs_rms: RunningMeanStd | None = None,
+    obs_clip: float = 5.0,
+    denom: Array | None = None,
+    denom_rnd: Array | None = None,
+) -> tuple[Array, PPOLossTerms]:
+    """PPO's loss on a prepared minibatch (``mb.adv`` set; ``mb.rnd_weight`` with RND).
+
+    Every term is ``sum(x * weight) / denom`` (the RND term ``sum(err * rnd_weight) /
+    denom_rnd``), the denominators ``max(sum(weights), 1)`` of ``mb`` by default; a piece of a
+    minibatch passes its whole minibatch's, so the pieces' terms add up to the minibatch's.
+    With ``obs_rms`` the RND input (not the actor-critic's) is whitened and clipped.
+    Returns ``(total, PPOLossTerms)``."""
+    w = mb.weight
+    if denom is None:
+        denom = weight_denominator(w)
+
+    def wmean(x: Array) -> Array:
+        return jnp.sum(x * w) / denom
+
+    eps = coefs.clip_eps
+    logits, value_ext, value_int = nets.ac.apply({"params": params.ac}, mb.obs)
+    logp_all = jax.nn.log_softmax(logits)
+    logprob = jnp.take_along_axis(logp_all, mb.action[:, None], axis=-1)[:, 0]
+    entropy = wmean(-jnp.sum(jnp.exp(logp_all) * logp_all, axis=-1))
+    log_ratio = logprob - mb.logprob
+    ratio = jnp.exp(log_ratio)
+    surrogate = jnp.maximum(-mb.adv * ratio, -mb.adv * jnp.clip(ratio, 1.0 - eps, 1.0 + eps))
+    loss_policy = wmean(surrogate)
+    err_ext = jnp.square(value_ext - mb.ret_ext)
+    if clip_value:
+        clipped = mb.value_ext + jnp.clip(value_ext - mb.value_ext, -eps, eps)
+        err_ext = jnp.maximum(err_ext, jnp.square(clipped - mb.ret_ext))
+    loss_value_ext = wmean(err_ext)
+    zero = jnp.zeros((), jnp.float32)
+    loss_value_int, loss_rnd = zero, zero
+    if nets.rnd:
+        loss_value_int = wmean(jnp.square(value_int - mb.ret_int))
+        rnd_obs = mb.obs if obs_rms is None else normalize_obs(mb.obs, obs_rms, obs_clip)
+        loss_rnd = rnd_loss(
+            nets.target,
+            nets.predictor,
+            target_params,
+            params.predictor,
+            rnd_obs,
+            dropout_key,
+            mb.rnd_weight,
+            target_features=mb.target_features,
+            denom=weight_denominator(mb.rnd_weight) if denom_rnd is None else denom_rnd,
+        )
+    total = (
+        loss_policy
+        + coefs.value_coef * (loss_value_ext + loss_value_int)
+        - coefs.entropy_coef * entropy
+        + loss_rnd
+    )
+    sg_ratio, sg_log_ratio = jax.lax.stop_gradient(ratio), jax.lax.stop_gradient(log_ratio)
+    return total, PPOLossTerms(
+        total=total,
+        policy=loss_policy,
+        value_ext=loss_value_ext,
+        value_int=loss_value_int,
+        entropy=entropy,
+        rnd=loss_rnd,
+        approx_kl=wmean((sg_ratio - 1.0) - sg_log_ratio),
+        clip_fraction=wmean((jnp.abs(sg_ratio - 1.0) > eps).astype(jnp.float32)),
+    )
+
+
+def minibatch_grads(
+    grads_of: Any, mb: PPOBatch, dropout_key: Array, micro_batch: int | None
+) -> tuple[AgentParams, PPOLossTerms]:
+    """``grads_of(piece, dropout_key) -> (grads, terms)`` of a whole minibatch: in one call,
+    or (``micro_batch`` below the minibatch size) as the sum over its consecutive pieces of
+    ``micro_batch`` samples (``lax.scan``), piece i with dropout key
+    ``jax.random.split(dropout_key, pieces)[i]``. ``grads_of`` must divide by the whole
+    minibatch's denominators so the pieces add up."""
+    m = mb.action.shape[0]
+    if micro_batch is None or micro_batch >= m:
+        return grads_of(mb, dropout_key)
+    if m % micro_batch:
+        raise ValueError(f"micro_batch={micro_batch} does not divide the minibatch size {m}")
+    pieces = m // micro_batch
+    split = jax.tree.map(lambda x: x.reshape((pieces, micro_batch) + x.shape[1:]), mb)
+
+    def piece(acc, xs):
+        part, key = xs
+        return jax.tree.map(jnp.add, acc, grads_of(part, key)), None
+
+    first = jax.tree.map(lambda x: x[0], split)
+    shapes = jax.eval_shape(grads_of, first, dropout_key)
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    keys = jax.random.split(dropout_key, pieces)
+    return jax.lax.scan(piece, zeros, (split, keys))[0]
+
+
+# --------------------------------------------------------------------------- update
+
+
+class UpdateKeys(struct.PyTreeNode):
+    """The randomness of one update, per gradient step ``[epochs * minibatches]``."""
+
+    indices: Array  # [S, M] int32 samples of each minibatch (minibatch_indices)
+    dropout: Array  # [S] keys of the predictor's dropout
+    proportion: Array  # [S] keys of the RND proportion masks
+
+    @classmethod
+    def draw(
+        cls, batch_key: Array, dropout_key: Array, n: int, epochs: int, minibatches: int
+    ) -> UpdateKeys:
+        """From the update's batch key (permutations, proportion masks) and dropout key."""
+        k_perm, k_prop = jax.random.split(batch_key)
+        steps = epochs * minibatches
+        return cls(
+            indices=minibatch_indices(k_perm, n, epochs, minibatches),
+            dropout=jax.random.split(dropout_key, steps),
+            proportion=jax.random.split(k_prop, steps),
+        )
+
+
+def ppo_update(
+    params: AgentParams,
+    opt_state: Any,
+    target_params: Params | None,
+    batch: PPOBatch,
+    keys: UpdateKeys,
+    coefs: Hyperparams,
+    nets: Networks,
+    *,
+    lr: float | Array,
+    adam_eps: float,
+    clip_value: bool,
+    adv_norm: bool,
+    max_grad_norm_ac: float,
+    max_grad_norm_rnd: float,
+    obs_rms: RunningMeanStd | None = None,
+    obs_clip: float = 5.0,
+    micro_batch: int | None = None,
+    sample_sharding: Any = None,
+) -> tuple[AgentParams, Any, PPOStepMetrics]:
+    """All ``epochs * minibatches`` gradient steps of one update on ``batch`` (a ``lax.scan``
+    over ``keys``' steps): gather the minibatch, combine (and normalise) its advantages, draw
+    its RND mask, take its gradient (in ``micro_batch`` pieces if smaller than the minibatch),
+    clip per group, one Adam step with learning rate ``lr``.
+
+    Returns the parameters and Adam state after the last step and the steps' mean metrics.
+    ``sample_sharding``: the sharding each minibatch is held to (env-sharded runs)."""
+
+    def step(carry, xs):
+        params, opt_state = carry
+        idx, k_drop, k_prop = xs
+        mb = jax.tree.map(lambda x: x[idx], batch)
+        mb = prepare_minibatch(mb, k_prop, coefs, nets.rnd, adv_norm)
+        if sample_sharding is not None:
+            mb = jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sample_sharding), mb)
+        denom = weight_denominator(mb.weight)
+        denom_rnd = weight_denominator(mb.rnd_weight) if nets.rnd else None
+
+        def grads_of(part: PPOBatch, key: Array) -> tuple[AgentParams, PPOLossTerms]:
+            return jax.grad(ppo_loss, has_aux=True)(
+                params,
+                target_params,
+                part,
+                key,
+                coefs,
+                nets,
+                clip_value=clip_value,
+                obs_rms=obs_rms,
+                obs_clip=obs_clip,
+                denom=denom,
+                denom_rnd=denom_rnd,
+            )
+
+        grads, terms = minibatch_grads(grads_of, mb, k_drop, micro_batch)
+        params, opt_state, norm_ac, norm_rnd = adam_step(
+            params,
+            opt_state,
+            grads,
+            lr=lr,
+            eps=adam_eps,
+            max_grad_norm_ac=max_grad_norm_ac,
+            max_grad_norm_rnd=max_grad_norm_rnd,
+        )
+        metrics = PPOStepMetrics(loss=terms, grad_norm_ac=norm_ac, grad_norm_rnd=norm_rnd)
+        return (params, opt_state), metrics
+
+    (params, opt_state), per_step = jax.lax.scan(
+        step, (params, opt_state), (keys.indices, keys.dropout, keys.proportion)
+    )
+    return params, opt_state, jax.tree.map(lambda x: jnp.mean(x, axis=0), per_step)
+
+
+def annealed_lr(lr: Array, update: Array, num_updates: int) -> Array:
+    """Linear annealing (CleanRL's ``anneal_lr``): ``lr * (1 - update / num_updates)`` for the
+    update that starts after ``update`` updates (``lr`` at the first, ``lr / num_updates`` at
+    the last)."""
+    return lr * (1.0 - update.astype(jnp.float32) / jnp.float32(num_updates))

@@ -1,0 +1,550 @@
+"""PPO (curio_jax.core.ppo and its use in make_train): losses against hand-computed numpy, the
+minibatch plumbing, determinism, vmapped seeds, chunking, compile-once, each switch and
+coefficient changing exactly what it says, validation; and (slow) learning DoorKey-5x5."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from fake_env import Corridor
+from helpers import count_update_traces
+
+from curio_jax.config import preset
+from curio_jax.core.a2c import Networks
+from curio_jax.core.hparams import Hyperparams
+from curio_jax.core.networks import ActorCritic, RNDPredictor, RNDTarget, dummy_obs
+from curio_jax.core.optim import AgentParams
+from curio_jax.core.ppo import (
+    PPOBatch,
+    UpdateKeys,
+    annealed_lr,
+    combined_advantage,
+    flatten_rollout,
+    minibatch_grads,
+    minibatch_indices,
+    ppo_loss,
+    prepare_minibatch,
+    proportion_mask,
+)
+from curio_jax.core.train import make_train
+
+# --------------------------------------------------------------------------- numpy helpers
+
+
+def _nets(rnd: bool) -> Networks:
+    if rnd:
+        return Networks(ac=ActorCritic(), target=RNDTarget(), predictor=RNDPredictor())
+    return Networks(ac=ActorCritic())
+
+
+def _init(nets: Networks, key=0):
+    k1, k2, k3 = jax.random.split(jax.random.key(key), 3)
+    obs = dummy_obs()
+    params = AgentParams(ac=nets.ac.init(k1, obs)["params"])
+    target = None
+    if nets.rnd:
+        params = params.replace(predictor=nets.predictor.init(k2, obs)["params"])
+        target = nets.target.init(k3, obs)["params"]
+    return params, target
+
+
+COEFS = Hyperparams.from_config(preset("ppo-rnd-5x5"))  # ext 2, int 1, clip 0.2, prop 0.25
+RATIOS = np.array([0.5, 0.85, 0.95, 1.0, 1.05, 1.15, 1.6, 0.7, 1.3, 1.0, 0.99, 1.25])
+VALUE_SHIFT = np.array([0.5, -0.5, 0.1, -0.1, 0.3, -0.05, 0.0, 0.25, -0.3, 0.15, -0.2, 0.05])
+
+
+def _minibatch(params, nets, key, m=12, weight=None, rnd=True):
+    """A minibatch whose old log-probabilities and values are the current ones shifted by
+    hand-chosen amounts: ratio = RATIOS, v - v_old = VALUE_SHIFT (both sides of the clip)."""
+    ks = jax.random.split(jax.random.key(key), 8)
+    obs = jax.random.randint(ks[0], (m, 7, 7, 3), 0, 11).astype(jnp.uint8)
+    action = jax.random.randint(ks[1], (m,), 0, 7)
+    logits, v_ext, _ = nets.ac.apply({"params": params.ac}, obs)
+    logp = jnp.take_along_axis(jax.nn.log_softmax(logits), action[:, None], -1)[:, 0]
+    w = jnp.ones((m,)) if weight is None else jnp.asarray(weight, jnp.float32)
+    mb = PPOBatch(
+        obs=obs,
+        action=action,
+        logprob=logp - jnp.log(jnp.asarray(RATIOS[:m], jnp.float32)),
+        value_ext=v_ext - jnp.asarray(VALUE_SHIFT[:m], jnp.float32),
+        adv_ext=jax.random.normal(ks[2], (m,)),
+        ret_ext=jax.random.normal(ks[3], (m,)),
+        weight=w,
+        adv_int=jax.random.normal(ks[4], (m,)) if rnd else None,
+        ret_int=jax.random.normal(ks[5], (m,)) if rnd else None,
+    )
+    rnd_weight = None
+    if rnd:
+        rnd_weight = w * (jax.random.uniform(ks[6], (m,)) < 0.5).astype(jnp.float32)
+    return mb.replace(adv=jax.random.normal(ks[7], (m,)), rnd_weight=rnd_weight)
+
+
+def _numpy_loss(params, target, mb, dkey, nets, coefs, clip_value):
+    f64 = lambda x: np.asarray(x, np.float64)  # noqa: E731
+    logits, v_ext, v_int = (f64(x) for x in nets.ac.apply({"params": params.ac}, mb.obs))
+    logp_all = logits - np.log(np.sum(np.exp(logits), -1, keepdims=True))
+    logp = logp_all[np.arange(len(logits)), np.asarray(mb.action)]
+    w = f64(mb.weight)
+    wmean = lambda x: np.sum(x * w) / max(np.sum(w), 1.0)  # noqa: E731
+    eps = float(coefs.clip_eps)
+    ratio = np.exp(logp - f64(mb.logprob))
+    adv = f64(mb.adv)
+    policy = wmean(np.maximum(-adv * ratio, -adv * np.clip(ratio, 1 - eps, 1 + eps)))
+    err = (v_ext - f64(mb.ret_ext)) ** 2
+    if clip_value:
+        old = f64(mb.value_ext)
+        err = np.maximum(err, (old + np.clip(v_ext - old, -eps, eps) - f64(mb.ret_ext)) ** 2)
+    value_ext = wmean(err)
+    entropy = wmean(-np.sum(np.exp(logp_all) * logp_all, -1))
+    value_int = rnd_term = 0.0
+    if nets.rnd:
+        value_int = wmean((v_int - f64(mb.ret_int)) ** 2)
+        t = f64(nets.target.apply({"params": target}, mb.obs))
+        p = f64(
+            nets.predictor.apply(
+                {"params": params.predictor}, mb.obs, deterministic=False, rngs={"dropout": dkey}
+            )
+        )
+        rw = f64(mb.rnd_weight)
+        rnd_term = np.sum(np.mean((t - p) ** 2, -1) * rw) / max(np.sum(rw), 1.0)
+    total = (
+        policy
+        + float(coefs.value_coef) * (value_ext + value_int)
+        - float(coefs.entropy_coef) * entropy
+        + rnd_term
+    )
+    return {
+        "policy": policy,
+        "value_ext": value_ext,
+        "value_int": value_int,
+        "entropy": entropy,
+        "rnd": rnd_term,
+        "total": total,
+        "approx_kl": wmean((ratio - 1) - np.log(ratio)),
+        "clip_fraction": wmean(np.abs(ratio - 1) > eps),
+    }
+
+
+# --------------------------------------------------------------------------- losses
+
+
+@pytest.mark.parametrize("rnd", [False, True])
+@pytest.mark.parametrize("clip_value", [False, True])
+def test_loss_matches_numpy(rnd, clip_value):
+    nets = _nets(rnd)
+    params, target = _init(nets)
+    weight = [1, 1, 0, 1, 1, 1, 1, 1, 0, 1, 1, 1]
+    mb = _minibatch(params, nets, 3, weight=weight, rnd=rnd)
+    dkey = jax.random.key(7)
+    total, terms = ppo_loss(params, target, mb, dkey, COEFS, nets, clip_value=clip_value)
+    exp = _numpy_loss(params, target, mb, dkey, nets, COEFS, clip_value)
+    assert 0 < exp["clip_fraction"] < 1  # both sides of the ratio clip occur
+    for k, v in exp.items():
+        got = float(total) if k == "total" else float(getattr(terms, k))
+        np.testing.assert_allclose(got, v, rtol=2e-5, atol=1e-6, err_msg=k)
+    assert float(terms.total) == float(total)
+
+
+def test_value_clipping_acts_on_both_sides():
+    """With clip_value the extrinsic value loss is larger or equal sample by sample, larger
+    where |v - v_old| > clip_eps and the clipped prediction is further from the return."""
+    nets = _nets(False)
+    params, _ = _init(nets)
+    mb = _minibatch(params, nets, 4, rnd=False)
+    _, plain = ppo_loss(params, None, mb, jax.random.key(0), COEFS, nets, clip_value=False)
+    _, clipped = ppo_loss(params, None, mb, jax.random.key(0), COEFS, nets, clip_value=True)
+    assert float(clipped.value_ext) > float(plain.value_ext)
+    for name in ("policy", "entropy", "approx_kl", "clip_fraction"):
+        assert float(getattr(clipped, name)) == float(getattr(plain, name)), name
+
+
+def test_loss_at_ratio_one_is_the_policy_gradient_loss():
+    """At ratio 1 (the first minibatch step) the clipped surrogate is -mean(adv) and its
+    gradient is A2C's -mean(adv * grad logprob): clip_eps does not matter there."""
+    nets = _nets(False)
+    params, _ = _init(nets)
+    mb = _minibatch(params, nets, 5, rnd=False)
+    logits, _, _ = nets.ac.apply({"params": params.ac}, mb.obs)
+    logp = jnp.take_along_axis(jax.nn.log_softmax(logits), mb.action[:, None], -1)[:, 0]
+    mb = mb.replace(logprob=logp)
+    grads = {}
+    for eps in (0.1, 0.3):
+        coefs = COEFS.replace(clip_eps=jnp.float32(eps))
+        g, terms = jax.grad(ppo_loss, has_aux=True)(
+            params, None, mb, jax.random.key(0), coefs, nets, clip_value=False
+        )
+        np.testing.assert_allclose(float(terms.policy), -float(jnp.mean(mb.adv)), rtol=1e-5)
+        assert float(terms.clip_fraction) == 0.0 and abs(float(terms.approx_kl)) < 1e-6
+        grads[eps] = g
+    for a, b in zip(jax.tree.leaves(grads[0.1]), jax.tree.leaves(grads[0.3]), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_combined_advantage_and_its_normalisation():
+    ext = jnp.array([1.0, -2.0, 0.5, 3.0, 7.0])
+    int_ = jnp.array([0.1, 0.2, -0.3, 0.0, 100.0])
+    w = jnp.array([1.0, 1.0, 1.0, 1.0, 0.0])  # the last sample is masked
+    coefs = COEFS.replace(adv_coef_ext=jnp.float32(2.0), adv_coef_int=jnp.float32(0.5))
+    raw = np.asarray(combined_advantage(ext, int_, w, coefs, normalize=False))
+    np.testing.assert_allclose(raw, 2 * np.asarray(ext) + 0.5 * np.asarray(int_), rtol=1e-6)
+    np.testing.assert_array_equal(
+        np.asarray(combined_advantage(ext, None, w, coefs, normalize=False)), 2 * np.asarray(ext)
+    )
+    got = np.asarray(combined_advantage(ext, int_, w, coefs, normalize=True))
+    kept = raw[:4]
+    exp = (raw - kept.mean()) / (kept.std() + 1e-8)  # population std of the weighted samples
+    np.testing.assert_allclose(got, exp, rtol=1e-5)
+    np.testing.assert_allclose(got[:4].mean(), 0.0, atol=1e-6)
+    np.testing.assert_allclose(got[:4].std(), 1.0, rtol=1e-5)
+
+
+def test_minibatch_indices_are_one_permutation_per_epoch():
+    idx = np.asarray(minibatch_indices(jax.random.key(0), 24, epochs=3, minibatches=4))
+    assert idx.shape == (12, 6) and idx.dtype == np.int32
+    epochs = idx.reshape(3, 24)
+    for e in range(3):
+        np.testing.assert_array_equal(np.sort(epochs[e]), np.arange(24))
+    assert not np.array_equal(epochs[0], epochs[1])
+    with pytest.raises(ValueError, match="does not divide"):
+        minibatch_indices(jax.random.key(0), 24, epochs=1, minibatches=5)
+
+
+def test_proportion_mask_fraction():
+    m = np.asarray(proportion_mask(jax.random.key(1), 40_000, 0.25))
+    assert set(np.unique(m)) == {0.0, 1.0}
+    assert abs(m.mean() - 0.25) < 0.01
+    np.testing.assert_array_equal(np.asarray(proportion_mask(jax.random.key(1), 100, 1.0)), 1.0)
+
+
+def test_prepare_minibatch_without_rnd_has_no_mask():
+    b = PPOBatch(
+        obs=jnp.zeros((4, 7, 7, 3), jnp.uint8),
+        action=jnp.zeros(4, jnp.int32),
+        logprob=jnp.zeros(4),
+        value_ext=jnp.zeros(4),
+        adv_ext=jnp.arange(4.0),
+        ret_ext=jnp.zeros(4),
+        weight=jnp.ones(4),
+    )
+    mb = prepare_minibatch(b, jax.random.key(0), COEFS, rnd=False, adv_norm=False)
+    assert mb.rnd_weight is None
+    np.testing.assert_array_equal(np.asarray(mb.adv), 2.0 * np.arange(4.0))
+
+
+def test_flatten_rollout_is_time_major_and_masks_dummies():
+    t, b = 3, 2
+    x = jnp.arange(t * b, dtype=jnp.float32).reshape(t, b)
+    is_reset = jnp.array([[False, True], [False, False], [True, False]])
+    batch = flatten_rollout(
+        jnp.zeros((t, b, 7, 7, 3), jnp.uint8),
+        x.astype(jnp.int32),
+        x,
+        x,
+        x,
+        x,
+        is_reset=is_reset,
+        mask_reset_transition=True,
+    )
+    np.testing.assert_array_equal(np.asarray(batch.adv_ext), np.arange(6.0))
+    np.testing.assert_array_equal(np.asarray(batch.weight), [1, 0, 1, 1, 0, 1])
+    assert batch.adv_int is None and batch.target_features is None
+    unmasked = flatten_rollout(
+        jnp.zeros((t, b, 7, 7, 3), jnp.uint8), x.astype(jnp.int32), x, x, x, x
+    )
+    np.testing.assert_array_equal(np.asarray(unmasked.weight), np.ones(6))
+
+
+def test_micro_batches_add_up_to_the_minibatch():
+    """Without dropout (RND off) the gradient of a minibatch in pieces equals the one-pass
+    gradient up to float summation order, and so do the loss terms."""
+    nets = _nets(False)
+    params, _ = _init(nets)
+    mb = _minibatch(params, nets, 6, rnd=False, weight=[1] * 10 + [0, 1])
+    denom = jnp.sum(mb.weight)
+
+    def grads_of(part, key):
+        return jax.grad(ppo_loss, has_aux=True)(
+            params, None, part, key, COEFS, nets, clip_value=True, denom=denom
+        )
+
+    g1, t1 = minibatch_grads(grads_of, mb, jax.random.key(0), None)
+    g4, t4 = minibatch_grads(grads_of, mb, jax.random.key(0), 3)
+    for a, b in zip(jax.tree.leaves((g1, t1)), jax.tree.leaves((g4, t4)), strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="does not divide"):
+        minibatch_grads(grads_of, mb, jax.random.key(0), 5)
+
+
+def test_annealed_lr():
+    lr = jnp.float32(1e-3)
+    got = [float(annealed_lr(lr, jnp.int32(u), 4)) for u in range(4)]
+    np.testing.assert_allclose(got, [1e-3, 7.5e-4, 5e-4, 2.5e-4], rtol=1e-6)
+
+
+def test_update_keys_shapes():
+    k = UpdateKeys.draw(jax.random.key(0), jax.random.key(1), 32, epochs=2, minibatches=4)
+    assert k.indices.shape == (8, 8) and k.dropout.shape == (8,) and k.proportion.shape == (8,)
+
+
+# --------------------------------------------------------------------------- training runs
+
+NUM_ENVS, ROLLOUT, UPDATES = 4, 8, 6
+TINY = {
+    "a2c.num_envs": NUM_ENVS,
+    "a2c.rollout_size": ROLLOUT,
+    "total_frames": NUM_ENVS * ROLLOUT * UPDATES,
+    "ppo.epochs": 2,
+    "ppo.minibatches": 2,
+    "rnd.obs_norm_init_steps": 3,
+}
+
+
+def tiny(name: str, **extra):
+    return preset(name).with_overrides({**TINY, **extra})
+
+
+def assert_trees_equal(a, b):
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x, y = jax.random.key_data(x), jax.random.key_data(y)
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.fixture(scope="module")
+def ppo_rnd():
+    """PPO-RND on the corridor (truncation after 4 steps), micro-batches of 4 in minibatches
+    of 16, counting the traces of the update."""
+    train = make_train(
+        tiny("ppo-rnd-5x5", **{"a2c.micro_batch": 4}), env=Corridor(length=3, max_steps=4)
+    )
+    train.traces = count_update_traces(train)
+
+    def run(key, hparams):
+        return train.run_chunk(train.init(key, hparams), UPDATES)
+
+    return train, jax.jit(run)
+
+
+def test_ppo_state_and_metrics(ppo_rnd):
+    train, run = ppo_rnd
+    assert train.update_micro_batch() == 4
+    state, m = run(jax.random.key(0), Hyperparams.from_config(train.cfg))
+    assert int(state.opt_state.count) == UPDATES * 2 * 2  # one Adam step per minibatch
+    assert state.hparams.clip_eps is not None and state.hparams.update_proportion is not None
+    np.testing.assert_array_equal(m.frames, NUM_ENVS * ROLLOUT * np.arange(1, UPDATES + 1))
+    for name in ("loss_total", "loss_value_ext", "loss_value_int", "entropy", "loss_rnd"):
+        v = np.asarray(getattr(m, name))
+        assert np.all(np.isfinite(v)), name
+    for name in ("loss_rnd", "loss_value_int", "reward_int_mean", "grad_norm_rnd", "grad_norm_ac"):
+        assert np.all(np.asarray(getattr(m, name)) > 0), name
+    n = NUM_ENVS * ROLLOUT
+    np.testing.assert_allclose(float(state.obs_rms.count), 12 + UPDATES * n + 1e-4, rtol=1e-6)
+    np.testing.assert_allclose(float(state.reward_rms.count), UPDATES * n + 1e-4, rtol=1e-6)
+
+
+def test_same_key_is_bit_identical_and_compiles_once(ppo_rnd):
+    train, run = ppo_rnd
+    hp = Hyperparams.from_config(train.cfg)
+    before = train.traces["n"]
+    a = run(jax.random.key(1), hp)
+    b = run(jax.random.key(1), hp)
+    c = run(jax.random.key(2), hp)
+    assert_trees_equal(a, b)
+    assert not np.array_equal(np.asarray(a[1].loss_total), np.asarray(c[1].loss_total))
+    assert train.traces["n"] - before <= 1
+    assert run._cache_size() == 1
+
+
+def test_vmapped_seeds_equal_per_seed_loop(ppo_rnd):
+    train, run = ppo_rnd
+    keys = jax.random.split(jax.random.key(4), 3)
+    hp = Hyperparams.from_config(train.cfg)
+    hps = jax.tree.map(lambda x: jnp.stack([x] * 3), hp)
+    batched = jax.jit(jax.vmap(run))(keys, hps)
+    for i in range(3):
+        single = run(keys[i], hp)
+        mine = jax.tree.map(lambda x, i=i: x[i], batched)
+        for x, y in zip(_discrete(mine[0]), _discrete(single[0]), strict=True):
+            np.testing.assert_array_equal(x, y)
+        for x, y in zip(jax.tree.leaves(mine), jax.tree.leaves(single), strict=True):
+            if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+                continue
+            # vmap may reorder reductions: float rounding only (loss terms near 0 included)
+            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
+
+
+def _discrete(state):
+    """Every integer / boolean leaf of a state and the key data."""
+    leaves = jax.tree.leaves(state.replace(key=None))
+    out = [np.asarray(x) for x in leaves if np.asarray(x).dtype.kind in "iub"]
+    return out + [np.asarray(jax.random.key_data(state.key))]
+
+
+def test_chunked_equals_one_shot(ppo_rnd):
+    train, run = ppo_rnd
+    key = jax.random.key(6)
+    one_state, one_metrics = run(key, Hyperparams.from_config(train.cfg))
+    chunk = jax.jit(train.run_chunk, static_argnums=1)
+    state = jax.jit(train.init)(key)
+    parts = []
+    for _ in range(3):
+        state, m = chunk(state, UPDATES // 3)
+        parts.append(m)
+    assert chunk._cache_size() == 1
+    metrics = jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
+    assert_trees_equal((state, metrics), (one_state, one_metrics))
+
+
+def test_plain_ppo_builds_no_rnd_and_ignores_the_rnd_group():
+    """ppo-5x5 keeps ppo-rnd-5x5's (inert) rnd settings: no RND networks, statistics or
+    intrinsic stream; the intrinsic value head gets no gradient."""
+    train = make_train(tiny("ppo-5x5"), env=Corridor(length=3, max_steps=4))
+    state = jax.jit(train.init)(jax.random.key(0))
+    assert train.nets.predictor is None and state.target_params is None
+    assert state.obs_rms is None and state.reward_rms is None and state.reward_filter is None
+    new, m = jax.jit(train.update)(state)
+    for name in ("loss_rnd", "loss_value_int", "reward_int_mean", "grad_norm_rnd"):
+        assert float(getattr(m, name)) == 0.0, name
+    for name in ("value_int_hidden", "value_int_out"):
+        assert_trees_equal(new.params.ac[name], state.params.ac[name])
+    assert not np.array_equal(
+        np.asarray(new.params.ac["policy_out"]["bias"]),
+        np.asarray(state.params.ac["policy_out"]["bias"]),
+    )
+
+
+def test_lr_zero_leaves_params_and_a2c_state_has_no_ppo_leaves():
+    train = make_train(tiny("ppo-rnd-5x5"), env=Corridor(length=3, max_steps=4))
+    hp = Hyperparams.from_config(train.cfg).replace(lr=jnp.float32(0.0))
+    state = jax.jit(train.init)(jax.random.key(0), hp)
+    new, _ = jax.jit(train.update)(state)
+    assert_trees_equal(new.params, state.params)
+    a2c_hp = Hyperparams.from_config(tiny("notebook-rnd-5x5"))
+    assert a2c_hp.clip_eps is None and a2c_hp.update_proportion is None
+    assert len(jax.tree.leaves(a2c_hp)) == 8  # the eight coefficients A2C had before PPO
+
+
+# --------------------------------------------------------------------------- switches
+
+# One update from the same initial state and key, with one switch (static) or coefficient
+# (traced Hyperparams) changed, against the ppo-rnd preset's update. One epoch of one
+# minibatch: the update's loss terms are those of its only gradient step, taken at the initial
+# parameters, so a switch that acts only through the gradient leaves every metric unchanged.
+# The clip tests take two epochs: the clip can act only once the parameters have moved.
+ONE_STEP = {"ppo.epochs": 1, "ppo.minibatches": 1}
+TWO_STEPS = {"ppo.epochs": 2, "ppo.minibatches": 1}
+METRICS = (
+    "loss_total",
+    "loss_policy",
+    "loss_value_ext",
+    "loss_value_int",
+    "entropy",
+    "loss_rnd",
+    "reward_int_mean",
+    "grad_norm_ac",
+    "grad_norm_rnd",
+)
+PARTS = {
+    "params.ac": lambda s: s.params.ac,
+    "params.predictor": lambda s: s.params.predictor,
+    "obs_rms": lambda s: s.obs_rms,
+    "reward_rms": lambda s: s.reward_rms,
+}
+NOT_ADVANTAGE = [  # what the policy's advantages cannot reach in one step
+    "loss_value_ext",
+    "loss_value_int",
+    "entropy",
+    "loss_rnd",
+    "reward_int_mean",
+    "grad_norm_rnd",
+    "params.predictor",
+    "obs_rms",
+    "reward_rms",
+]
+
+# name: (base overrides, switch overrides, traced changes, at update, unchanged, changed)
+CASES = {
+    "adv_norm": (ONE_STEP, {"ppo.adv_norm": False}, {}, 0, NOT_ADVANTAGE,
+                 ["loss_policy", "grad_norm_ac", "params.ac"]),
+    "adv_coef_ext": (ONE_STEP, {}, {"adv_coef_ext": 0.5}, 0, NOT_ADVANTAGE,
+                     ["grad_norm_ac", "params.ac"]),
+    "adv_coef_int": (ONE_STEP, {}, {"adv_coef_int": 3.0}, 0, NOT_ADVANTAGE,
+                     ["grad_norm_ac", "params.ac"]),
+    "update_proportion": (
+        ONE_STEP, {}, {"update_proportion": 0.75}, 0,
+        ["loss_policy", "loss_value_ext", "loss_value_int", "entropy", "reward_int_mean",
+         "grad_norm_ac", "params.ac", "obs_rms", "reward_rms"],
+        ["loss_rnd", "grad_norm_rnd", "params.predictor"],
+    ),
+    "clip_eps": (
+        TWO_STEPS, {}, {"clip_eps": 1e-4}, 0,
+        ["entropy", "loss_value_int", "loss_rnd", "reward_int_mean", "grad_norm_rnd",
+         "params.predictor", "obs_rms", "reward_rms"],
+        ["loss_policy", "loss_value_ext", "grad_norm_ac", "params.ac"],
+    ),
+    "clip_value": (
+        {**TWO_STEPS, "ppo.clip_eps": 1e-4}, {"ppo.clip_value": False}, {}, 0,
+        ["loss_rnd", "reward_int_mean", "grad_norm_rnd", "params.predictor", "obs_rms"],
+        ["loss_value_ext", "params.ac"],
+    ),
+    "anneal_lr": (ONE_STEP, {"ppo.anneal_lr": False}, {}, 3, list(METRICS) + ["obs_rms"],
+                  ["params.ac", "params.predictor"]),
+    "textbook_gae": (
+        ONE_STEP, {"ppo.textbook_gae": False}, {}, 0,
+        ["entropy", "loss_value_int", "loss_rnd", "reward_int_mean", "grad_norm_rnd",
+         "params.predictor", "obs_rms", "reward_rms"],
+        ["loss_value_ext", "grad_norm_ac", "params.ac"],
+    ),
+    "obs_norm": (ONE_STEP, {"rnd.obs_norm": False}, {}, 0, ["loss_value_ext", "entropy"],
+                 ["loss_rnd", "reward_int_mean", "params.predictor"]),
+    "reward_norm": (
+        ONE_STEP, {"rnd.reward_norm": False}, {}, 0,
+        ["loss_value_ext", "entropy", "loss_rnd", "grad_norm_rnd", "params.predictor",
+         "obs_rms"],
+        ["reward_int_mean", "loss_value_int"],
+    ),
+}  # fmt: skip
+
+_PROGRAMS: dict = {}
+
+
+def _one_update(overrides: dict, traced: dict, at_update: int):
+    key = tuple(sorted(overrides.items()))
+    if key not in _PROGRAMS:
+        train = make_train(tiny("ppo-rnd-5x5", **overrides), env=Corridor(length=3, max_steps=4))
+        _PROGRAMS[key] = (train, jax.jit(train.init), jax.jit(train.update))
+    train, init, update = _PROGRAMS[key]
+    hp = Hyperparams.from_config(train.cfg)
+    hp = hp.replace(**{k: jnp.float32(v) for k, v in traced.items()})
+    state = init(jax.random.key(3), hp).replace(update=jnp.int32(at_update))
+    new, metrics = update(state)
+    return metrics, new
+
+
+def _value(name, metrics, state):
+    return getattr(metrics, name) if name in METRICS else PARTS[name](state)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_switch_changes_exactly_what_it_says(name):
+    base, switch, traced, at, unchanged, changed = CASES[name]
+    m0, s0 = _one_update(base, {}, at)
+    m1, s1 = _one_update({**base, **switch}, traced, at)
+    for field in ("frames", "episodes", "avg_return_last100"):  # the rollout itself
+        np.testing.assert_array_equal(getattr(m1, field), getattr(m0, field), err_msg=field)
+    for what in unchanged:
+        assert_trees_equal(_value(what, m1, s1), _value(what, m0, s0))
+    for what in changed:
+        a = jax.tree.leaves(_value(what, m1, s1))
+        b = jax.tree.leaves(_value(what, m0, s0))
+        assert any(not np.array_equal(x, y) for x, y in zip(a, b, strict=True)), what
+
+
+def test_coefficients_of_the_switch_tests_are_traced():
+    """The coefficient cases above ran in the preset's program (no recompilation)."""
+    _one_update(ONE_STEP, {"update_proportion": 0.5}, 0)
+    train, _, update = _PROGRAMS[tuple(sorted(ONE_STEP.items()))]
+    assert update._cache_size() == 1
