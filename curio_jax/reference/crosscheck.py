@@ -41,9 +41,12 @@ import numpy as np
 import torch
 
 from curio_jax.analysis import evaluate as ev
-from curio_jax.core import a2c, networks, rnd
+from curio_jax.config import preset
+from curio_jax.core import a2c, networks, optim, ppo, rnd
 from curio_jax.core.hparams import Hyperparams
 from curio_jax.core.optim import AgentParams, torch_rmsprop
+from curio_jax.core.rollout import Transition
+from curio_jax.core.train import LearnerState, make_train
 from curio_jax.envs import DoorKeyLayout, layout_of, make_doorkey, minigrid_bridge
 from curio_jax.envs.layouts import stack_layouts
 from curio_jax.reference import (
@@ -60,6 +63,7 @@ from curio_jax.reference import (
     make_batch,
     make_minigrid_env,
 )
+from curio_jax.reference import ppo as ref_ppo
 from curio_jax.run import convert
 
 LEFT, RIGHT, FORWARD, PICKUP, DROP, TOGGLE, DONE = range(7)
@@ -704,13 +708,6 @@ def ppo_parity(kind: str, seed: int = 3, update: int = 3) -> dict:
     actor-critic clip acted, where the predictor's did), "params_rel_err": {network: rel err
     of its scale after the update}, "worst_leaf_rel_err", "steps", "dropout_keep",
     "rnd_fraction": the fraction of samples the predictor trained on}."""
-    from curio_jax.config import preset
-    from curio_jax.core import optim, ppo
-    from curio_jax.core.hparams import Hyperparams
-    from curio_jax.core.rollout import Transition
-    from curio_jax.core.train import LearnerState, make_train
-    from curio_jax.reference import ppo as ref_ppo
-
     if kind not in ("ppo", "ppo-rnd"):
         raise ValueError(f"kind must be 'ppo' or 'ppo-rnd', got {kind!r}")
     with_rnd = kind == "ppo-rnd"
