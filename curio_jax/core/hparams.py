@@ -35,8 +35,10 @@ def coefficient(config: str, help: str, algorithm: str | None = None) -> Any:
     return struct.field(metadata=meta, default=None)
 
 
-class Hyperparams(struct.PyTreeNode):
-    """Traced float coefficients (float32 scalars; a sweep may batch them with the seeds)."""
+class Hyperparams(struct.PyTreeNode, kw_only=True):
+    """Traced float coefficients (float32 scalars; a sweep may batch them with the seeds).
+    Keyword-only, so that a new coefficient may go anywhere in the class, before or after the
+    algorithm-specific ones that default to None."""
 
     lr: Array = coefficient("a2c.lr", "learning rate")
     gamma: Array = coefficient("a2c.gamma", "discount of the extrinsic stream")
