@@ -6,7 +6,9 @@ Series (one preset, hence one grid size):
   (one seed; vmapped multi-seed cells are plotted at ``num_envs * seeds`` total envs);
 - env-only steps/s of curio_jax and stock navix (``symbolic_first_person``),
   ``curio-jax bench env`` cells, random actions;
-- the PyTorch + gymnasium reference's training frames/s (2 torch threads), one point.
+- the PyTorch + gymnasium reference's training frames/s (2 torch threads), one point;
+- navix's own PPO agent training on navix DoorKey, matched to a PPO preset's rollout length,
+  epochs and minibatches (``curio-jax bench train --anchor navix-ppo``), one point per num_envs.
 
 Counting convention (as :mod:`curio_jax.tools.bench`): one frame = one env step of one env.
 
@@ -40,6 +42,7 @@ LABELS = {
     "train": "curio_jax training (env + rollout + update)",
     "train_seeds": "curio_jax training, vmapped seeds (x = envs x seeds)",
     "reference": "PyTorch reference training (2 threads)",
+    "navix_ppo": "navix's own PPO training (matched rollout, epochs, minibatches)",
     "curio_jax": "curio_jax env only (random actions)",
     "navix_symbolic_first_person": "stock navix env only (symbolic_first_person)",
 }
@@ -137,6 +140,8 @@ def series(env: list[dict], train: list[dict]) -> dict[str, list[tuple[int, floa
     for r in train:
         if r["impl"] == "torch_reference":
             name = "reference"
+        elif r["impl"] == "navix_ppo":
+            name = "navix_ppo"
         else:
             name = (
                 "train|" + passes(r)
@@ -169,6 +174,7 @@ def markdown(preset: str, size: int, env: list[dict], train: list[dict]) -> str:
         train,
         key=lambda r: (
             r["impl"] != "curio_jax",
+            r["impl"],
             r["seeds"],
             r["num_envs"],
             r.get("micro_batch"),
@@ -185,10 +191,19 @@ def markdown(preset: str, size: int, env: list[dict], train: list[dict]) -> str:
             mem = f"{r['peak_rss_mb']:,.0f} MB RSS"
             if r.get("peak_device_mb"):
                 mem += f", {r['peak_device_mb']:,.0f} MB device"
+            over = r.get("over_navix_ppo")
+            note = f" ({over:.2f}x navix PPO)" if over else ""
             lines.append(
                 f"| curio_jax | {r['num_envs']} x {r['seeds']} | {pass_label(r)} | "
-                f"{r['frames_per_sec']:,.0f}{rounds_note(r)} | {mflop} | {frac} | "
+                f"{r['frames_per_sec']:,.0f}{rounds_note(r)}{note} | {mflop} | {frac} | "
                 f"{r['compile_seconds']:.1f} s | {mem} |"
+            )
+        elif r["impl"] == "navix_ppo":
+            lines.append(
+                f"| navix PPO (own agent) | {r['num_envs']} x 1 | {r['num_steps']} steps, "
+                f"{r['epochs']} x {r['minibatches']} minibatches | "
+                f"{r['frames_per_sec']:,.0f}{rounds_note(r)} | | | "
+                f"{r['compile_seconds']:.1f} s | |"
             )
         else:
             ratio = r.get("curio_jax_best_over_reference")
@@ -228,13 +243,14 @@ def plot(preset: str, size: int, data: dict, path: Path, devices: str = "") -> N
         "train_seeds": dict(marker="*", color="tab:cyan", ls="none", ms=14),
         "train_seed_loop": dict(marker="P", color="tab:olive", ls="none", ms=12),
         "reference": dict(marker="s", color="tab:red", ls="none", ms=9),
+        "navix_ppo": dict(marker="D", color="tab:brown", ls="-.", ms=8),
         "curio_jax": dict(marker="^", color="tab:green", ls="--"),
         "navix_symbolic_first_person": dict(marker="v", color="tab:orange", ls="--"),
     }
     fig, ax = plt.subplots(figsize=(8, 6.5))
     env_names = ["curio_jax", "navix_symbolic_first_person"]
     train_names = sorted(n for n in data if n.startswith("train"))
-    for name in env_names + train_names + ["reference"]:
+    for name in env_names + train_names + ["reference", "navix_ppo"]:
         if name not in data:
             continue
         xs = [p[0] for p in data[name]]
@@ -250,7 +266,7 @@ def plot(preset: str, size: int, data: dict, path: Path, devices: str = "") -> N
         if tag.startswith("seed loop"):
             label = label.replace("vmapped seeds", f"seeds in a loop, {tag[10:]} at a time")
         ax.plot(xs, ys, label=label, **kw)
-        if base in ("train", "train_seeds", "reference"):
+        if base in ("train", "train_seeds", "reference", "navix_ppo"):
             for x, y in zip(xs, ys, strict=True):
                 # multi-seed labels above (vmapped) or left of (seed loop) the point, so they
                 # do not overlap the one-seed cell at the same total envs

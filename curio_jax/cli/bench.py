@@ -74,6 +74,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "compilations per cell, tens of seconds each on a GPU)",
     )
     bt.add_argument("--with-reference", action="store_true", help="also time the torch reference")
+    bt.add_argument(
+        "--anchor",
+        choices=["navix-ppo"],
+        default=None,
+        help="PPO presets: also time navix's own PPO on navix DoorKey of the same size, per "
+        "--num-envs, with the preset's rollout length, epochs and minibatches (compile apart), "
+        "and print curio_jax's frames/s over navix's",
+    )
     bt.add_argument("--reference-frames", type=positive_int, default=51_200)
     bt.add_argument(
         "--devices",
@@ -116,6 +124,8 @@ def run_train(args: argparse.Namespace) -> int:
     from curio_jax.tools import bench
 
     try:
+        if args.anchor:
+            bench.anchor_kwargs(args.anchor, args.preset, 1, args.updates)
         for n in args.num_envs:
             for mb in args.micro_batch:
                 config.preset(args.preset).with_overrides(
@@ -155,6 +165,7 @@ def run_train(args: argparse.Namespace) -> int:
         seed_batches=tuple(args.seed_batch),
         rounds=args.rounds,
         count_flops=args.flops,
+        anchor=args.anchor,
     )
     write_json(args.json, records)
     return 0

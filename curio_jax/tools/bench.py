@@ -416,6 +416,7 @@ def bench_train(
     seed_batches: tuple[int | None, ...] = (None,),
     rounds: int = 1,
     count_flops: bool = True,
+    anchor: str | None = None,
 ) -> list[dict]:
     """Every (devices, num_envs, seeds, micro_batch, seed_batch) cell of curio_jax in its own
     process (`micro_batches`, `seed_batches`: A2CConfig.micro_batch / seed_batch values, None
@@ -425,13 +426,23 @@ def bench_train(
     frames/s). `rounds` > 1 times every cell that many times, round-robin (so a slow spell of a
     shared machine hits all cells alike), and reports each cell's median, with every round's
     figure in `frames_per_sec_rounds`. Each cell's figure is logged as soon as it is measured
-    (a run cut short keeps what it printed). `count_flops=False`: no FLOP count, no fraction."""
+    (a run cut short keeps what it printed). `count_flops=False`: no FLOP count, no fraction.
+
+    `anchor="navix-ppo"` (PPO presets only): in every round, after the curio_jax cells, one
+    `bench_navix_ppo` cell per `num_envs` in its own process, matched to the preset
+    (`anchor_kwargs`); its record (impl "navix_ppo", the median over rounds as above) follows
+    the curio_jax records, and every one-device one-seed curio_jax cell of the same `num_envs`
+    gets `over_navix_ppo`, its frames/s over navix's of this run."""
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
+    anchor_cells = (
+        {n: anchor_kwargs(anchor, preset, n, updates) for n in num_envs} if anchor else {}
+    )
     rate = run_isolated("matmul_gflops")
     log(f"dense float32 matmul rate: {rate['gflops']:,.1f} GFLOP/s")
     cells = list(itertools.product(devices, seeds, num_envs, micro_batches, seed_batches))
     runs: list[list[dict]] = [[] for _ in cells]
+    anchor_runs: dict[int, list[dict]] = {}
     for r in range(rounds):
         for i, (d, s, n, mb, sb) in enumerate(cells):
             rec = run_isolated(
@@ -450,6 +461,13 @@ def bench_train(
             log(
                 f"  round {r + 1}/{rounds}: devices {d} envs {n} seeds {s} micro-batch "
                 f"{rec['micro_batch']} seed-batch {rec['seed_batch']}: "
+                f"{rec['frames_per_sec']:,.0f} frames/s, compile {rec['compile_seconds']:.1f} s"
+            )
+        for n, kwargs in anchor_cells.items():
+            rec = run_isolated("bench_navix_ppo", **kwargs)
+            anchor_runs.setdefault(n, []).append(rec)
+            log(
+                f"  round {r + 1}/{rounds}: {anchor} anchor envs {n}: "
                 f"{rec['frames_per_sec']:,.0f} frames/s, compile {rec['compile_seconds']:.1f} s"
             )
     records = []
@@ -503,6 +521,8 @@ def bench_train(
             f"peak RSS {rec['peak_rss_mb']:,.0f} MB{dev_mem}{scaling}"
         )
         records.append(rec)
+    if anchor:
+        records += _anchor_records(preset, anchor, anchor_runs, records, log)
     if with_reference:
         n_ref = get_reference_envs(preset)
         rec = run_isolated(
@@ -520,6 +540,69 @@ def get_reference_envs(preset: str) -> int:
     """The preset's own num_envs: the reference runs the notebook's setting."""
 
     return get_preset(preset).a2c.num_envs
+
+
+ANCHORS = ("navix-ppo",)
+"""Other projects' training loops `bench train --anchor` can time next to curio_jax's cells."""
+
+
+def anchor_kwargs(anchor: str, preset: str, num_envs: int, updates: int) -> dict:
+    """`bench_navix_ppo`'s arguments matched to a PPO preset's cell of `num_envs` envs: the
+    grid size, rollout length (`num_steps`), epochs, minibatches and number of updates.
+    Raises ValueError for an unknown anchor or a preset that is not PPO."""
+    if anchor not in ANCHORS:
+        raise ValueError(f"unknown anchor {anchor!r}; choose from {', '.join(ANCHORS)}")
+    cfg = get_preset(preset)
+    if cfg.algorithm != "ppo":
+        raise ValueError(
+            f"--anchor {anchor} needs a PPO preset (ppo-* or ppo-rnd-*) to time navix's PPO "
+            f"next to; {preset} is algorithm={cfg.algorithm!r}"
+        )
+    return {
+        "size": cfg.env.size,
+        "num_envs": num_envs,
+        "num_steps": cfg.a2c.rollout_size,
+        "epochs": cfg.ppo.epochs,
+        "minibatches": cfg.ppo.minibatches,
+        "updates": updates,
+    }
+
+
+def _anchor_records(
+    preset: str,
+    anchor: str,
+    anchor_runs: dict[int, list[dict]],
+    records: list[dict],
+    log: Callable[[str], None],
+) -> list[dict]:
+    """The anchor's records (median over rounds, tagged with `preset`), and `over_navix_ppo` set
+    on the one-device one-seed curio_jax `records` of the same num_envs (logged)."""
+    out = []
+    rnd = get_preset(preset).rnd.enabled
+    for n, cell_runs in anchor_runs.items():
+        rec = dict(cell_runs[0], preset=preset, anchor=anchor)
+        if len(cell_runs) > 1:
+            fps = [x["frames_per_sec"] for x in cell_runs]
+            rec["frames_per_sec"] = float(statistics.median(fps))
+            rec["frames_per_sec_rounds"] = fps
+            rec["compile_seconds"] = float(
+                statistics.median(x["compile_seconds"] for x in cell_runs)
+            )
+        log(
+            f"navix_ppo  {preset}  envs {n:>5}  steps {rec['num_steps']}  epochs "
+            f"{rec['epochs']}  minibatches {rec['minibatches']}  "
+            f"{rec['frames_per_sec']:>10,.0f} frames/s  compile {rec['compile_seconds']:.1f}s"
+        )
+        for cj in records:
+            if (cj["num_envs"], cj["seeds"], cj.get("devices", 1)) == (n, 1, 1):
+                cj["over_navix_ppo"] = cj["frames_per_sec"] / rec["frames_per_sec"]
+                log(
+                    f"curio_jax / navix PPO  envs {n:>5}  micro-batch {cj['micro_batch']}: "
+                    f"{cj['over_navix_ppo']:.2f}x"
+                    + ("  (curio_jax with RND, navix without)" if rnd else "")
+                )
+        out.append(rec)
+    return out
 
 
 # --------------------------------------------------------------------------- navix's own PPO

@@ -3,6 +3,8 @@ replaced by a fake: what is timed is covered by the benchmark itself, not by tes
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 
 from curio_jax.tools import bench
@@ -97,3 +99,90 @@ def test_peak_device_mb_is_none_on_cpu():
     if jax.default_backend() != "cpu":
         pytest.skip("an accelerator keeps memory statistics")
     assert bench.peak_device_mb() is None
+
+
+# --------------------------------------------------------------------------- --anchor navix-ppo
+
+
+@pytest.fixture
+def fake_anchor(fake_worker, monkeypatch):
+    """The fake worker, with `bench_navix_ppo` cells answering scripted navix records."""
+    worker = bench.run_isolated  # the fixture's fake
+    navix_speeds = iter([500.0, 700.0, 600.0, 100.0])
+
+    def run_isolated(fn_name, **kw):
+        if fn_name != "bench_navix_ppo":
+            rec = worker(fn_name, **kw)
+            if fn_name == "bench_train_cell":
+                rec["devices"] = kw["devices"]
+            return rec
+        fake_worker.append((fn_name, kw))
+        return {
+            "impl": "navix_ppo",
+            "size": kw["size"],
+            "num_envs": kw["num_envs"],
+            "seeds": 1,
+            "num_steps": kw["num_steps"],
+            "epochs": kw["epochs"],
+            "minibatches": kw["minibatches"],
+            "frames_per_sec": next(navix_speeds),
+            "compile_seconds": 20.0,
+            "device": "cpu",
+        }
+
+    monkeypatch.setattr(bench, "run_isolated", run_isolated)
+    return fake_worker
+
+
+def test_anchor_times_navix_ppo_matched_to_the_preset_per_num_envs(fake_anchor):
+    lines: list[str] = []
+    recs = bench.bench_train(
+        "ppo-8x8", [16, 64], [1], updates=3, anchor="navix-ppo", log=lines.append
+    )
+    names = [name for name, _ in fake_anchor if name != "matmul_gflops"]
+    # one round: the curio_jax cells, then one navix cell per num_envs
+    assert names == ["bench_train_cell"] * 2 + ["bench_navix_ppo"] * 2
+    navix_calls = [kw for name, kw in fake_anchor if name == "bench_navix_ppo"]
+    assert navix_calls == [
+        {"size": 8, "num_envs": n, "num_steps": 128, "epochs": 4, "minibatches": 4, "updates": 3}
+        for n in (16, 64)
+    ]
+    # the worker's keyword arguments are exactly bench_navix_ppo's
+    inspect.signature(bench.bench_navix_ppo).bind(**navix_calls[0])
+    small, large, nx16, nx64 = recs
+    assert (small["impl"], nx16["impl"], nx16["preset"], nx16["anchor"]) == (
+        "curio_jax",
+        "navix_ppo",
+        "ppo-8x8",
+        "navix-ppo",
+    )
+    assert (nx16["num_envs"], nx64["num_envs"]) == (16, 64)
+    assert small["over_navix_ppo"] == pytest.approx(1000.0 / 500.0)
+    assert large["over_navix_ppo"] == pytest.approx(3000.0 / 700.0)
+    assert any("navix_ppo  ppo-8x8  envs    16" in line for line in lines)
+    assert any("curio_jax / navix PPO  envs    64" in line and "4.29x" in line for line in lines)
+
+
+def test_anchor_rounds_take_the_median_and_only_one_seed_cells_get_the_ratio(fake_anchor):
+    recs = bench.bench_train("ppo-rnd-5x5", [16], [1, 4], rounds=2, anchor="navix-ppo", log=print)
+    names = [name for name, _ in fake_anchor if name != "matmul_gflops"]
+    assert names == ["bench_train_cell", "bench_train_cell", "bench_navix_ppo"] * 2
+    one_seed, four_seeds, navix = recs
+    assert navix["frames_per_sec_rounds"] == [500.0, 700.0]
+    assert navix["frames_per_sec"] == 600.0
+    assert one_seed["over_navix_ppo"] == pytest.approx(one_seed["frames_per_sec"] / 600.0)
+    assert "over_navix_ppo" not in four_seeds  # not matched: 4 seeds vs navix's one
+
+
+@pytest.mark.parametrize(
+    "preset, anchor, match",
+    [
+        ("notebook-rnd-8x8", "navix-ppo", "PPO preset"),
+        ("rnd-paper-5x5", "navix-ppo", "algorithm='a2c'"),
+        ("ppo-5x5", "cleanrl", "unknown anchor"),
+    ],
+)
+def test_anchor_needs_a_ppo_preset_and_a_known_anchor(fake_worker, preset, anchor, match):
+    with pytest.raises(ValueError, match=match):
+        bench.bench_train(preset, [32], [1], anchor=anchor, log=print)
+    assert fake_worker == []  # refused before anything is timed

@@ -48,3 +48,36 @@ def test_gpu_rows_say_not_counted_and_show_device_memory(report):
     assert "not counted" in gpu_row and "709 MB device" in gpu_row and "auto (8192)" in gpu_row
     assert "8.87" in cpu_row and "67% of 400 GFLOP/s" in cpu_row and "device" not in cpu_row
     assert "gpu (NVIDIA H100 80GB HBM3) x1" in text and "cpu (2 cores, x86_64)" in text
+
+
+def test_navix_ppo_anchor_rows_and_series(report, tmp_path):
+    cj = dict(_train("cpu (2 cores, x86_64)", None, None, fps=8000.0, num_envs=16))
+    cj.update(preset="ppo-8x8", over_navix_ppo=2.0)
+    navix = {
+        "impl": "navix_ppo",
+        "preset": "ppo-8x8",
+        "anchor": "navix-ppo",
+        "size": 8,
+        "num_envs": 16,
+        "seeds": 1,
+        "num_steps": 128,
+        "epochs": 4,
+        "minibatches": 4,
+        "frames_per_sec": 4000.0,
+        "compile_seconds": 30.0,
+        "device": "cpu (2 cores, x86_64)",
+    }
+    preset, size, _, train = report.select([cj, navix], None)
+    assert (preset, size, len(train)) == ("ppo-8x8", 8, 2)
+    text = report.markdown(preset, size, [], train)
+    rows = text.splitlines()
+    cj_row = next(line for line in rows if line.startswith("| curio_jax"))
+    nx_row = next(line for line in rows if line.startswith("| navix PPO"))
+    assert "8,000 (2.00x navix PPO)" in cj_row
+    assert "16 x 1 | 128 steps, 4 x 4 minibatches | 4,000 |" in nx_row
+    assert rows.index(cj_row) < rows.index(nx_row)
+    data = report.series([], train)
+    assert [p[:2] for p in data["navix_ppo"]] == [(16, 4000.0)]
+    pytest.importorskip("matplotlib")
+    report.plot(preset, size, data, tmp_path / "r.png")
+    assert (tmp_path / "r.png").stat().st_size > 0
