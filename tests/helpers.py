@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from curio_jax import cli
+from curio_jax.config import preset
+
+LOG_POINTS = 8
 
 
 def run_cli(argv, capsys, **hooks):
@@ -41,3 +46,58 @@ def count_update_traces(train: Any) -> dict[str, int]:
 
     train.update = counting
     return count
+
+
+def write_run(
+    root: Path,
+    name: str,
+    *,
+    preset_name: str = "notebook-a2c-8x8",
+    finals: list[float],
+    solves: list[int | None],
+    frames: int = 1_000_000,
+    threshold: float | None = None,
+    size: int | None = None,
+    impl: str = "curio_jax",
+    per_seed: bool = True,
+) -> Path:
+    """A run directory as `curio-jax train` writes it (summary "frames" is the total over the
+    seeds, "frames_per_seed" the budget of one; `per_seed=False` leaves the latter out, as an
+    older or foreign writer might). Seed k's average score rises linearly to finals[k]; the
+    first logged row has no finished episode yet (NaN)."""
+    cfg = preset(preset_name).to_dict()
+    cfg["total_frames"] = frames
+    if threshold is not None:
+        cfg["solved_threshold"] = threshold
+    if size is not None:
+        cfg["env"]["size"] = size
+    d = root / name
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps(cfg, indent=2))
+    lines = [
+        "seed,update,frames,avg_return_last100,episodes,loss_total,loss_policy,entropy,"
+        "reward_int_mean,note"
+    ]
+    for seed, final in enumerate(finals):
+        for i in range(1, LOG_POINTS + 1):
+            f = frames * i // LOG_POINTS
+            avg = "nan" if i == 1 else f"{final * i / LOG_POINTS:.6f}"
+            lines.append(f"{seed},{i * 10},{f},{avg},{i * 7},0.5,0.1,1.9,,text-{i}")
+    (d / "metrics.csv").write_text("\n".join(lines) + "\n")
+    summary = {
+        "preset": preset_name,
+        "impl": impl,
+        "seeds": [
+            {"seed": s, "frames_to_solve": fts, "final_avg_return_last100": fin}
+            for s, (fin, fts) in enumerate(zip(finals, solves, strict=True))
+        ],
+        "frames": frames * len(finals),
+        "frames_per_seed": frames,
+        "seconds": 12.5,
+        "frames_per_sec": frames / 12.5,
+        "compile_seconds": 3.0,
+    }
+    if not per_seed:
+        del summary["frames_per_seed"]
+    (d / "summary.json").write_text(json.dumps(summary))
+    return d

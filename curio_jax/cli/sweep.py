@@ -57,10 +57,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # before the run layer's imports: importing navix initialises the XLA backend, after
+    # which jax.distributed.initialize refuses to run
+    start_distributed(args)
     from curio_jax.run import rundir, sweep
     from curio_jax.run.errors import RunError
 
-    start_distributed(args)
     saved: dict = {}
     try:
         if args.resume:

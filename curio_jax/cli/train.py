@@ -127,10 +127,11 @@ def _saved_wandb_project(out: Path) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # before the run layer's imports: importing navix initialises the XLA backend, after
+    # which jax.distributed.initialize refuses to run
+    start_distributed(args)
     from curio_jax.run import loop, rundir
     from curio_jax.run.errors import RunError
-
-    start_distributed(args)
 
     saved_run: dict = {}
     if args.resume:

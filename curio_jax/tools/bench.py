@@ -21,8 +21,6 @@ import jax
 import jax.numpy as jnp
 import navix as nx
 import numpy as np
-from navix.agents import PPO, ActorCritic, PPOHparams
-from navix.agents.models import Encoder
 
 from curio_jax.config import preset as get_preset
 from curio_jax.core.train import make_train
@@ -624,6 +622,10 @@ def bench_navix_ppo(
     convolutions, 16-32-64 channels, stride 1) and a 64-unit tanh layer. The whole run of
     `updates` updates is one `jax.jit(agent.train)`, compiled apart and timed as the best of
     `repeats` calls."""
+    # navix.agents runs computations when imported, which initialises the XLA backend; a
+    # module-level import would break jax.distributed.initialize in multi-process runs
+    from navix.agents import PPO, ActorCritic, PPOHparams
+    from navix.agents.models import Encoder
 
     class NotebookTorso(Encoder):
         @nn.compact

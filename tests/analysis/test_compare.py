@@ -10,67 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import LOG_POINTS, write_run
 
 from curio_jax.analysis import compare, stats
-from curio_jax.config import preset
 
 N_BOOT = 200
-LOG_POINTS = 8
-
-
-def write_run(
-    root: Path,
-    name: str,
-    *,
-    preset_name: str = "notebook-a2c-8x8",
-    finals: list[float],
-    solves: list[int | None],
-    frames: int = 1_000_000,
-    threshold: float | None = None,
-    size: int | None = None,
-    impl: str = "curio_jax",
-    per_seed: bool = True,
-) -> Path:
-    """A run directory as `curio-jax train` writes it (summary "frames" is the total over the
-    seeds, "frames_per_seed" the budget of one; `per_seed=False` leaves the latter out, as an
-    older or foreign writer might). Seed k's average score rises linearly to finals[k]; the
-    first logged row has no finished episode yet (NaN)."""
-    cfg = preset(preset_name).to_dict()
-    cfg["total_frames"] = frames
-    if threshold is not None:
-        cfg["solved_threshold"] = threshold
-    if size is not None:
-        cfg["env"]["size"] = size
-    d = root / name
-    d.mkdir()
-    (d / "config.json").write_text(json.dumps(cfg, indent=2))
-    lines = [
-        "seed,update,frames,avg_return_last100,episodes,loss_total,loss_policy,entropy,"
-        "reward_int_mean,note"
-    ]
-    for seed, final in enumerate(finals):
-        for i in range(1, LOG_POINTS + 1):
-            f = frames * i // LOG_POINTS
-            avg = "nan" if i == 1 else f"{final * i / LOG_POINTS:.6f}"
-            lines.append(f"{seed},{i * 10},{f},{avg},{i * 7},0.5,0.1,1.9,,text-{i}")
-    (d / "metrics.csv").write_text("\n".join(lines) + "\n")
-    summary = {
-        "preset": preset_name,
-        "impl": impl,
-        "seeds": [
-            {"seed": s, "frames_to_solve": fts, "final_avg_return_last100": fin}
-            for s, (fin, fts) in enumerate(zip(finals, solves, strict=True))
-        ],
-        "frames": frames * len(finals),
-        "frames_per_seed": frames,
-        "seconds": 12.5,
-        "frames_per_sec": frames / 12.5,
-        "compile_seconds": 3.0,
-    }
-    if not per_seed:
-        del summary["frames_per_seed"]
-    (d / "summary.json").write_text(json.dumps(summary))
-    return d
 
 
 GOOD_FINALS = [0.95, 0.96, 0.97, 0.93, 0.94, 0.96]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import assert_usage_error, run_cli
+from helpers import assert_usage_error, run_cli, write_run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -92,8 +92,6 @@ def test_train_arguments_fuzzed(option, value, capsys):
 
 
 def test_compare_writes_json(tmp_path, capsys):
-    from test_compare import write_run
-
     a = write_run(tmp_path, "a", finals=[0.9, 0.8, 0.7], solves=[100, 200, None])
     b = write_run(tmp_path, "b", finals=[0.2, 0.3, 0.1], solves=[None, None, None])
     out = tmp_path / "cmp.json"

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import assert_usage_error
 
 from curio_jax.parallel import sharding
 from curio_jax.run import checkpoint as ckpt
@@ -208,7 +209,5 @@ def test_partial_distributed_settings_are_refused(monkeypatch):
 
 
 def test_bench_train_refuses_cells_that_do_not_fit_the_devices(capsys):
-    from test_cli import assert_usage_error
-
     argv = ["bench", "train", "--preset=notebook-rnd-5x5", "--devices=1,4", "--seeds=2"]
     assert_usage_error(argv, capsys, contains="devices=4")

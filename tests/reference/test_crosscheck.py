@@ -21,11 +21,12 @@ def test_crosscheck_quick_passes(capsys):
     out, err = capsys.readouterr()
     assert code == 0, out + err
     lines = [ln for ln in out.splitlines() if ln.startswith(("PASS", "FAIL"))]
-    assert len(lines) == 9 and all(ln.startswith("PASS") for ln in lines), out
+    assert len(lines) == 11 and all(ln.startswith("PASS") for ln in lines), out
     names = " ".join(lines)
-    for group in ("(a) env lockstep 16x16", "(b) network", "(c) update step rnd", "(d) eval"):
+    groups = ("(a) env lockstep 16x16", "(b) network", "(c) update step rnd", "(d) eval")
+    for group in (*groups, "(e) PPO update ppo ", "(e) PPO update ppo-rnd"):
         assert group in names
-    assert "9/9 checks passed" in out
+    assert "11/11 checks passed" in out
     # the measured numbers are printed, e.g. "max rel err logits 2.9e-07"
     assert "max rel err logits" in out and "steps" in out
 
@@ -71,6 +72,7 @@ def test_failing_or_crashing_checks_give_exit_status_1(monkeypatch, capsys):
     monkeypatch.setattr(cc, "_network_check", broken)
     monkeypatch.setattr(cc, "_update_checks", lambda quick: [cc.Check("c", False, "2e-3")])
     monkeypatch.setattr(cc, "_backend_checks", lambda quick: [])
+    monkeypatch.setattr(cc, "_ppo_checks", lambda quick: [])
     code = cli.main(["crosscheck", "--quick"])
     out = capsys.readouterr().out
     assert code == 1
