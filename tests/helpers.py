@@ -6,8 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jax
+
 from curio_jax import cli
 from curio_jax.config import preset
+from curio_jax.core.a2c import Networks
+from curio_jax.core.networks import ActorCritic, RNDPredictor, RNDTarget, dummy_obs
+from curio_jax.core.optim import AgentParams
 
 LOG_POINTS = 8
 
@@ -101,3 +106,22 @@ def write_run(
         del summary["frames_per_seed"]
     (d / "summary.json").write_text(json.dumps(summary))
     return d
+
+
+def make_networks(rnd: bool) -> Networks:
+    """The notebook's actor-critic, with the RND networks when `rnd`."""
+    if rnd:
+        return Networks(ac=ActorCritic(), target=RNDTarget(), predictor=RNDPredictor())
+    return Networks(ac=ActorCritic())
+
+
+def init_networks(nets: Networks, key=0):
+    """(params, target params) of `nets` from one key."""
+    k1, k2, k3 = jax.random.split(jax.random.key(key), 3)
+    obs = dummy_obs()
+    params = AgentParams(ac=nets.ac.init(k1, obs)["params"])
+    target = None
+    if nets.rnd:
+        params = params.replace(predictor=nets.predictor.init(k2, obs)["params"])
+        target = nets.target.init(k3, obs)["params"]
+    return params, target

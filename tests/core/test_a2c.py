@@ -6,12 +6,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import init_networks as _init
+from helpers import make_networks as _nets
 
 from curio_jax.config import preset
-from curio_jax.core.a2c import Batch, Networks, loss_fn, make_batch, update_step
+from curio_jax.core.a2c import Batch, loss_fn, make_batch, update_step
 from curio_jax.core.hparams import Hyperparams
-from curio_jax.core.networks import ActorCritic, RNDPredictor, RNDTarget, dummy_obs
-from curio_jax.core.optim import AgentParams, torch_rmsprop
+from curio_jax.core.optim import torch_rmsprop
 
 # --------------------------------------------------------------------------- batch
 
@@ -68,23 +69,6 @@ def test_make_batch_without_mask_weights_one():
 
 
 # --------------------------------------------------------------------------- losses
-
-
-def _nets(rnd: bool) -> Networks:
-    if rnd:
-        return Networks(ac=ActorCritic(), target=RNDTarget(), predictor=RNDPredictor())
-    return Networks(ac=ActorCritic())
-
-
-def _init(nets: Networks, key=0):
-    k1, k2, k3 = jax.random.split(jax.random.key(key), 3)
-    obs = dummy_obs()
-    params = AgentParams(ac=nets.ac.init(k1, obs)["params"])
-    target = None
-    if nets.rnd:
-        params = params.replace(predictor=nets.predictor.init(k2, obs)["params"])
-        target = nets.target.init(k3, obs)["params"]
-    return params, target
 
 
 def _random_batch(key, n=12, rnd=True, weight=None):

@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 from fake_env import Corridor
 from helpers import count_update_traces
+from helpers import init_networks as _init
+from helpers import make_networks as _nets
 
 from curio_jax.config import preset
-from curio_jax.core.a2c import Networks
 from curio_jax.core.hparams import Hyperparams
-from curio_jax.core.networks import ActorCritic, RNDPredictor, RNDTarget, dummy_obs
-from curio_jax.core.optim import AgentParams
 from curio_jax.core.ppo import (
     PPOBatch,
     UpdateKeys,
@@ -31,23 +30,6 @@ from curio_jax.core.ppo import (
 from curio_jax.core.train import make_train
 
 # --------------------------------------------------------------------------- numpy helpers
-
-
-def _nets(rnd: bool) -> Networks:
-    if rnd:
-        return Networks(ac=ActorCritic(), target=RNDTarget(), predictor=RNDPredictor())
-    return Networks(ac=ActorCritic())
-
-
-def _init(nets: Networks, key=0):
-    k1, k2, k3 = jax.random.split(jax.random.key(key), 3)
-    obs = dummy_obs()
-    params = AgentParams(ac=nets.ac.init(k1, obs)["params"])
-    target = None
-    if nets.rnd:
-        params = params.replace(predictor=nets.predictor.init(k2, obs)["params"])
-        target = nets.target.init(k3, obs)["params"]
-    return params, target
 
 
 COEFS = Hyperparams.from_config(preset("ppo-rnd-5x5"))  # ext 2, int 1, clip 0.2, prop 0.25
