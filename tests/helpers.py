@@ -7,12 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
+from fake_env import Corridor
 
 from curio_jax import cli
 from curio_jax.config import preset
 from curio_jax.core.a2c import Networks
 from curio_jax.core.networks import ActorCritic, RNDPredictor, RNDTarget, dummy_obs
 from curio_jax.core.optim import AgentParams
+from curio_jax.core.train import make_train
 
 LOG_POINTS = 8
 
@@ -125,3 +129,49 @@ def init_networks(nets: Networks, key=0):
         params = params.replace(predictor=nets.predictor.init(k2, obs)["params"])
         target = nets.target.init(k3, obs)["params"]
     return params, target
+
+
+def assert_trees_equal(a, b):
+    """Same tree structure and bit-identical leaves (PRNG keys compared by their key data)."""
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x, y = jax.random.key_data(x), jax.random.key_data(y)
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+# The tiny training programs the core tests share: a preset shrunk to a few envs and updates
+# on the corridor of fake_env.py (truncation after 4 steps, so both episode-end flags occur).
+TINY_PROGRAMS: dict[str, tuple[str, dict[str, Any]]] = {
+    "a2c": ("notebook-a2c-5x5", {"a2c.num_envs": 4, "a2c.rollout_size": 4, "updates": 6}),
+    "ppo-rnd": (  # micro-batches of 4 in minibatches of 16
+        "ppo-rnd-5x5",
+        {
+            "a2c.num_envs": 4,
+            "a2c.rollout_size": 8,
+            "updates": 6,
+            "ppo.epochs": 2,
+            "ppo.minibatches": 2,
+            "rnd.obs_norm_init_steps": 3,
+            "a2c.micro_batch": 4,
+        },
+    ),
+}
+
+
+def tiny_program(name: str):
+    """``(train, run, updates)`` for TINY_PROGRAMS[name]: ``train`` from ``make_train`` with its
+    update traces counted in ``train.traces["n"]``; ``run(key, hparams)`` the jitted init plus
+    ``updates`` updates, returning ``(state, metrics)``."""
+    preset_name, overrides = TINY_PROGRAMS[name]
+    overrides = dict(overrides)
+    updates = overrides.pop("updates")
+    frames = overrides["a2c.num_envs"] * overrides["a2c.rollout_size"] * updates
+    cfg = preset(preset_name).with_overrides({**overrides, "total_frames": frames})
+    train = make_train(cfg, env=Corridor(length=3, max_steps=4))
+    train.traces = count_update_traces(train)
+
+    def run(key, hparams):
+        return train.run_chunk(train.init(key, hparams), updates)
+
+    return train, jax.jit(run), updates

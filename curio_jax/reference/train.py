@@ -43,6 +43,7 @@ import torch
 
 from curio_jax.argparsing import OneLineParser, positive_int
 from curio_jax.config import TrainConfig, preset, preset_names
+from curio_jax.core.metrics import metric_columns
 from curio_jax.reference.agents import (
     AgentA2C,
     init_random,
@@ -52,22 +53,7 @@ from curio_jax.reference.agents import (
 )
 from curio_jax.reference.rl_algos import collect_trajectory_segment
 
-METRIC_FIELDS = (
-    "seed",
-    "update",
-    "frames",
-    "avg_return_last100",
-    "episodes",
-    "loss_total",
-    "loss_policy",
-    "loss_value_ext",
-    "loss_value_int",
-    "entropy",
-    "loss_rnd",
-    "reward_int_mean",
-    "grad_norm_ac",
-    "grad_norm_rnd",
-)
+METRIC_FIELDS = metric_columns()
 """Columns of metrics.csv, named as in `curio-jax train`'s metrics.csv. Each loss column is the
 mean over the updates since the previous logged one."""
 

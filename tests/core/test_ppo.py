@@ -9,12 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from fake_env import Corridor
-from helpers import count_update_traces
+from helpers import assert_trees_equal, tiny_program
 from helpers import init_networks as _init
 from helpers import make_networks as _nets
 
 from curio_jax.config import preset
 from curio_jax.core.hparams import Hyperparams
+from curio_jax.core.metrics import metric_names
 from curio_jax.core.ppo import (
     PPOBatch,
     UpdateKeys,
@@ -287,27 +288,13 @@ def tiny(name: str, **extra):
     return preset(name).with_overrides({**TINY, **extra})
 
 
-def assert_trees_equal(a, b):
-    assert jax.tree.structure(a) == jax.tree.structure(b)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
-            x, y = jax.random.key_data(x), jax.random.key_data(y)
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-
-
 @pytest.fixture(scope="module")
 def ppo_rnd():
-    """PPO-RND on the corridor (truncation after 4 steps), micro-batches of 4 in minibatches
-    of 16, counting the traces of the update."""
-    train = make_train(
-        tiny("ppo-rnd-5x5", **{"a2c.micro_batch": 4}), env=Corridor(length=3, max_steps=4)
-    )
-    train.traces = count_update_traces(train)
-
-    def run(key, hparams):
-        return train.run_chunk(train.init(key, hparams), UPDATES)
-
-    return train, jax.jit(run)
+    """PPO-RND on the corridor, micro-batches of 4 in minibatches of 16 (helpers.TINY_PROGRAMS;
+    its determinism, vmap and chunking contract is in test_program_contract.py)."""
+    train, run, updates = tiny_program("ppo-rnd")
+    assert updates == UPDATES and train.cfg.a2c.rollout_size == ROLLOUT
+    return train, run
 
 
 def test_ppo_state_and_metrics(ppo_rnd):
@@ -325,59 +312,6 @@ def test_ppo_state_and_metrics(ppo_rnd):
     n = NUM_ENVS * ROLLOUT
     np.testing.assert_allclose(float(state.obs_rms.count), 12 + UPDATES * n + 1e-4, rtol=1e-6)
     np.testing.assert_allclose(float(state.reward_rms.count), UPDATES * n + 1e-4, rtol=1e-6)
-
-
-def test_same_key_is_bit_identical_and_compiles_once(ppo_rnd):
-    train, run = ppo_rnd
-    hp = Hyperparams.from_config(train.cfg)
-    before = train.traces["n"]
-    a = run(jax.random.key(1), hp)
-    b = run(jax.random.key(1), hp)
-    c = run(jax.random.key(2), hp)
-    assert_trees_equal(a, b)
-    assert not np.array_equal(np.asarray(a[1].loss_total), np.asarray(c[1].loss_total))
-    assert train.traces["n"] - before <= 1
-    assert run._cache_size() == 1
-
-
-def test_vmapped_seeds_equal_per_seed_loop(ppo_rnd):
-    train, run = ppo_rnd
-    keys = jax.random.split(jax.random.key(4), 3)
-    hp = Hyperparams.from_config(train.cfg)
-    hps = jax.tree.map(lambda x: jnp.stack([x] * 3), hp)
-    batched = jax.jit(jax.vmap(run))(keys, hps)
-    for i in range(3):
-        single = run(keys[i], hp)
-        mine = jax.tree.map(lambda x, i=i: x[i], batched)
-        for x, y in zip(_discrete(mine[0]), _discrete(single[0]), strict=True):
-            np.testing.assert_array_equal(x, y)
-        for x, y in zip(jax.tree.leaves(mine), jax.tree.leaves(single), strict=True):
-            if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
-                continue
-            # vmap may reorder reductions: float rounding only (loss terms near 0 included)
-            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
-
-
-def _discrete(state):
-    """Every integer / boolean leaf of a state and the key data."""
-    leaves = jax.tree.leaves(state.replace(key=None))
-    out = [np.asarray(x) for x in leaves if np.asarray(x).dtype.kind in "iub"]
-    return out + [np.asarray(jax.random.key_data(state.key))]
-
-
-def test_chunked_equals_one_shot(ppo_rnd):
-    train, run = ppo_rnd
-    key = jax.random.key(6)
-    one_state, one_metrics = run(key, Hyperparams.from_config(train.cfg))
-    chunk = jax.jit(train.run_chunk, static_argnums=1)
-    state = jax.jit(train.init)(key)
-    parts = []
-    for _ in range(3):
-        state, m = chunk(state, UPDATES // 3)
-        parts.append(m)
-    assert chunk._cache_size() == 1
-    metrics = jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
-    assert_trees_equal((state, metrics), (one_state, one_metrics))
 
 
 def test_plain_ppo_builds_no_rnd_and_ignores_the_rnd_group():
@@ -418,17 +352,8 @@ def test_lr_zero_leaves_params_and_a2c_state_has_no_ppo_leaves():
 # The clip tests take two epochs: the clip can act only once the parameters have moved.
 ONE_STEP = {"ppo.epochs": 1, "ppo.minibatches": 1}
 TWO_STEPS = {"ppo.epochs": 2, "ppo.minibatches": 1}
-METRICS = (
-    "loss_total",
-    "loss_policy",
-    "loss_value_ext",
-    "loss_value_int",
-    "entropy",
-    "loss_rnd",
-    "reward_int_mean",
-    "grad_norm_ac",
-    "grad_norm_rnd",
-)
+# the update's own metrics (the rollout's frames, episodes and score are checked apart)
+METRICS = tuple(n for n in metric_names() if n not in ("avg_return_last100", "episodes"))
 PARTS = {
     "params.ac": lambda s: s.params.ac,
     "params.predictor": lambda s: s.params.predictor,

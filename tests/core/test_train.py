@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from fake_env import Corridor
-from helpers import count_update_traces
+from helpers import assert_trees_equal, count_update_traces, tiny_program
 
 from curio_jax.config import preset
 from curio_jax.core.hparams import Hyperparams
@@ -27,15 +27,6 @@ TINY = {"a2c.num_envs": NUM_ENVS, "a2c.rollout_size": ROLLOUT, "total_frames": 1
 
 def tiny(name: str, **extra):
     return preset(name).with_overrides({**TINY, **extra})
-
-
-def assert_trees_equal(a, b):
-    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
-    assert jax.tree.structure(a) == jax.tree.structure(b)
-    for x, y in zip(la, lb, strict=True):
-        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
-            x, y = jax.random.key_data(x), jax.random.key_data(y)
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 # --------------------------------------------------------------------------- rollout
@@ -111,14 +102,11 @@ def test_rollout_same_step_has_no_dummy_transition():
 
 @pytest.fixture(scope="module")
 def a2c():
-    """A2C on the corridor (truncation after 4 steps, so both flags occur)."""
-    train = make_train(tiny("notebook-a2c-5x5"), env=Corridor(length=3, max_steps=4))
-    train.traces = count_update_traces(train)
-
-    def run(key, hparams):
-        return train.run_chunk(train.init(key, hparams), UPDATES)
-
-    return train, jax.jit(run)
+    """A2C on the corridor (helpers.TINY_PROGRAMS; its determinism, vmap and chunking
+    contract is in test_program_contract.py)."""
+    train, run, updates = tiny_program("a2c")
+    assert updates == UPDATES
+    return train, run
 
 
 def test_a2c_builds_no_rnd_nets(a2c):
@@ -129,20 +117,6 @@ def test_a2c_builds_no_rnd_nets(a2c):
     assert state.obs_rms is None and state.reward_rms is None and state.reward_filter is None
     for name in ("loss_rnd", "loss_value_int", "reward_int_mean", "grad_norm_rnd"):
         np.testing.assert_array_equal(getattr(m, name), 0.0)
-
-
-def test_same_key_is_bit_identical_and_compiles_once(a2c):
-    train, run = a2c
-    hp = Hyperparams.from_config(train.cfg)
-    before = train.traces["n"]
-    a = run(jax.random.key(1), hp)
-    b = run(jax.random.key(1), hp)
-    c = run(jax.random.key(2), hp)
-    assert_trees_equal(a, b)
-    assert not np.array_equal(np.asarray(a[1].loss_total), np.asarray(c[1].loss_total))
-    # one trace of the update step for the whole scanned run, none for later calls
-    assert train.traces["n"] - before <= 1
-    assert run._cache_size() == 1
 
 
 def test_metrics(a2c):
@@ -159,23 +133,6 @@ def test_metrics(a2c):
     assert np.all(np.asarray(m.entropy) > 0) and np.all(np.asarray(m.grad_norm_ac) > 0)
 
 
-def test_vmapped_seeds_equal_per_seed_loop(a2c):
-    train, run = a2c
-    keys = jax.random.split(jax.random.key(4), 3)
-    hp = Hyperparams.from_config(train.cfg)
-    hps = jax.tree.map(lambda x: jnp.stack([x] * 3), hp)
-    batched = jax.jit(jax.vmap(run))(keys, hps)
-    for i in range(3):
-        single = run(keys[i], hp)
-        mine = jax.tree.map(lambda x, i=i: x[i], batched)
-        # The final state is bit-identical (measured on this CPU: XLA batches the im2col
-        # matmuls without changing the per-seed arithmetic). Only the per-update gradient-norm
-        # metric differs, by one ulp: vmap reorders that reduction.
-        assert_trees_equal(mine[0], single[0])
-        for x, y in zip(jax.tree.leaves(mine[1]), jax.tree.leaves(single[1]), strict=True):
-            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=0)
-
-
 def test_hyperparams_are_used(a2c):
     """lr = 0 leaves the parameters exactly as initialised; a sweep value really is traced."""
     train, run = a2c
@@ -188,21 +145,6 @@ def test_hyperparams_are_used(a2c):
         np.asarray(moved.params.ac["policy_out"]["bias"]),
         np.asarray(init.params.ac["policy_out"]["bias"]),
     )
-
-
-def test_chunked_equals_one_shot(a2c):
-    train, run = a2c
-    key = jax.random.key(6)
-    one_state, one_metrics = run(key, Hyperparams.from_config(train.cfg))
-    chunk = jax.jit(train.run_chunk, static_argnums=1)
-    state = jax.jit(train.init)(key)
-    parts = []
-    for _ in range(3):
-        state, m = chunk(state, UPDATES // 3)
-        parts.append(m)
-    assert chunk._cache_size() == 1
-    metrics = jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
-    assert_trees_equal((state, metrics), (one_state, one_metrics))
 
 
 @pytest.fixture(scope="module")
