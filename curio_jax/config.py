@@ -198,6 +198,10 @@ class A2CConfig:
             _require(_finite(v) and v >= 0, f"A2CConfig.{name} must be finite and >= 0, got {v!r}")
 
 
+BONUSES = ("rnd", "count", "episodic_count")
+"""The intrinsic rewards of RNDConfig.bonus."""
+
+
 @dataclass(frozen=True)
 class RNDConfig:
     """Random Network Distillation (the notebook's `RNDModule` and its use in `AgentA2CWithRND`)."""
@@ -226,8 +230,25 @@ class RNDConfig:
     reward_norm: bool = False
     """RND paper: divide the intrinsic reward by the running std of the discounted intrinsic
     return (filtered along time, per env; statistics pooled over envs and time)."""
+    bonus: str = "rnd"
+    """The intrinsic reward of the stream: ``"rnd"`` (the predictor's error on the next
+    observation), or a count-based bonus ``1 / sqrt(N)`` of the visit cell a step reaches (the
+    agent's position, direction, carried key and door state; curio_jax.core.counts):
+    ``"count"`` counts over the whole run, ``"episodic_count"`` within each episode. A count
+    bonus builds no RND networks (``feature_dim``, ``dropout``, ``max_grad_norm`` and the
+    observation normalisation have no effect, and ``obs_norm`` is refused); the stream's
+    discount, episodic switch, ``reward_norm`` and ``adv_coef_int`` apply as to RND."""
 
     def __post_init__(self) -> None:
+        _require(
+            self.bonus in BONUSES,
+            f"RNDConfig.bonus must be one of {', '.join(BONUSES)}, got {self.bonus!r}",
+        )
+        _require(
+            not (self.bonus != "rnd" and self.obs_norm),
+            f"RNDConfig.obs_norm normalises the RND networks' input; bonus={self.bonus!r} has "
+            "no RND networks (set rnd.obs_norm=False)",
+        )
         _require(
             _is_int(self.feature_dim) and self.feature_dim >= 1,
             f"RNDConfig.feature_dim must be an integer >= 1, got {self.feature_dim!r}",
@@ -417,6 +438,7 @@ class TrainConfig:
             or not self.rnd.episodic_int
             or self.rnd.obs_norm
             or self.rnd.reward_norm
+            or self.rnd.bonus != "rnd"
             or self.env.autoreset != "next_step"
         )
 

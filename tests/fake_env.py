@@ -83,3 +83,15 @@ class Corridor:
             t=jnp.where(reset, 0, nxt.t),
             observation=jnp.where(reset, first.observation, nxt.observation),
         )
+
+
+@dataclass(frozen=True)
+class CountingCorridor(Corridor):
+    """The corridor with a visit cell (its position), for count-based bonuses."""
+
+    @property
+    def num_visit_cells(self) -> int:
+        return self.length
+
+    def visit_index(self, ts: CorridorTimestep) -> jax.Array:
+        return ts.pos

@@ -78,6 +78,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--keep-checkpoints", type=positive_int, default=None, help="newest checkpoints kept (3)"
     )
     tr.add_argument(
+        "--stop-when-solved",
+        action="store_true",
+        default=None,
+        help="end the run once every seed has logged an average score above the solved "
+        "threshold (--set solved_threshold=...); frames-to-solve as in a full run, saves the "
+        "rest of the budget; summary.json says stops_at_solve (compare then tests "
+        "frames-to-solve only); kept by --resume",
+    )
+    tr.add_argument(
         "--no-tensorboard", action="store_true", help="do not write TensorBoard event files"
     )
     tr.add_argument(
@@ -166,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
             tensorboard=not args.no_tensorboard,
             devices=args.devices,
             env_shards=args.env_shards,
+            stop_when_solved=bool(pick("stop_when_solved", False)),
         )
     except ValueError as e:
         raise UsageError(one_line(e)) from None

@@ -72,15 +72,24 @@ class StepMetrics(struct.PyTreeNode):
 
 
 class Networks(struct.PyTreeNode):
-    """The modules (static). ``target`` and ``predictor`` are None for plain A2C."""
+    """The modules (static). ``target`` and ``predictor`` are None without RND; ``counts``
+    marks an intrinsic stream fed by a count-based bonus (no networks of its own)."""
 
     ac: ActorCritic = struct.field(pytree_node=False)
     target: RNDTarget | None = struct.field(pytree_node=False, default=None)
     predictor: RNDPredictor | None = struct.field(pytree_node=False, default=None)
+    counts: bool = struct.field(pytree_node=False, default=False)
 
     @property
     def rnd(self) -> bool:
+        """RND networks: the predictor's loss and gradients are part of the update."""
         return self.predictor is not None
+
+    @property
+    def intrinsic(self) -> bool:
+        """An intrinsic stream (RND or counts): intrinsic advantages and the value_int head's
+        loss are part of the update."""
+        return self.rnd or self.counts
 
 
 # --------------------------------------------------------------------------- batch
@@ -182,9 +191,10 @@ def loss_fn(
     loss_value_ext = wmean(jnp.square(value_ext - batch.ret_ext))
     zero = jnp.zeros((), jnp.float32)
     loss_value_int, loss_rnd = zero, zero
-    if nets.rnd:
+    if nets.intrinsic:
         adv = adv + coefs.adv_coef_int * batch.adv_int
         loss_value_int = wmean(jnp.square(value_int - batch.ret_int))
+    if nets.rnd:
         rnd_obs = batch.obs if obs_rms is None else normalize_obs(batch.obs, obs_rms, obs_clip)
         loss_rnd = rnd_loss(
             nets.target,

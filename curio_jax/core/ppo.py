@@ -175,10 +175,21 @@ def proportion_mask(key: Array, m: int, proportion: Array | float) -> Array:
 
 
 def prepare_minibatch(
-    mb: PPOBatch, prop_key: Array, coefs: Hyperparams, rnd: bool, adv_norm: bool
+    mb: PPOBatch,
+    prop_key: Array,
+    coefs: Hyperparams,
+    rnd: bool,
+    adv_norm: bool,
+    *,
+    intrinsic: bool | None = None,
 ) -> PPOBatch:
-    """Set a gathered minibatch's combined advantage and RND loss weight."""
-    adv = combined_advantage(mb.adv_ext, mb.adv_int if rnd else None, mb.weight, coefs, adv_norm)
+    """Set a gathered minibatch's combined advantage and RND loss weight (``rnd``).
+    ``intrinsic``: combine the intrinsic advantage (default: ``rnd``; a count bonus has an
+    intrinsic stream without RND)."""
+    if intrinsic is None:
+        intrinsic = rnd
+    adv_int = mb.adv_int if intrinsic else None
+    adv = combined_advantage(mb.adv_ext, adv_int, mb.weight, coefs, adv_norm)
     rnd_weight = None
     if rnd:
         rnd_weight = mb.weight * proportion_mask(
@@ -234,8 +245,9 @@ def ppo_loss(
     loss_value_ext = wmean(err_ext)
     zero = jnp.zeros((), jnp.float32)
     loss_value_int, loss_rnd = zero, zero
-    if nets.rnd:
+    if nets.intrinsic:
         loss_value_int = wmean(jnp.square(value_int - mb.ret_int))
+    if nets.rnd:
         rnd_obs = mb.obs if obs_rms is None else normalize_obs(mb.obs, obs_rms, obs_clip)
         loss_rnd = rnd_loss(
             nets.target,
@@ -350,7 +362,7 @@ def ppo_update(
         params, opt_state = carry
         idx, k_drop, k_prop = xs
         mb = jax.tree.map(lambda x: x[idx], batch)
-        mb = prepare_minibatch(mb, k_prop, coefs, nets.rnd, adv_norm)
+        mb = prepare_minibatch(mb, k_prop, coefs, nets.rnd, adv_norm, intrinsic=nets.intrinsic)
         if sample_sharding is not None:
             mb = jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sample_sharding), mb)
         denom = weight_denominator(mb.weight)

@@ -47,6 +47,7 @@ class Transition(struct.PyTreeNode):
     is_reset: Array  # [T, B] bool, autoreset dummy transition: the previous step was done,
     #                  so this step ignored its action and returned the reset observation
     next_obs: Array  # [T, B, 7, 7, 3] obs[1:] followed by the segment's final observation
+    cell: Array | None = None  # [T, B] int32 visit cell the step reached (cell_fn), or None
 
 
 def collect_rollout(
@@ -58,6 +59,7 @@ def collect_rollout(
     num_steps: int,
     *,
     autoreset: str = "next_step",
+    cell_fn: Callable[[Any], Array] | None = None,
 ) -> tuple[Any, Any, Transition]:
     """Step ``B`` environments ``num_steps`` times with actions sampled from ``policy_fn``.
 
@@ -71,6 +73,8 @@ def collect_rollout(
       num_steps: ``T`` (static).
       autoreset: the env's mode. ``"next_step"``: a step taken from a done timestep is the
         autoreset dummy transition (``is_reset``). ``"same_step"``: there is none.
+      cell_fn: batched ``timestep [B] -> int32 [B]`` (e.g. the env's ``visit_index``): record
+        the cell each step reached in ``Transition.cell`` (count-based bonuses); None: no cell.
 
     Returns:
       ``(timestep [B], episode_stats, Transition [T, B])``.
@@ -107,6 +111,7 @@ def collect_rollout(
             done=done,
             is_reset=is_reset,
             next_obs=None,
+            cell=None if cell_fn is None else cell_fn(next_ts).astype(jnp.int32),
         )
         return (next_ts, stats), tr
 

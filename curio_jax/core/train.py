@@ -15,7 +15,8 @@
 
 One update = one rollout of ``rollout_size`` steps on ``num_envs`` environments
 (:func:`curio_jax.core.rollout.collect_rollout`), advantages (:mod:`curio_jax.core.returns`),
-intrinsic rewards (:mod:`curio_jax.core.rnd`, RND only) and the algorithm's learning step:
+intrinsic rewards (:mod:`curio_jax.core.rnd`, or the count bonus of
+:mod:`curio_jax.core.counts`) and the algorithm's learning step:
 A2C's one gradient step (:mod:`curio_jax.core.a2c`) or PPO's epochs of minibatch steps
 (:mod:`curio_jax.core.ppo`), chosen by ``cfg.algorithm``.
 The traced float coefficients live in :class:`Hyperparams` inside the state, so a sweep can
@@ -32,6 +33,7 @@ from flax import struct
 
 from curio_jax.config import TrainConfig, micro_batch_size
 from curio_jax.core.a2c import Networks, StepMetrics, make_batch, map_rows, update_step
+from curio_jax.core.counts import VisitCounts, count_bonus
 from curio_jax.core.hparams import Hyperparams
 from curio_jax.core.metrics import UpdateMetrics
 from curio_jax.core.networks import ActorCritic, RNDPredictor, RNDTarget, dummy_obs
@@ -71,6 +73,7 @@ class LearnerState(struct.PyTreeNode):
     reward_rms: RunningMeanStd | None  # intrinsic-return statistics [] (reward_norm only)
     reward_filter: Array | None  # [B] discounted intrinsic return filter (reward_norm only)
     hparams: Hyperparams
+    visits: VisitCounts | None = None  # visit counts of a count bonus (rnd.bonus), else None
 
 
 class Targets(struct.PyTreeNode):
@@ -78,13 +81,14 @@ class Targets(struct.PyTreeNode):
 
     adv_ext: Array
     ret_ext: Array
-    adv_int: Array | None  # RND only
+    adv_int: Array | None  # intrinsic stream only
     ret_int: Array | None
-    reward_int_mean: Array  # [] mean intrinsic reward used for the advantages (0 without RND)
+    reward_int_mean: Array  # [] mean intrinsic reward used for the advantages (0 without one)
     obs_rms: RunningMeanStd | None  # updated with the rollout (obs_norm)
     reward_rms: RunningMeanStd | None  # updated (reward_norm)
     reward_filter: Array | None  # [B] (reward_norm)
     target_obs: Array | None  # [T, B, F] RND target(obs) shared with the reward pass, or None
+    visits: VisitCounts | None = None  # updated with the rollout (count bonus)
 
 
 class TrainOutput(struct.PyTreeNode):
@@ -135,7 +139,9 @@ class Train:
         flattened training batch is held to, so each device runs the passes of its own
         samples."""
         ac = ActorCritic(num_actions=env.num_actions, hidden_dim=cfg.a2c.hidden_dim)
-        if cfg.rnd.enabled:
+        if cfg.rnd.enabled and cfg.rnd.bonus != "rnd":
+            self.nets = Networks(ac=ac, counts=True)
+        elif cfg.rnd.enabled:
             self.nets = Networks(
                 ac=ac,
                 target=RNDTarget(feature_dim=cfg.rnd.feature_dim),
@@ -157,6 +163,7 @@ class Train:
             raise ValueError(f"hparams must be a Hyperparams, got {type(hparams).__name__}")
         cfg, nets = self.cfg, self.nets
         n = cfg.a2c.num_envs
+        reward_norm = nets.intrinsic and cfg.rnd.reward_norm
         key, k_ac, k_target, k_pred, k_env, k_norm = jax.random.split(key, 6)
         obs0 = dummy_obs()
         params = AgentParams(ac=nets.ac.init(k_ac, obs0)["params"])
@@ -174,11 +181,14 @@ class Train:
             key=key,
             update=jnp.asarray(0, jnp.int32),
             obs_rms=self._random_policy_obs_rms(k_norm) if nets.rnd and cfg.rnd.obs_norm else None,
-            reward_rms=RunningMeanStd.create(()) if nets.rnd and cfg.rnd.reward_norm else None,
-            reward_filter=(
-                jnp.zeros((n,), jnp.float32) if nets.rnd and cfg.rnd.reward_norm else None
-            ),
+            reward_rms=RunningMeanStd.create(()) if reward_norm else None,
+            reward_filter=jnp.zeros((n,), jnp.float32) if reward_norm else None,
             hparams=hparams,
+            visits=(
+                VisitCounts.create(cfg.rnd.bonus, self.env.num_visit_cells, n)
+                if nets.counts
+                else None
+            ),
         )
 
     def _optimizer(self, hparams: Hyperparams) -> Any:
@@ -226,6 +236,7 @@ class Train:
             k_roll,
             cfg.a2c.rollout_size,
             autoreset=cfg.env.autoreset,
+            cell_fn=jax.vmap(self.env.visit_index) if self.nets.counts else None,
         )
         _, last_ext, last_int = policy_fn(timestep.observation)
         tg = self.targets(state, traj, last_ext, last_int, micro)
@@ -242,6 +253,7 @@ class Train:
             obs_rms=tg.obs_rms,
             reward_rms=tg.reward_rms,
             reward_filter=tg.reward_filter,
+            visits=tg.visits,
         )
         metrics = UpdateMetrics(
             frames=update * jnp.int32(cfg.frames_per_update),
@@ -291,7 +303,11 @@ class Train:
         reward_int_mean = zero
         obs_rms, reward_rms, reward_filter = state.obs_rms, state.reward_rms, state.reward_filter
         target_obs = None  # target(obs [T, B]) for the RND loss, when shared (below)
-        if nets.rnd:
+        visits = state.visits
+        reward_int = None
+        if nets.counts:
+            visits, reward_int = count_bonus(visits, traj.cell, traj.done)
+        elif nets.rnd:
             rnd_next = traj.next_obs
             target_next = None
             if cfg.rnd.obs_norm:
@@ -320,6 +336,9 @@ class Train:
                 (rnd_next, target_next),
                 micro,
             )
+            if cfg.rnd.obs_norm:  # rewards used the old statistics; the loss uses the new
+                obs_rms = obs_rms.update(traj.next_obs.reshape((-1,) + traj.next_obs.shape[2:]))
+        if reward_int is not None:
             if cfg.rnd.reward_norm:
                 reward_int, reward_filter, reward_rms = normalize_intrinsic_reward(
                     reward_int, reward_filter, reward_rms, hp.gamma_int
@@ -337,8 +356,6 @@ class Train:
                 episodic=cfg.rnd.episodic_int,
                 textbook=textbook,
             )
-            if cfg.rnd.obs_norm:  # rewards used the old statistics; the loss uses the new
-                obs_rms = obs_rms.update(traj.next_obs.reshape((-1,) + traj.next_obs.shape[2:]))
         return Targets(
             adv_ext=adv_ext,
             ret_ext=ret_ext,
@@ -349,6 +366,7 @@ class Train:
             reward_rms=reward_rms,
             reward_filter=reward_filter,
             target_obs=target_obs,
+            visits=visits,
         )
 
     def _a2c_step(
@@ -491,13 +509,22 @@ def make_train(cfg: TrainConfig, env: Any = None, *, sample_sharding: Any = None
     ``env``: defaults to ``curio_jax.envs.make_doorkey(cfg.env.size, cfg.env.autoreset)``; any
     object with ``num_actions``, ``reset(key)`` and ``step(timestep, action)`` returning
     timesteps with ``observation``, ``reward``, ``terminated``, ``truncated``, ``done`` works
-    (probe environments in tests)."""
+    (probe environments in tests); a count bonus (``rnd.bonus``) also needs the env's
+    ``visit_index(timestep)`` and ``num_visit_cells``."""
     _validate(cfg)
     if env is None:
         env = make_doorkey(size=cfg.env.size, autoreset=cfg.env.autoreset)
     num_actions = getattr(env, "num_actions", None)
     if not isinstance(num_actions, int) or num_actions < 1:
         raise ValueError(f"env.num_actions must be a positive int, got {num_actions!r}")
+    if cfg.rnd.enabled and cfg.rnd.bonus != "rnd":
+        cells = getattr(env, "num_visit_cells", None)
+        if not callable(getattr(env, "visit_index", None)) or not isinstance(cells, int):
+            raise ValueError(
+                f"rnd.bonus={cfg.rnd.bonus!r} counts visit cells: the env needs a "
+                "`visit_index(timestep) -> int32` method and an int `num_visit_cells` "
+                "(curio_jax.envs.make_doorkey has both)"
+            )
     mode = getattr(env, "autoreset_mode", getattr(env, "autoreset", cfg.env.autoreset))
     if mode != cfg.env.autoreset:
         raise ValueError(

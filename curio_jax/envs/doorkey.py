@@ -446,6 +446,15 @@ class DoorKey(Environment):
     def num_actions(self) -> int:
         return NUM_ACTIONS
 
+    @property
+    def num_visit_cells(self) -> int:
+        """How many cells `visit_index` tells apart (count-based bonuses size their tables)."""
+        return num_visit_cells(self.size)
+
+    def visit_index(self, timestep: DoorKeyTimestep) -> Array:
+        """The visit cell of a (batched) timestep: see the module function `visit_index`."""
+        return visit_index(timestep)
+
     # ---- reset
     def _reset(self, key: Array, cache: RenderingCache | None = None) -> DoorKeyTimestep:  # type: ignore[override]
         """navix's extension point: the first timestep of an episode drawn with `key`."""

@@ -330,6 +330,8 @@ def unsupported_settings(cfg) -> list[str]:
         bad.append("rnd.obs_norm")
     if cfg.rnd.reward_norm:
         bad.append("rnd.reward_norm")
+    if cfg.rnd.bonus != "rnd":
+        bad.append(f"rnd.bonus={cfg.rnd.bonus}")
     return bad
 
 

@@ -60,8 +60,14 @@ from curio_jax.run.loggers import (
     open_tensorboard,
 )
 from curio_jax.run.params import AgentWeights, ParamsError, check_weights, with_weights
-from curio_jax.run.rundir import MetricsCSV, RunSettings, logged_updates, prepare_run_dir
-from curio_jax.run.summary import RunClock, write_summary
+from curio_jax.run.rundir import (
+    MetricsCSV,
+    RunSettings,
+    logged_updates,
+    prepare_run_dir,
+    read_rows,
+)
+from curio_jax.run.summary import RunClock, frames_to_solve, write_summary
 
 StateHook = Callable[[int, list[Any]], list[Any]]
 
@@ -269,7 +275,13 @@ def run_groups(
         "micro_batch": program.train.update_micro_batch(),  # as resolved on this backend
         "seed_batch": program.seed_batch,
     }
-    if start >= total:  # already complete: only summary.json and curves.png are rewritten
+    stop = settings.stop_when_solved
+    solved = _solved_so_far(groups, seeds, start) if stop and start > 0 else np.zeros(batch, bool)
+    if stop:
+        extra["stops_at_solve"] = bool(solved.all())
+        extra["updates_done"] = start
+    if start >= total or (stop and solved.all()):
+        # already complete: only summary.json and curves.png are rewritten
         return _summaries(groups, seeds, clock, progress, plot, primary, extra)
 
     last_ckpt = f"checkpoint update {start}" if states is not None else "no checkpoint yet"
@@ -328,9 +340,17 @@ def run_groups(
             event = Chunk(update, total, fpu, by_group, False, 0.0, 0.0, last_ckpt)
             if csv_log is not None:
                 csv_log.write(event)
+            stopping = False
+            if stop:
+                solved |= _solved_in(rows, groups, seeds)
+                stopping = bool(solved.all()) and update < total
+                extra["stops_at_solve"] = bool(solved.all())
+                extra["updates_done"] = update
 
             # every checkpoint_every-th chunk of the run (not of this session) and the last
-            saved = (update // chunk) % settings.checkpoint_every == 0 or update >= total
+            saved = (
+                (update // chunk) % settings.checkpoint_every == 0 or update >= total or stopping
+            )
             if saved:
                 host_state = to_host(states)
                 clock.seconds = base_seconds + time.perf_counter() - t_segment
@@ -357,6 +377,13 @@ def run_groups(
             event.eta_seconds = (total - update) * fpu * batch / fps
             for cb in after_chunk:
                 cb.on_chunk(event)
+            if stopping:
+                progress.end()
+                progress.info(
+                    f"every seed has solved (average score above its solved threshold) by "
+                    f"update {update}/{total}: stopping (stop_when_solved)"
+                )
+                break
     except KeyboardInterrupt:
         again = "sweep" if len(groups) > 1 else "train"
         progress.info(
@@ -370,6 +397,28 @@ def run_groups(
         tb.close()
     progress.end()
     return _summaries(groups, seeds, clock, progress, plot, primary, extra)
+
+
+def _solved_in(rows: list[dict], groups: list[RunGroup], seeds: int) -> np.ndarray:
+    """Per learner state (group-major): its logged row's average score is above its group's
+    solved threshold."""
+    out = np.zeros(len(rows), bool)
+    for i, row in enumerate(rows):
+        v = float(row["avg_return_last100"])
+        out[i] = np.isfinite(v) and v > groups[i // seeds].cfg.solved_threshold
+    return out
+
+
+def _solved_so_far(groups: list[RunGroup], seeds: int, start: int) -> np.ndarray:
+    """Per learner state: solved at a logged update <= ``start`` (a resumed run that stops when
+    solved), from the groups' metrics.csv (every process reads it: the run directory must be
+    on a filesystem all processes see)."""
+    out = []
+    for g in groups:
+        rows = [r for r in read_rows(g.out / "metrics.csv") if int(r["update"]) <= start]
+        solves = frames_to_solve(rows, seeds, g.cfg.solved_threshold)
+        out.extend(s is not None for s in solves)
+    return np.asarray(out, bool)
 
 
 def _summaries(

@@ -71,6 +71,10 @@ class RunSettings:
     env_shards: int = 1
     """Devices per agent: each seed's envs are split over this many devices
     (curio_jax.parallel.sharding)."""
+    stop_when_solved: bool = False
+    """End the run at the first chunk after which every seed has logged an average score above
+    its config's ``solved_threshold`` (the seeds share one program, so the run stops for all of
+    them at once); summary.json then says ``stops_at_solve`` and the updates done."""
 
     def __post_init__(self) -> None:
         for name in ("seeds", "checkpoint_every", "keep_checkpoints", "env_shards"):
@@ -82,6 +86,8 @@ class RunSettings:
             raise ValueError(f"devices must be a positive integer, got {d!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if not isinstance(self.stop_when_solved, bool):
+            raise ValueError(f"stop_when_solved must be a bool, got {self.stop_when_solved!r}")
 
 
 def read_saved_run(out: Path) -> tuple[TrainConfig, dict]:
@@ -141,6 +147,8 @@ def run_record(cfg: TrainConfig, settings: RunSettings, **extra: Any) -> dict:
         "chunk_updates": cfg.log_every,
         "checkpoint_every": settings.checkpoint_every,
         "keep_checkpoints": settings.keep_checkpoints,
+        # only when set, so run.json of other runs keeps its earlier contents
+        **({"stop_when_solved": True} if settings.stop_when_solved else {}),
         **extra,
     }
 

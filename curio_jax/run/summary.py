@@ -128,11 +128,15 @@ def write_summary(
     extra: dict | None = None,
 ) -> dict:
     """summary.json (and curves.png) from metrics.csv and the run totals of the final
-    checkpoint."""
+    checkpoint. ``extra`` adds fields; its ``updates_done`` (a run that stopped when solved)
+    replaces the config's number of updates in ``updates`` and ``frames`` (frames run, all
+    seeds); ``frames_per_seed`` stays the budget (where compare censors unsolved seeds)."""
+    extra = dict(extra or {})
+    updates = int(extra.pop("updates_done", cfg.num_updates))
     rows = read_rows(out / "metrics.csv")
     solved = frames_to_solve(rows, seeds, cfg.solved_threshold)
     finals = final_scores(rows, seeds)
-    frames = cfg.num_updates * cfg.frames_per_update * seeds
+    frames = updates * cfg.frames_per_update * seeds
     summary = {
         "preset": cfg.name,
         "impl": "curio_jax",
@@ -144,7 +148,7 @@ def write_summary(
         ],
         "frames": frames,
         "frames_per_seed": cfg.num_updates * cfg.frames_per_update,
-        "updates": cfg.num_updates,
+        "updates": updates,
         "seconds": clock.seconds,
         "frames_per_sec": (
             clock.steady_frames / clock.steady_seconds
@@ -153,7 +157,7 @@ def write_summary(
         ),
         "compile_seconds": clock.compile_seconds,
         "segments": clock.segments,
-        **(extra or {}),
+        **extra,
     }
     atomic_write(out / "summary.json", json.dumps(summary, indent=2))
     if plot:

@@ -1,0 +1,102 @@
+"""`train --stop-when-solved`: the run ends at the first chunk after which every seed has
+solved, with the same rows a full run logs up to there; the summary says so, --resume keeps
+the setting and does not train on, and compare reads the run as one that stops at solve."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import run_cli
+
+from curio_jax.run.rundir import read_rows
+
+# A threshold of 0 is passed by the first finished episode with any reward: a few chunks on
+# DoorKey-5x5 with 4 envs, far inside the budget of 64 chunks.
+ARGS = [
+    "train",
+    "--preset=notebook-a2c-5x5",
+    "--seeds=2",
+    "--num-envs=4",
+    "--log-every=8",
+    "--no-tensorboard",
+    "--no-gif",
+    "--set",
+    "solved_threshold=0.0",
+]
+FRAMES_PER_CHUNK = 4 * 16 * 8  # envs x the preset's rollout of 16 x updates per chunk
+BUDGET = 64 * FRAMES_PER_CHUNK
+
+
+@pytest.fixture(scope="module")
+def stopped(tmp_path_factory):
+    out = tmp_path_factory.mktemp("stop") / "run"
+    code, stdout, err = run_cli(
+        [*ARGS, "--total-frames", str(BUDGET), "--stop-when-solved", "--out", str(out)],
+        _NoCapture(),
+    )
+    assert code == 0, err
+    return out, stdout
+
+
+class _NoCapture:
+    """run_cli's capsys for a module-scoped fixture: nothing captured."""
+
+    def readouterr(self):
+        return "", ""
+
+
+def test_the_run_stops_when_every_seed_has_solved(stopped):
+    out, _ = stopped
+    summary = json.loads((out / "summary.json").read_text())
+    rows = read_rows(out / "metrics.csv")
+    last = max(int(r["update"]) for r in rows)
+    assert summary["stops_at_solve"] is True
+    assert summary["updates"] == last < 64 * 8
+    assert summary["frames"] == last * 4 * 16 * 2
+    assert summary["frames_per_seed"] == BUDGET  # the budget, where compare censors
+    solves = [s["frames_to_solve"] for s in summary["seeds"]]
+    assert all(f is not None for f in solves)
+    # it stopped at the first chunk after which both had solved
+    assert max(solves) == last * 4 * 16
+    assert json.loads((out / "run.json").read_text())["stop_when_solved"] is True
+    assert (out / "checkpoints" / f"ckpt_{last:09d}.npz").is_file()
+
+
+def test_rows_equal_a_full_run_up_to_the_stop(stopped, tmp_path, capsys):
+    out, _ = stopped
+    rows = read_rows(out / "metrics.csv")
+    last = max(int(r["update"]) for r in rows)
+    full = tmp_path / "full"
+    code, _, err = run_cli(
+        [*ARGS, "--total-frames", str(last * 4 * 16), "--out", str(full)], capsys
+    )
+    assert code == 0, err
+    assert (full / "metrics.csv").read_bytes() == (out / "metrics.csv").read_bytes()
+    summary = json.loads((full / "summary.json").read_text())
+    assert "stops_at_solve" not in summary  # unchanged for runs without the option
+    assert "stop_when_solved" not in json.loads((full / "run.json").read_text())
+
+
+def test_resume_of_a_stopped_run_does_not_train_on(stopped, capsys):
+    out, _ = stopped
+    before = (out / "metrics.csv").read_bytes()
+    summary = json.loads((out / "summary.json").read_text())
+    code, _, err = run_cli(["train", "--resume", "--out", str(out), "--no-gif"], capsys)
+    assert code == 0, err
+    assert (out / "metrics.csv").read_bytes() == before
+    again = json.loads((out / "summary.json").read_text())
+    for name in ("stops_at_solve", "updates", "frames", "seeds", "frames_per_seed"):
+        assert again[name] == summary[name], name
+
+
+def test_compare_reads_it_as_stopping_at_solve(stopped, tmp_path, capsys):
+    out, _ = stopped
+    code, _, err = run_cli(
+        ["compare", str(out), str(out), "--json", str(tmp_path / "c.json")], capsys
+    )
+    assert code == 0, err
+    result = json.loads((tmp_path / "c.json").read_text())
+    assert any("stopped each seed when it solved" in w for w in result["warnings"])
+    code, _, err = run_cli(["compare", str(out), "--threshold", "0.5"], capsys)
+    assert code != 0 and "stopped when they passed 0" in err
