@@ -598,6 +598,13 @@ def _build_presets() -> dict[str, TrainConfig]:
             name=f"ppo-{size}x{size}", rnd=dataclasses.replace(ppo_rnd.rnd, enabled=False)
         )
         p[ppo.name] = ppo
+        # the intrinsic stream fed by global visit counts instead of RND (no RND networks, so
+        # no RND input normalisation); everything else as ppo-rnd
+        count = ppo_rnd.replace(
+            name=f"ppo-count-{size}x{size}",
+            rnd=dataclasses.replace(ppo_rnd.rnd, bonus="count", obs_norm=False),
+        )
+        p[count.name] = count
     return p
 
 
@@ -669,6 +676,9 @@ for _s in ("5x5", "8x8", "16x16"):
         "PPO + RND with the RND paper's semantics (two value heads, normalisations, Adam)"
     )
     DESCRIPTIONS[f"ppo-{_s}"] = f"ppo-rnd-{_s} without the intrinsic reward (rnd.enabled=False)"
+    DESCRIPTIONS[f"ppo-count-{_s}"] = (
+        f"ppo-rnd-{_s} with a count-based bonus 1/sqrt(N) over visit cells instead of RND"
+    )
 for _s in ("5x5", "8x8"):
     DESCRIPTIONS[f"a2c-x100-{_s}"] = "ablation: the notebook's A2C with the extrinsic weight 100"
     DESCRIPTIONS[f"rnd-x1-{_s}"] = "ablation: the notebook's RND agent with the extrinsic weight 1"

@@ -48,6 +48,15 @@ def test_notebook_presets_match_the_seed(name):
     assert cfg.is_notebook_faithful
 
 
+@pytest.mark.parametrize("size", ["5x5", "8x8", "16x16"])
+def test_ppo_presets_differ_only_in_the_intrinsic_reward(size):
+    rnd = config.preset(f"ppo-rnd-{size}")
+    assert config.diff_configs(rnd, config.preset(f"ppo-{size}")) == ["name", "rnd.enabled"]
+    count = config.preset(f"ppo-count-{size}")
+    assert config.diff_configs(rnd, count) == ["name", "rnd.bonus", "rnd.obs_norm"]
+    assert count.rnd.bonus == "count" and count.rnd.enabled
+
+
 def test_corrected_presets_differ_only_by_their_switches():
     base = config.preset("notebook-rnd-8x8")
     aligned = config.preset("rnd-aligned-8x8")
