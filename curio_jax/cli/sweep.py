@@ -46,6 +46,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     sw.add_argument("--keep-checkpoints", type=positive_int, default=None, help="kept (3)")
     sw.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard event files")
     sw.add_argument(
+        "--stop-when-solved",
+        action="store_true",
+        help="end the sweep once every seed of every grid point has solved (as train's option; "
+        "kept by --resume)",
+    )
+    sw.add_argument(
         "--vmap-grid",
         action="store_true",
         help="vmap grid points together with seeds (more parallel work, e.g. on a GPU; equal "
@@ -85,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
             tensorboard=not args.no_tensorboard,
             devices=args.devices,
             env_shards=args.env_shards,
+            stop_when_solved=bool(args.stop_when_solved or saved.get("stop_when_solved", False)),
         )
     except (RunError, ValueError) as e:
         raise UsageError(one_line(e)) from None

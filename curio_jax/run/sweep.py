@@ -195,6 +195,7 @@ class SweepPlan:
             "seed": settings.seed,
             "checkpoint_every": settings.checkpoint_every,
             "keep_checkpoints": settings.keep_checkpoints,
+            **({"stop_when_solved": True} if settings.stop_when_solved else {}),
         }
 
 
@@ -235,8 +236,13 @@ def _prepare(
     record = plan.to_dict(settings, vmap_grid)
     if resume:
         saved = read_saved_sweep(out)
-        keys = ("config", "axes", "seeds", "seed", "vmap_grid")
+        keys = ("axes", "seeds", "seed", "vmap_grid")
         diffs = [k for k in keys if json.dumps(saved.get(k)) != json.dumps(record[k])]
+        # the config by value: a sweep.json written before a config field existed lacks it
+        # (its default applies) and still resumes
+        changed = diff_configs(saved_plan(saved)[0], plan.cfg)
+        if changed:
+            diffs.insert(0, f"config ({', '.join(changed)})")
         if diffs:
             raise SweepError(
                 f"cannot resume {out}: the sweep differs from the saved one in {', '.join(diffs)}; "

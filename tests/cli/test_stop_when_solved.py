@@ -100,3 +100,29 @@ def test_compare_reads_it_as_stopping_at_solve(stopped, tmp_path, capsys):
     assert any("stopped each seed when it solved" in w for w in result["warnings"])
     code, _, err = run_cli(["compare", str(out), "--threshold", "0.5"], capsys)
     assert code != 0 and "stopped when they passed 0" in err
+
+
+def test_a_sweep_stops_once_every_point_has_solved(tmp_path):
+    from curio_jax.config import preset
+    from curio_jax.run import sweep
+    from curio_jax.run.loggers import Progress
+    from curio_jax.run.rundir import RunSettings
+
+    cfg = preset("notebook-a2c-5x5").with_overrides(
+        {"a2c.num_envs": 4, "log_every": 8, "total_frames": BUDGET, "solved_threshold": 0.0}
+    )
+    settings = RunSettings(seeds=2, tensorboard=False, stop_when_solved=True)
+    out = tmp_path / "sweep"
+    summaries = sweep.sweep_run(
+        cfg,
+        [sweep.Axis("lr", (7e-4, 1e-3))],
+        out,
+        settings,
+        progress=Progress(stream=open("/dev/null", "w"), tty=False),  # noqa: SIM115
+        plot=False,
+    )
+    assert json.loads((out / "sweep.json").read_text())["stop_when_solved"] is True
+    for s in summaries:
+        assert s["stops_at_solve"] is True and s["updates"] < 64 * 8
+        assert all(x["frames_to_solve"] is not None for x in s["seeds"])
+    assert summaries[0]["updates"] == summaries[1]["updates"]  # one program, one stop

@@ -174,6 +174,26 @@ def test_resume_refuses_a_different_grid(swept, tmp_path):
     assert sorted(p.name for p in copy.rglob("*")) == before
 
 
+def test_resume_compares_the_config_by_value(swept, tmp_path):
+    """A sweep.json written before a config field existed (here rnd.bonus) still resumes (the
+    field's default applies); a config that differs in value is refused, naming the field."""
+    import shutil
+
+    out, _, _ = swept
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    record = json.loads((copy / "sweep.json").read_text())
+    del record["config"]["rnd"]["bonus"]
+    (copy / "sweep.json").write_text(json.dumps(record, indent=2))
+    summaries = sweep.sweep_run(
+        BASE, [sweep.Axis("adv_coef_ext", VALUES)], copy, SETTINGS, resume=True, progress=quiet()
+    )
+    assert len(summaries) == 3
+    other = BASE.with_overrides({"rnd.gamma_int": 0.9})
+    with pytest.raises(sweep.SweepError, match=r"config \(rnd.gamma_int\)"):
+        sweep.sweep_run(other, [sweep.Axis("adv_coef_ext", VALUES)], copy, SETTINGS, resume=True)
+
+
 def test_existing_directory_needs_overwrite(swept, capsys):
     out, _, _ = swept
     argv = ["sweep", "--preset=notebook-rnd-5x5", "--set=lr=0.1,0.2", f"--out={out}"]
