@@ -279,6 +279,11 @@ class RNDConfig:
             f"RNDConfig.obs_norm_clip must be > 0, got {self.obs_norm_clip!r}",
         )
 
+    @property
+    def counts(self) -> bool:
+        """The intrinsic stream is on and fed by a count-based bonus (no RND networks)."""
+        return self.enabled and self.bonus != "rnd"
+
 
 @dataclass(frozen=True)
 class PPOConfig:

@@ -139,7 +139,7 @@ class Train:
         flattened training batch is held to, so each device runs the passes of its own
         samples."""
         ac = ActorCritic(num_actions=env.num_actions, hidden_dim=cfg.a2c.hidden_dim)
-        if cfg.rnd.enabled and cfg.rnd.bonus != "rnd":
+        if cfg.rnd.counts:
             self.nets = Networks(ac=ac, counts=True)
         elif cfg.rnd.enabled:
             self.nets = Networks(
@@ -517,7 +517,7 @@ def make_train(cfg: TrainConfig, env: Any = None, *, sample_sharding: Any = None
     num_actions = getattr(env, "num_actions", None)
     if not isinstance(num_actions, int) or num_actions < 1:
         raise ValueError(f"env.num_actions must be a positive int, got {num_actions!r}")
-    if cfg.rnd.enabled and cfg.rnd.bonus != "rnd":
+    if cfg.rnd.counts:
         cells = getattr(env, "num_visit_cells", None)
         if not callable(getattr(env, "visit_index", None)) or not isinstance(cells, int):
             raise ValueError(
