@@ -566,8 +566,9 @@ def compare_runs(
                     pair["mann_whitney_p"] = None
                     names = " and ".join(stopped)
                     result["warnings"].append(
-                        f"{names} stopped each seed when it solved (the notebook's loop), so its "
-                        f"final scores are scores at the solve point: {labels[i]} vs "
+                        f"{names} stopped at solve (the notebook's loop stops each seed; "
+                        "--stop-when-solved stops the run once every seed has), so its final "
+                        f"scores are not scores at the budget: {labels[i]} vs "
                         f"{labels[j]} compares frames-to-solve (log-rank) only"
                     )
                 else:

@@ -178,20 +178,18 @@ def prepare_minibatch(
     mb: PPOBatch,
     prop_key: Array,
     coefs: Hyperparams,
-    rnd: bool,
-    adv_norm: bool,
     *,
-    intrinsic: bool | None = None,
+    adv_norm: bool,
+    intrinsic: bool,
+    rnd_loss: bool,
 ) -> PPOBatch:
-    """Set a gathered minibatch's combined advantage and RND loss weight (``rnd``).
-    ``intrinsic``: combine the intrinsic advantage (default: ``rnd``; a count bonus has an
-    intrinsic stream without RND)."""
-    if intrinsic is None:
-        intrinsic = rnd
+    """Set a gathered minibatch's combined advantage and RND loss weight. ``intrinsic``:
+    combine the intrinsic advantage (RND or a count bonus); ``rnd_loss``: draw the predictor's
+    update-proportion mask (RND only; a count bonus has no predictor)."""
     adv_int = mb.adv_int if intrinsic else None
     adv = combined_advantage(mb.adv_ext, adv_int, mb.weight, coefs, adv_norm)
     rnd_weight = None
-    if rnd:
+    if rnd_loss:
         rnd_weight = mb.weight * proportion_mask(
             prop_key, mb.action.shape[0], coefs.update_proportion
         )
@@ -362,7 +360,9 @@ def ppo_update(
         params, opt_state = carry
         idx, k_drop, k_prop = xs
         mb = jax.tree.map(lambda x: x[idx], batch)
-        mb = prepare_minibatch(mb, k_prop, coefs, nets.rnd, adv_norm, intrinsic=nets.intrinsic)
+        mb = prepare_minibatch(
+            mb, k_prop, coefs, adv_norm=adv_norm, intrinsic=nets.intrinsic, rnd_loss=nets.rnd
+        )
         if sample_sharding is not None:
             mb = jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sample_sharding), mb)
         denom = weight_denominator(mb.weight)

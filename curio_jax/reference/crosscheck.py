@@ -822,8 +822,9 @@ def ppo_parity(kind: str, seed: int = 3, update: int = 3) -> dict:
             jax.tree.map(lambda x, idx=idx: x[idx], batch),
             keys.proportion[i],
             hp,
-            with_rnd,
-            s.adv_norm,
+            adv_norm=s.adv_norm,
+            intrinsic=with_rnd,
+            rnd_loss=with_rnd,
         )
         prepared.append(mb)
         st = ref_ppo.StepRandomness(indices=torch.as_tensor(np.array(idx), dtype=torch.long))

@@ -278,7 +278,7 @@ def run_groups(
     stop = settings.stop_when_solved
     solved = _solved_so_far(groups, seeds, start) if stop and start > 0 else np.zeros(batch, bool)
     if stop:
-        extra["stops_at_solve"] = bool(solved.all())
+        extra["stops_at_solve"] = bool(solved.all()) and start < total
         extra["updates_done"] = start
     if start >= total or (stop and solved.all()):
         # already complete: only summary.json and curves.png are rewritten
@@ -344,7 +344,7 @@ def run_groups(
             if stop:
                 solved |= _solved_in(rows, groups, seeds)
                 stopping = bool(solved.all()) and update < total
-                extra["stops_at_solve"] = bool(solved.all())
+                extra["stops_at_solve"] = stopping
                 extra["updates_done"] = update
 
             # every checkpoint_every-th chunk of the run (not of this session) and the last

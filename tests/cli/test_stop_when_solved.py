@@ -78,6 +78,24 @@ def test_rows_equal_a_full_run_up_to_the_stop(stopped, tmp_path, capsys):
     assert "stop_when_solved" not in json.loads((full / "run.json").read_text())
 
 
+def test_solving_in_the_last_chunk_is_not_a_stop_at_solve(stopped, tmp_path, capsys):
+    """A run whose seeds all solve in its final chunk ran its whole budget: its scores are
+    scores at the budget, so summary.json does not say stops_at_solve."""
+    out, _ = stopped
+    last = max(int(r["update"]) for r in read_rows(out / "metrics.csv"))
+    edge = tmp_path / "edge"
+    code, _, err = run_cli(
+        [*ARGS, "--total-frames", str(last * 4 * 16), "--stop-when-solved", "--out", str(edge)],
+        capsys,
+    )
+    assert code == 0, err
+    assert (edge / "metrics.csv").read_bytes() == (out / "metrics.csv").read_bytes()
+    summary = json.loads((edge / "summary.json").read_text())
+    assert summary["stops_at_solve"] is False
+    assert summary["updates"] == last
+    assert all(s["frames_to_solve"] is not None for s in summary["seeds"])
+
+
 def test_resume_of_a_stopped_run_does_not_train_on(stopped, capsys):
     out, _ = stopped
     before = (out / "metrics.csv").read_bytes()
@@ -97,7 +115,7 @@ def test_compare_reads_it_as_stopping_at_solve(stopped, tmp_path, capsys):
     )
     assert code == 0, err
     result = json.loads((tmp_path / "c.json").read_text())
-    assert any("stopped each seed when it solved" in w for w in result["warnings"])
+    assert any("stopped at solve" in w for w in result["warnings"])
     code, _, err = run_cli(["compare", str(out), "--threshold", "0.5"], capsys)
     assert code != 0 and "stopped when they passed 0" in err
 

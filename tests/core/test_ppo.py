@@ -211,9 +211,34 @@ def test_prepare_minibatch_without_rnd_has_no_mask():
         ret_ext=jnp.zeros(4),
         weight=jnp.ones(4),
     )
-    mb = prepare_minibatch(b, jax.random.key(0), COEFS, rnd=False, adv_norm=False)
+    mb = prepare_minibatch(
+        b, jax.random.key(0), COEFS, adv_norm=False, intrinsic=False, rnd_loss=False
+    )
     assert mb.rnd_weight is None
     np.testing.assert_array_equal(np.asarray(mb.adv), 2.0 * np.arange(4.0))
+
+
+def test_prepare_minibatch_intrinsic_and_rnd_loss_are_separate_switches():
+    """A count bonus combines the intrinsic advantage without a predictor mask; RND does both."""
+    b = PPOBatch(
+        obs=jnp.zeros((4, 7, 7, 3), jnp.uint8),
+        action=jnp.zeros(4, jnp.int32),
+        logprob=jnp.zeros(4),
+        value_ext=jnp.zeros(4),
+        adv_ext=jnp.arange(4.0),
+        ret_ext=jnp.zeros(4),
+        weight=jnp.ones(4),
+        adv_int=jnp.full(4, 3.0),
+    )
+    key = jax.random.key(0)
+    counts = prepare_minibatch(b, key, COEFS, adv_norm=False, intrinsic=True, rnd_loss=False)
+    assert counts.rnd_weight is None
+    np.testing.assert_array_equal(np.asarray(counts.adv), 2.0 * np.arange(4.0) + 3.0)
+    rnd = prepare_minibatch(b, key, COEFS, adv_norm=False, intrinsic=True, rnd_loss=True)
+    np.testing.assert_array_equal(np.asarray(rnd.adv), np.asarray(counts.adv))
+    np.testing.assert_array_equal(
+        np.asarray(rnd.rnd_weight), np.asarray(proportion_mask(key, 4, COEFS.update_proportion))
+    )
 
 
 def test_flatten_rollout_is_time_major_and_masks_dummies():
