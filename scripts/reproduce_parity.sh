@@ -23,8 +23,8 @@ jax() {  # name, then train arguments
 }
 # 1. 8x8 parity: the reference of notebook-rnd-8x8, 8 seeds, each stops at solve (0.95) or 4.1M
 ref ref-rnd8-8 --preset notebook-rnd-8x8 --seed 10,11,12,13,14,15,16,17
-python scripts/parity_vs_recorded.py "$OUT/ref-rnd8-8" docs/results/8x8/ablations_8x8.json \
-    rnd8-16 --threshold 0.95 --json "$OUT/parity_8x8.json" --plot "$OUT/parity_8x8.png"
+curio-jax compare "$OUT/ref-rnd8-8" docs/results/8x8/ablations_8x8.json:rnd8-16 --threshold 0.95 \
+    --json "$OUT/parity_8x8.json" --plot "$OUT/parity_8x8.png"
 # 2. 16x16 parity: the reference of notebook-rnd-16x16, 2 seeds at the preset's 19.9M frames
 ref ref-rnd16-2 --preset notebook-rnd-16x16 --seed 10,11
 # 3. warm start from the shipped agent: 336 updates (2,064,384 frames) per seed, never stopping

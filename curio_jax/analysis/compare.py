@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from curio_jax.analysis import stats
-from curio_jax.config import TrainConfig
+from curio_jax.config import TrainConfig, preset
 
 __all__ = [
     "RunDirError",
@@ -67,6 +67,8 @@ class Run:
     final_scores: np.ndarray  # float [n]
     frames_to_solve: tuple[int | None, ...]  # [n], None where the seed never solved
     budget: int  # frames each seed ran (its frame budget): where unsolved seeds are censored
+    # a run read from a committed compare JSON (`load_recorded`): its entry there; metrics empty
+    recorded: dict[str, Any] | None = None
 
     @property
     def size(self) -> int:
@@ -75,6 +77,13 @@ class Run:
     @property
     def solved_threshold(self) -> float:
         return float(self.config["solved_threshold"])
+
+    @property
+    def own_solved_threshold(self) -> float:
+        """The preset's own threshold (a recorded run: as its compare JSON says)."""
+        if self.recorded is not None:
+            return float(self.recorded.get("own_solved_threshold", self.solved_threshold))
+        return self.solved_threshold
 
     @property
     def preset(self) -> str:
@@ -113,6 +122,8 @@ class Run:
         """(frames [P], values [n, P]): a metrics.csv column per seed, by default the logged
         average score (NaN where a seed has no row at that frame count or, for the score, no
         finished episode yet)."""
+        if self.recorded is not None:
+            raise RunDirError(f"{self.path}: a recorded run has no per-seed metrics.csv rows")
         if column not in self.metrics:
             raise RunDirError(f"{self.path / 'metrics.csv'}: no numeric column {column!r}")
         seed_col = self.metrics["seed"].astype(np.int64)
@@ -305,6 +316,104 @@ def load_run(path: str | Path) -> Run:
     )
 
 
+CURVE_KEYS = ("frames", "mean", "low", "high")
+
+
+def load(spec: str | Path) -> Run:
+    """A run directory, or ``FILE.json:LABEL`` (the run labelled LABEL in a JSON that
+    `compare --json` wrote, see `load_recorded`). Raises RunDirError with a one-line message."""
+    text = str(spec)
+    if not Path(text).is_dir():
+        file, sep, label = text.rpartition(":")
+        if sep and file and Path(file).is_file():
+            return load_recorded(file, label)
+    return load_run(spec)
+
+
+def _is_positive_int(x: Any) -> bool:
+    return _is_int(x) and x > 0
+
+
+def _recorded_field(where: str, entry: dict[str, Any], name: str, check: Any, what: str) -> Any:
+    value = entry.get(name)
+    if not check(value):
+        raise RunDirError(f"{where}: {name!r} should be {what}, got {value!r}")
+    return value
+
+
+def load_recorded(file: str | Path, label: str) -> Run:
+    """The run labelled ``label`` in a JSON written by `compare --json`, as a Run for comparing
+    new runs with committed results (docs/results/...): per-seed final scores and
+    frames-to-solve at the JSON's threshold, the frame budget and the mean score curve. It has
+    no metrics.csv rows, so it cannot be re-scored at another threshold and has no curves of
+    other metrics. Its config is the named preset's as this version defines it, with the
+    recorded threshold and budget (the JSON does not store configs). A JSON written before
+    compare recorded ``stops_at_solve`` counts as stopping at solve (final scores unused)."""
+    path = Path(file)
+    data = _read_json(path)
+    runs = data.get("runs") if isinstance(data, dict) else None
+    if not isinstance(runs, list) or not isinstance(data.get("settings"), dict):
+        raise RunDirError(f"{path}: not a JSON written by `curio-jax compare --json`")
+    labels = [r.get("label") for r in runs if isinstance(r, dict)]
+    entry = next((r for r in runs if isinstance(r, dict) and r.get("label") == label), None)
+    if entry is None:
+        raise RunDirError(
+            f"{path}: no run labelled {label!r} (labels: {', '.join(map(str, labels))})"
+        )
+    where = f"{path}: run {label!r}"
+    budget = _recorded_field(
+        where, entry, "budget", lambda v: _is_int(v) and v > 0, "a frame count"
+    )
+    size = _recorded_field(where, entry, "size", lambda v: _is_int(v) and v > 0, "a grid size")
+    threshold = _recorded_field(where, entry, "solved_threshold", _is_number, "a number")
+    records = _recorded_field(
+        where, entry, "seeds", lambda v: isinstance(v, list) and len(v) > 0, "a list of seeds"
+    )
+    curve = entry.get("curve")
+    if not isinstance(curve, dict) or not all(
+        k in curve for k in ("frames", "mean", "low", "high")
+    ):
+        raise RunDirError(f"{where}: no mean score curve ('curve')")
+    seeds, finals, solves = [], [], []
+    for r in records:
+        ok = (
+            isinstance(r, dict)
+            and _is_int(r.get("seed"))
+            and _is_number(r.get("final"))
+            and (r.get("frames_to_solve") is None or _is_int(r.get("frames_to_solve")))
+        )
+        if not ok:
+            raise RunDirError(f"{where}: a malformed seed record {r!r}")
+        seeds.append(int(r["seed"]))
+        finals.append(float(r["final"]))
+        solves.append(r["frames_to_solve"])
+    name = str(entry.get("preset", "?"))
+    try:
+        config = preset(name).to_dict(complete=True)
+    except ValueError:  # a preset this version no longer has
+        config = {"name": name, "env": {"size": size}}
+    config["env"]["size"] = size
+    config.update(solved_threshold=float(threshold), total_frames=budget)
+    summary: dict[str, Any] = {
+        "preset": name,
+        "impl": entry.get("impl", "?"),
+        "frames_per_sec": entry.get("frames_per_sec"),
+        "seconds": entry.get("seconds"),
+        "stops_at_solve": entry.get("stops_at_solve", True) is not False,
+    }
+    return Run(
+        path=Path(f"{path}:{label}"),
+        config=config,
+        summary=summary,
+        metrics={},
+        seeds=np.array(seeds, dtype=np.int64),
+        final_scores=np.array(finals, dtype=float),
+        frames_to_solve=tuple(solves),
+        budget=int(budget),
+        recorded=entry,
+    )
+
+
 def with_threshold(run: Run, threshold: float) -> Run:
     """``run`` as if ``threshold`` had been its solved threshold: each seed's frames-to-solve
     recomputed from metrics.csv as the frames of its first logged row whose average score is
@@ -313,6 +422,13 @@ def with_threshold(run: Run, threshold: float) -> Run:
     (its scores after that point were never logged)."""
     if not _is_number(threshold) or not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
+    if run.recorded is not None:
+        if float(threshold) != run.solved_threshold:
+            raise ValueError(
+                f"{run.path}: recorded at threshold {run.solved_threshold:g}; its frames to "
+                f"pass {threshold:g} are unknown (compare at {run.solved_threshold:g})"
+            )
+        return run
     if run.stops_at_solve and threshold > run.solved_threshold:
         raise ValueError(
             f"{run.path}: its seeds stopped when they passed {run.solved_threshold:g}, so frames "
@@ -402,6 +518,13 @@ def _mean_curve(
     """Mean over seeds of a metrics column (default avg_return_last100) at each logged frame
     count, with a percentile-bootstrap band over seeds (NaN entries, such as the score before a
     seed's first finished episode, are left out of the mean)."""
+    if run.recorded is not None:
+        recorded = run.recorded["curve"] if column == "avg_return_last100" else None
+        if recorded is None:
+            recorded = run.recorded.get("metric_curves", {}).get(column)
+        if recorded is None:
+            raise RunDirError(f"{run.path}: no recorded curve of {column!r}")
+        return {k: list(recorded[k]) for k in CURVE_KEYS}
     frames, values = run.curve_matrix(column)  # [P], [n, P]
     if frames.size > MAX_CURVE_POINTS:
         keep = np.unique(np.linspace(0, frames.size - 1, MAX_CURVE_POINTS).round().astype(int))
@@ -463,6 +586,8 @@ def _run_summary(run: Run, label: str, n_boot: int, alpha: float, seed: int) -> 
         ),
         "frames_per_sec": _json_number(run.summary.get("frames_per_sec", math.nan)),
         "seconds": _json_number(run.summary.get("seconds", math.nan)),
+        "stops_at_solve": run.stops_at_solve,
+        "recorded": run.recorded is not None,
         "seeds": [
             {"seed": int(s), "final": float(f), "frames_to_solve": fts}
             for s, f, fts in zip(run.seeds, run.final_scores, run.frames_to_solve, strict=True)
@@ -470,6 +595,11 @@ def _run_summary(run: Run, label: str, n_boot: int, alpha: float, seed: int) -> 
         "curve": _mean_curve(run, n_boot, alpha, seed),
         "km_curve": _km_curve(run),
     }
+
+
+def _unknown_stop(run: Run) -> bool:
+    """A recorded run whose JSON predates ``stops_at_solve`` (its final scores go unused)."""
+    return run.recorded is not None and "stops_at_solve" not in run.recorded
 
 
 def _labels(runs: list[Run]) -> list[str]:
@@ -490,7 +620,8 @@ def compare_runs(
     threshold: float | None = None,
     metrics: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Statistics for every run and every pair of runs, in the order given.
+    """Statistics for every run and every pair of runs, in the order given. ``paths``: run
+    directories, or ``FILE.json:LABEL`` for a run recorded in a compare JSON (`load`).
 
     ``metrics``: more metrics.csv columns (curio_jax.core.metrics; e.g. ``entropy``) whose mean
     curve over seeds, with its bootstrap band, each run gets under ``metric_curves``.
@@ -504,7 +635,7 @@ def compare_runs(
     or undefined are null. Raises RunDirError for a missing or corrupt run directory and
     ValueError for bad arguments."""
     if isinstance(paths, (str, Path)) or len(paths) == 0:
-        raise ValueError("compare_runs needs a list of one or more run directories")
+        raise ValueError("compare_runs needs a list of one or more runs")
     if not _is_int(n_boot) or n_boot < 1:
         raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
     if not _is_number(alpha) or not 0.0 < alpha < 1.0:
@@ -514,12 +645,15 @@ def compare_runs(
     metrics = list(metrics)
     if len(set(metrics)) != len(metrics):
         raise ValueError(f"a metric is named twice in {metrics}")
-    runs = [load_run(p) for p in paths]
+    runs = [load(p) for p in paths]
     for name in metrics:
         for r in runs:
-            if name not in r.metrics:
+            if r.recorded is not None:
+                if name not in r.recorded.get("metric_curves", {}):
+                    raise RunDirError(f"{r.path}: no recorded curve of {name!r}")
+            elif name not in r.metrics:
                 raise RunDirError(f"{r.path / 'metrics.csv'}: no numeric column {name!r}")
-    own = [r.solved_threshold for r in runs]
+    own = [r.own_solved_threshold for r in runs]
     if threshold is not None:
         runs = [with_threshold(r, threshold) for r in runs]
     labels = _labels(runs)
@@ -533,6 +667,18 @@ def compare_runs(
     }
     for r, t in zip(result["runs"], own, strict=True):
         r["own_solved_threshold"] = t
+    for r, lab in zip(runs, labels, strict=True):
+        if r.recorded is not None:
+            note = (
+                f"{lab} is recorded (a compare JSON): its config is its preset's as this version "
+                "defines it"
+            )
+            if "stops_at_solve" not in r.recorded:
+                note += (
+                    "; the JSON does not say whether it stopped at solve, so its final scores "
+                    "are not compared"
+                )
+            result["warnings"].append(note)
     if metrics:
         result["settings"]["metrics"] = metrics
         for r, out in zip(runs, result["runs"], strict=True):
@@ -559,18 +705,19 @@ def compare_runs(
                 )
             else:
                 pair["comparable"] = True
-                stopped = [lab for lab, r in ((labels[i], a), (labels[j], b)) if r.stops_at_solve]
+                both = ((labels[i], a), (labels[j], b))
+                stopped = [lab for lab, r in both if r.stops_at_solve and not _unknown_stop(r)]
                 if stopped:
+                    result["warnings"].append(
+                        f"{' and '.join(stopped)} stopped at solve (the notebook's loop stops "
+                        "each seed; --stop-when-solved stops the run once every seed has), so "
+                        f"its final scores are not scores at the budget: {labels[i]} vs "
+                        f"{labels[j]} compares frames-to-solve (log-rank) only"
+                    )
+                if a.stops_at_solve or b.stops_at_solve:
                     # a score frozen at the solve point against one at the budget says nothing
                     pair["probability_of_improvement"] = {"value": None, "low": None, "high": None}
                     pair["mann_whitney_p"] = None
-                    names = " and ".join(stopped)
-                    result["warnings"].append(
-                        f"{names} stopped at solve (the notebook's loop stops each seed; "
-                        "--stop-when-solved stops the run once every seed has), so its final "
-                        f"scores are not scores at the budget: {labels[i]} vs "
-                        f"{labels[j]} compares frames-to-solve (log-rank) only"
-                    )
                 else:
                     poi = stats.probability_of_improvement(
                         a.final_scores, b.final_scores, n_boot, alpha, _rng(seed, 4)
@@ -768,7 +915,7 @@ def plot(result: dict[str, Any], path: str | Path) -> None:
         )
         ax_km.plot(km["frames"][-1], km["solved_fraction"][-1], "|", color=c, ms=12, mew=2)
         for ax, name in zip(ax_extra, extra, strict=True):
-            cur = r["metric_curves"][name]
+            cur = r["metric_curves"][name]  # every run has them (compare_runs checks)
             x = np.asarray(cur["frames"], float)
             ax.plot(x, _nan_array(cur["mean"]), color=c, lw=1.8, label=label)
             ax.fill_between(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from curio_jax.argparsing import nonneg_int, out_path, positive_int, unit_float
 from curio_jax.cli.common import UsageError, one_line, write_json
@@ -12,7 +11,13 @@ from curio_jax.core.metrics import metric_names
 
 def register(sub: argparse._SubParsersAction) -> None:
     cp = sub.add_parser("compare", help="statistics over the seeds of finished runs")
-    cp.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    cp.add_argument(
+        "run_dirs",
+        nargs="+",
+        metavar="RUN",
+        help="a run directory, or FILE.json:LABEL for the run labelled LABEL in a JSON that "
+        "`compare --json` wrote (committed results; docs/cli.md)",
+    )
     cp.add_argument("--json", type=out_path, default=None)
     cp.add_argument("--plot", type=out_path, default=None, metavar="FILE.png")
     cp.add_argument("--n-boot", type=positive_int, default=2000, help="bootstrap resamples")

@@ -347,3 +347,94 @@ def test_common_threshold_above_a_stopped_runs_own_is_refused(tmp_path):
     with pytest.raises(ValueError, match="stopped when they passed 0.91"):
         compare.compare_runs([ref], threshold=0.95)
     assert compare.compare_runs([ref], n_boot=10, threshold=0.5)["runs"][0]["n_solved"] == 1
+
+
+# --------------------------------------------------------------------------- recorded runs
+
+
+def _record(tmp_path, runs, threshold=None, name="rec.json"):
+    """A compare JSON of ``runs`` (the same file `compare --json` writes)."""
+    path = tmp_path / name
+    path.write_text(json.dumps(compare.compare_runs(runs, n_boot=N_BOOT, threshold=threshold)))
+    return path
+
+
+def test_a_recorded_run_stands_in_for_its_run_directory(three_runs, tmp_path):
+    """Pairs against ``FILE.json:LABEL`` give the log-rank p of the run directory it records;
+    its curve, seeds and budget are the recorded ones."""
+    a, b, _ = three_runs
+    rec = _record(tmp_path, [a, b])
+    live = compare.compare_runs([a, b], n_boot=N_BOOT)
+    mixed = compare.compare_runs([a, f"{rec}:a2c8"], n_boot=N_BOOT)
+    (pair,) = mixed["pairs"]
+    assert pair["logrank_p"] == pytest.approx(live["pairs"][0]["logrank_p"])
+    assert pair["config_differences"] == live["pairs"][0]["config_differences"]
+    got = mixed["runs"][1]
+    want = live["runs"][1]
+    assert got["recorded"] is True and want["recorded"] is False
+    assert got["label"] == "rec.json:a2c8"
+    for key in ("seeds", "budget", "size", "n_solved", "curve", "km_curve", "preset"):
+        assert got[key] == want[key], key
+    assert got["frames_to_solve_median"] == want["frames_to_solve_median"]
+    # a JSON written by this version says the run did not stop at solve: finals compared
+    assert pair["mann_whitney_p"] == pytest.approx(live["pairs"][0]["mann_whitney_p"])
+    assert any("rec.json:a2c8 is recorded" in w for w in mixed["warnings"])
+    compare.plot(mixed, tmp_path / "mixed.png")
+    assert (tmp_path / "mixed.png").stat().st_size > 0
+
+
+def test_a_recorded_run_from_an_older_json_is_compared_on_frames_to_solve_only(
+    three_runs, tmp_path
+):
+    a, b, _ = three_runs
+    rec = _record(tmp_path, [b])
+    data = json.loads(rec.read_text())
+    del data["runs"][0]["stops_at_solve"]  # as JSONs written before compare recorded it
+    rec.write_text(json.dumps(data))
+    res = compare.compare_runs([a, f"{rec}:a2c8"], n_boot=N_BOOT)
+    (pair,) = res["pairs"]
+    assert pair["mann_whitney_p"] is None and pair["logrank_p"] is not None
+    assert any("does not say whether it stopped at solve" in w for w in res["warnings"])
+    assert not any("stopped at solve (" in w for w in res["warnings"])
+
+
+def test_a_recorded_run_keeps_its_threshold(three_runs, tmp_path):
+    """Its frames-to-solve exist only at the threshold it was recorded at; its own threshold
+    is the recorded one."""
+    a, b, _ = three_runs
+    rec = _record(tmp_path, [b], threshold=0.5)
+    res = compare.compare_runs([a, f"{rec}:a2c8"], n_boot=N_BOOT, threshold=0.5)
+    assert [r["own_solved_threshold"] for r in res["runs"]] == [0.91, 0.91]
+    assert res["runs"][1]["solved_threshold"] == 0.5
+    with pytest.raises(ValueError, match="recorded at threshold 0.5"):
+        compare.compare_runs([a, f"{rec}:a2c8"], n_boot=N_BOOT, threshold=0.9)
+    with pytest.raises(compare.RunDirError, match="no recorded curve of 'entropy'"):
+        compare.compare_runs([f"{rec}:a2c8"], n_boot=N_BOOT, metrics=["entropy"])
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda d: d.pop("runs"), "not a JSON written by `curio-jax compare --json`"),
+        (lambda d: d["runs"][0].update(budget="many"), "'budget' should be a frame count"),
+        (lambda d: d["runs"][0].update(seeds=[]), "'seeds' should be a list of seeds"),
+        (lambda d: d["runs"][0]["seeds"][0].pop("final"), "a malformed seed record"),
+        (lambda d: d["runs"][0].pop("curve"), "no mean score curve"),
+    ],
+)
+def test_a_corrupt_recorded_json_raises(three_runs, tmp_path, edit, match):
+    rec = _record(tmp_path, [three_runs[1]])
+    data = json.loads(rec.read_text())
+    edit(data)
+    rec.write_text(json.dumps(data))
+    with pytest.raises(compare.RunDirError, match=match):
+        compare.load(f"{rec}:a2c8")
+
+
+def test_an_unknown_recorded_label_lists_the_known_ones(three_runs, tmp_path):
+    rec = _record(tmp_path, [three_runs[0], three_runs[1]])
+    with pytest.raises(compare.RunDirError, match=r"no run labelled 'nope' \(labels: x100, a2c8\)"):
+        compare.load(f"{rec}:nope")
+    # neither a directory nor FILE.json:LABEL of an existing file: the run-directory error
+    with pytest.raises(compare.RunDirError, match="no such run directory"):
+        compare.load(f"{tmp_path / 'absent.json'}:a2c8")

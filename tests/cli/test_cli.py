@@ -37,7 +37,7 @@ from curio_jax.cli.common import config_from_args
         (["bench", "train", "--preset", "ppo-5x5", "--anchor", "cleanrl"], "invalid choice"),
         (["train", "--preset", "notebook-rnd-5x5", "--micro-batch", "-1"], "non-negative"),
         (["train", "--preset", "notebook-rnd-5x5", "--micro-batch", "100"], "does not divide"),
-        (["compare"], "RUN_DIR"),
+        (["compare"], "RUN"),
         (["compare", "x", "--threshold", "1.5"], "number in [0, 1]"),
     ],
 )
@@ -102,6 +102,11 @@ def test_compare_writes_json(tmp_path, capsys):
     result = json.loads(out.read_text())
     assert [r["label"] for r in result["runs"]] == ["a", "b"]
     assert "P(A > B)" in stdout
+    # the JSON it wrote serves as a recorded run: FILE.json:LABEL
+    code, stdout, _ = run_cli(["compare", str(a), f"{out}:b", "--n-boot", "200"], capsys)
+    assert code == 0
+    assert "cmp.json:b is recorded" in stdout
+    assert_usage_error(["compare", f"{out}:c"], capsys, "no run labelled 'c' (labels: a, b)")
 
 
 # --------------------------------------------------------------------------- train: bad input
