@@ -1,22 +1,33 @@
 #!/usr/bin/env bash
 # PPO and PPO-RND against the notebook's A2C and RND agents (docs/results.md, "PPO and
-# PPO-RND"): for each size, the presets ppo-rnd, ppo, notebook-rnd and notebook-a2c, 8 seeds
-# each, at the presets' budgets, each run stopping once all its seeds have passed 0.95 (the
-# notebook's threshold; frames-to-solve are those of a full run), then `compare` at 0.95.
+# PPO-RND"): for each size, the presets ppo-rnd and ppo, 8 seeds each, at the presets' budgets,
+# each run stopping once all its seeds have passed 0.95 (the notebook's threshold;
+# frames-to-solve are those of a full run), then `compare` at 0.95 against the notebook's
+# agents. On 5x5 those are run here too (notebook-rnd-5x5, notebook-a2c-5x5, 8 seeds each, the
+# same way). On 8x8 they are the 16 seeds per arm recorded in
+# docs/results/8x8/ablations_8x8.json (labels rnd8-16 and a2c8-16: the same presets and 4.1M
+# budget, full runs; scripts/reproduce_8x8.sh makes them), read by compare as recorded runs.
 # Resumable: rerun after an interruption; finished runs are skipped, interrupted ones continue
-# from their checkpoints.
+# from their checkpoints. Run it from the repository root.
 # Usage: scripts/study_ppo.sh [OUT_DIR] [SIZES]   (default runs/ppo-study, "5 8")
 set -uo pipefail
 OUT=${1:-runs/ppo-study}
 SIZES=${2:-"5 8"}
 SEEDS=${SEEDS:-8}
+RECORDED_8X8=$PWD/docs/results/8x8/ablations_8x8.json
 for n in $SIZES; do
   s=${n}x${n}
   dir=$OUT/$s
   mkdir -p "$dir"
-  arms=()
-  for p in ppo-rnd-$s ppo-$s notebook-rnd-$s notebook-a2c-$s; do
-    arms+=("$p")
+  arms=(ppo-rnd-$s ppo-$s)
+  recorded=()
+  if [ "$n" = 8 ]; then
+    rel=$(realpath --relative-to="$dir" "$RECORDED_8X8")
+    recorded=("$rel:rnd8-16" "$rel:a2c8-16")
+  else
+    arms+=(notebook-rnd-$s notebook-a2c-$s)
+  fi
+  for p in "${arms[@]}"; do
     d=$dir/$p
     [ -f "$d/summary.json" ] && continue
     if [ -d "$d" ]; then
@@ -26,6 +37,8 @@ for n in $SIZES; do
         --stop-when-solved --set solved_threshold=0.95 --out "$d" || exit 1
     fi
   done
-  (cd "$dir" && curio-jax compare "${arms[@]}" --threshold 0.95 --metric entropy \
+  metric=(--metric entropy)
+  [ ${#recorded[@]} -gt 0 ] && metric=()  # the recorded arms have no entropy curve
+  (cd "$dir" && curio-jax compare "${arms[@]}" "${recorded[@]}" --threshold 0.95 "${metric[@]}" \
       --json "ppo_$s.json" --plot "ppo_$s.png" > "compare_$s.txt")
 done
