@@ -159,6 +159,67 @@ def weight_denominator(weight: Array) -> Array:
     return jnp.maximum(jnp.sum(weight), 1.0)
 
 
+def weighted_mean(weight: Array, denom: Array):
+    """``x -> sum(x * weight) / denom``: every term of the losses."""
+
+    def wmean(x: Array) -> Array:
+        return jnp.sum(x * weight) / denom
+
+    return wmean
+
+
+def policy_forward(
+    nets: Networks, params: AgentParams, obs: Array, action: Array, wmean: Any
+) -> tuple[Array, Array, Array, Array]:
+    """The actor-critic on ``obs``: ``(logprob of action, weighted-mean entropy, value_ext,
+    value_int)``."""
+    logits, value_ext, value_int = nets.ac.apply({"params": params.ac}, obs)
+    logp_all = jax.nn.log_softmax(logits)
+    logprob = jnp.take_along_axis(logp_all, action[:, None], axis=-1)[:, 0]
+    entropy = wmean(-jnp.sum(jnp.exp(logp_all) * logp_all, axis=-1))
+    return logprob, entropy, value_ext, value_int
+
+
+def rnd_term(
+    nets: Networks,
+    target_params: Params | None,
+    params: AgentParams,
+    obs: Array,
+    target_features: Array | None,
+    dropout_key: Array,
+    weight: Array,
+    denom: Array,
+    obs_rms: RunningMeanStd | None,
+    obs_clip: float,
+) -> Array:
+    """The predictor's loss on ``obs`` (whitened and clipped with ``obs_rms``), weights
+    ``weight`` over ``denom`` (:func:`curio_jax.core.rnd.rnd_loss`)."""
+    rnd_obs = obs if obs_rms is None else normalize_obs(obs, obs_rms, obs_clip)
+    return rnd_loss(
+        nets.target,
+        nets.predictor,
+        target_params,
+        params.predictor,
+        rnd_obs,
+        dropout_key,
+        weight,
+        target_features=target_features,
+        denom=denom,
+    )
+
+
+def total_loss(
+    coefs: Hyperparams,
+    policy: Array,
+    value_ext: Array,
+    value_int: Array,
+    entropy: Array,
+    rnd: Array,
+) -> Array:
+    """``policy + value_coef * (value_ext + value_int) - entropy_coef * entropy + rnd``."""
+    return policy + coefs.value_coef * (value_ext + value_int) - coefs.entropy_coef * entropy + rnd
+
+
 def loss_fn(
     params: AgentParams,
     target_params: Params | None,
@@ -179,14 +240,10 @@ def loss_fn(
     w = batch.weight
     if denom is None:
         denom = weight_denominator(w)
-
-    def wmean(x: Array) -> Array:
-        return jnp.sum(x * w) / denom
-
-    logits, value_ext, value_int = nets.ac.apply({"params": params.ac}, batch.obs)
-    logp_all = jax.nn.log_softmax(logits)
-    logprob = jnp.take_along_axis(logp_all, batch.action[:, None], axis=-1)[:, 0]
-    entropy = wmean(-jnp.sum(jnp.exp(logp_all) * logp_all, axis=-1))
+    wmean = weighted_mean(w, denom)
+    logprob, entropy, value_ext, value_int = policy_forward(
+        nets, params, batch.obs, batch.action, wmean
+    )
     adv = coefs.adv_coef_ext * batch.adv_ext
     loss_value_ext = wmean(jnp.square(value_ext - batch.ret_ext))
     zero = jnp.zeros((), jnp.float32)
@@ -195,25 +252,20 @@ def loss_fn(
         adv = adv + coefs.adv_coef_int * batch.adv_int
         loss_value_int = wmean(jnp.square(value_int - batch.ret_int))
     if nets.rnd:
-        rnd_obs = batch.obs if obs_rms is None else normalize_obs(batch.obs, obs_rms, obs_clip)
-        loss_rnd = rnd_loss(
-            nets.target,
-            nets.predictor,
+        loss_rnd = rnd_term(
+            nets,
             target_params,
-            params.predictor,
-            rnd_obs,
+            params,
+            batch.obs,
+            batch.target_features,
             dropout_key,
             w,
-            target_features=batch.target_features,
-            denom=denom,
+            denom,
+            obs_rms,
+            obs_clip,
         )
     loss_policy = -wmean(logprob * adv)
-    total = (
-        loss_policy
-        + coefs.value_coef * (loss_value_ext + loss_value_int)
-        - coefs.entropy_coef * entropy
-        + loss_rnd
-    )
+    total = total_loss(coefs, loss_policy, loss_value_ext, loss_value_int, entropy, loss_rnd)
     return total, LossTerms(
         total=total,
         policy=loss_policy,

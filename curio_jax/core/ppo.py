@@ -32,10 +32,17 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from curio_jax.core.a2c import Networks, weight_denominator
+from curio_jax.core.a2c import (
+    Networks,
+    policy_forward,
+    rnd_term,
+    total_loss,
+    weight_denominator,
+    weighted_mean,
+)
 from curio_jax.core.hparams import Hyperparams
 from curio_jax.core.optim import AgentParams, adam_step
-from curio_jax.core.rnd import RunningMeanStd, normalize_obs, rnd_loss
+from curio_jax.core.rnd import RunningMeanStd
 
 Array = jax.Array
 Params = Any
@@ -223,15 +230,9 @@ def ppo_loss(
     w = mb.weight
     if denom is None:
         denom = weight_denominator(w)
-
-    def wmean(x: Array) -> Array:
-        return jnp.sum(x * w) / denom
-
+    wmean = weighted_mean(w, denom)
     eps = coefs.clip_eps
-    logits, value_ext, value_int = nets.ac.apply({"params": params.ac}, mb.obs)
-    logp_all = jax.nn.log_softmax(logits)
-    logprob = jnp.take_along_axis(logp_all, mb.action[:, None], axis=-1)[:, 0]
-    entropy = wmean(-jnp.sum(jnp.exp(logp_all) * logp_all, axis=-1))
+    logprob, entropy, value_ext, value_int = policy_forward(nets, params, mb.obs, mb.action, wmean)
     log_ratio = logprob - mb.logprob
     ratio = jnp.exp(log_ratio)
     surrogate = jnp.maximum(-mb.adv * ratio, -mb.adv * jnp.clip(ratio, 1.0 - eps, 1.0 + eps))
@@ -246,24 +247,21 @@ def ppo_loss(
     if nets.intrinsic:
         loss_value_int = wmean(jnp.square(value_int - mb.ret_int))
     if nets.rnd:
-        rnd_obs = mb.obs if obs_rms is None else normalize_obs(mb.obs, obs_rms, obs_clip)
-        loss_rnd = rnd_loss(
-            nets.target,
-            nets.predictor,
+        if denom_rnd is None:
+            denom_rnd = weight_denominator(mb.rnd_weight)
+        loss_rnd = rnd_term(
+            nets,
             target_params,
-            params.predictor,
-            rnd_obs,
+            params,
+            mb.obs,
+            mb.target_features,
             dropout_key,
             mb.rnd_weight,
-            target_features=mb.target_features,
-            denom=weight_denominator(mb.rnd_weight) if denom_rnd is None else denom_rnd,
+            denom_rnd,
+            obs_rms,
+            obs_clip,
         )
-    total = (
-        loss_policy
-        + coefs.value_coef * (loss_value_ext + loss_value_int)
-        - coefs.entropy_coef * entropy
-        + loss_rnd
-    )
+    total = total_loss(coefs, loss_policy, loss_value_ext, loss_value_int, entropy, loss_rnd)
     sg_ratio, sg_log_ratio = jax.lax.stop_gradient(ratio), jax.lax.stop_gradient(log_ratio)
     return total, PPOLossTerms(
         total=total,

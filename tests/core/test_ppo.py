@@ -201,8 +201,8 @@ def test_proportion_mask_fraction():
     np.testing.assert_array_equal(np.asarray(proportion_mask(jax.random.key(1), 100, 1.0)), 1.0)
 
 
-def test_prepare_minibatch_without_rnd_has_no_mask():
-    b = PPOBatch(
+def _four_samples(adv_int=None) -> PPOBatch:
+    return PPOBatch(
         obs=jnp.zeros((4, 7, 7, 3), jnp.uint8),
         action=jnp.zeros(4, jnp.int32),
         logprob=jnp.zeros(4),
@@ -210,7 +210,12 @@ def test_prepare_minibatch_without_rnd_has_no_mask():
         adv_ext=jnp.arange(4.0),
         ret_ext=jnp.zeros(4),
         weight=jnp.ones(4),
+        adv_int=adv_int,
     )
+
+
+def test_prepare_minibatch_without_rnd_has_no_mask():
+    b = _four_samples()
     mb = prepare_minibatch(
         b, jax.random.key(0), COEFS, adv_norm=False, intrinsic=False, rnd_loss=False
     )
@@ -220,16 +225,7 @@ def test_prepare_minibatch_without_rnd_has_no_mask():
 
 def test_prepare_minibatch_intrinsic_and_rnd_loss_are_separate_switches():
     """A count bonus combines the intrinsic advantage without a predictor mask; RND does both."""
-    b = PPOBatch(
-        obs=jnp.zeros((4, 7, 7, 3), jnp.uint8),
-        action=jnp.zeros(4, jnp.int32),
-        logprob=jnp.zeros(4),
-        value_ext=jnp.zeros(4),
-        adv_ext=jnp.arange(4.0),
-        ret_ext=jnp.zeros(4),
-        weight=jnp.ones(4),
-        adv_int=jnp.full(4, 3.0),
-    )
+    b = _four_samples(adv_int=jnp.full(4, 3.0))
     key = jax.random.key(0)
     counts = prepare_minibatch(b, key, COEFS, adv_norm=False, intrinsic=True, rnd_loss=False)
     assert counts.rnd_weight is None
