@@ -20,6 +20,7 @@ is not part of the optimised parameters.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import chex
@@ -159,7 +160,7 @@ def weight_denominator(weight: Array) -> Array:
     return jnp.maximum(jnp.sum(weight), 1.0)
 
 
-def weighted_mean(weight: Array, denom: Array):
+def weighted_mean(weight: Array, denom: Array) -> Callable[[Array], Array]:
     """``x -> sum(x * weight) / denom``: every term of the losses."""
 
     def wmean(x: Array) -> Array:
@@ -169,7 +170,11 @@ def weighted_mean(weight: Array, denom: Array):
 
 
 def policy_forward(
-    nets: Networks, params: AgentParams, obs: Array, action: Array, wmean: Any
+    nets: Networks,
+    params: AgentParams,
+    obs: Array,
+    action: Array,
+    wmean: Callable[[Array], Array],
 ) -> tuple[Array, Array, Array, Array]:
     """The actor-critic on ``obs``: ``(logprob of action, weighted-mean entropy, value_ext,
     value_int)``."""
