@@ -5,7 +5,11 @@ JSON; a `compare` JSON). Their outputs were recorded in `tests/golden/` before t
 restructured; `tests/test_golden.py` reruns the commands and requires the same bytes, after
 dropping the fields that measure time (`TIMING_FIELDS`).
 
-Regenerate (only for an intended change of behaviour, saying why in the commit):
+Re-recorded on 2026-12-06 with the same code under jaxlib 0.12.1 (a fresh install's version;
+the files from 0.12.0.1 still matched it within the loose regime of tests/test_golden.py).
+
+Regenerate (only for an intended change of behaviour or of the JAX release, saying why in the
+commit):
     python tests/golden_runs.py tests/golden
 """
 
