@@ -9,8 +9,11 @@ with bootstrap intervals over seeds, solved fraction, and the Kaplan-Meier media
 frames-to-solve with unsolved seeds censored at the run's frame budget. For every pair of
 comparable runs: probability of improvement on the final score, a Mann-Whitney test on the final
 scores and a log-rank test on frames-to-solve. Runs on different grid sizes are not comparable:
-the pair gets a warning and no statistics. Runs with different solved thresholds (the notebook's
-own A2C and RND presets on 8x8 and 16x16) compare final scores only, with a warning, unless
+the pair gets a warning and no statistics. A seed that finished no episode within its budget
+(summary final score null: a very short run) has no final score; it is left out of the
+final-score statistics, with a warning, and counts as unsolved. Runs with different solved
+thresholds (the notebook's own A2C and RND presets on 8x8 and 16x16) compare final scores only,
+with a warning, unless
 ``threshold`` re-scores every run's frames-to-solve from metrics.csv at one common threshold.
 
 `compare_runs` returns a JSON-serialisable dict (inf and NaN become null); `format_table` and
@@ -214,13 +217,15 @@ def _check_summary(path: Path, summary: Any, frames: int) -> tuple[np.ndarray, n
                 f"{where}: seed {seed}: frames_to_solve must be null or an integer in "
                 f"[0, {frames}] (the frame budget of a seed), got {fts!r}"
             )
-        if not _is_number(final) or not math.isfinite(final):
+        # null: the seed finished no episode within its budget (a very short run); it has no
+        # final score (NaN here, left out of the final-score statistics with a warning)
+        if final is not None and (not _is_number(final) or not math.isfinite(final)):
             raise RunDirError(
-                f"{where}: seed {seed}: final_avg_return_last100 must be a finite number, "
-                f"got {final!r}"
+                f"{where}: seed {seed}: final_avg_return_last100 must be null (no episode "
+                f"finished) or a finite number, got {final!r}"
             )
         seeds.append(seed)
-        finals.append(float(final))
+        finals.append(math.nan if final is None else float(final))
         solves.append(fts)
     if len(set(seeds)) != len(seeds):
         raise RunDirError(f"{where}: duplicate seed numbers")
@@ -379,13 +384,14 @@ def load_recorded(file: str | Path, label: str) -> Run:
         ok = (
             isinstance(r, dict)
             and _is_int(r.get("seed"))
-            and _is_number(r.get("final"))
+            and "final" in r
+            and (r["final"] is None or _is_number(r["final"]))
             and (r.get("frames_to_solve") is None or _is_int(r.get("frames_to_solve")))
         )
         if not ok:
             raise RunDirError(f"{where}: a malformed seed record {r!r}")
         seeds.append(int(r["seed"]))
-        finals.append(float(r["final"]))
+        finals.append(math.nan if r["final"] is None else float(r["final"]))
         solves.append(r["frames_to_solve"])
     name = str(entry.get("preset", "?"))
     try:
@@ -560,6 +566,21 @@ def _km_curve(run: Run) -> dict[str, list]:
     return {"frames": xs, "solved_fraction": ys}
 
 
+def _scored(run: Run) -> np.ndarray:
+    """The final scores of the seeds that finished at least one episode."""
+    return run.final_scores[np.isfinite(run.final_scores)]
+
+
+_NO_ESTIMATE = {"value": None, "low": None, "high": None}
+
+
+def _final_estimate(run: Run, statistic, n_boot: int, alpha: float, rng) -> dict:
+    scored = _scored(run)
+    if scored.size == 0:
+        return dict(_NO_ESTIMATE)
+    return _estimate_dict(stats.bootstrap_ci(scored, statistic, n_boot, alpha, rng))
+
+
 def _run_summary(run: Run, label: str, n_boot: int, alpha: float, seed: int) -> dict[str, Any]:
     times, events = run.solve_times()
     return {
@@ -571,12 +592,8 @@ def _run_summary(run: Run, label: str, n_boot: int, alpha: float, seed: int) -> 
         "solved_threshold": run.solved_threshold,
         "budget": run.budget,
         "n_seeds": int(run.seeds.size),
-        "final_mean": _estimate_dict(
-            stats.bootstrap_ci(run.final_scores, np.mean, n_boot, alpha, _rng(seed, 1))
-        ),
-        "final_iqm": _estimate_dict(
-            stats.bootstrap_ci(run.final_scores, stats.iqm, n_boot, alpha, _rng(seed, 2))
-        ),
+        "final_mean": _final_estimate(run, np.mean, n_boot, alpha, _rng(seed, 1)),
+        "final_iqm": _final_estimate(run, stats.iqm, n_boot, alpha, _rng(seed, 2)),
         "n_solved": int(events.sum()),
         "solved_fraction": float(events.mean()),
         # value / high null: the median was not reached within the budget (fewer than half
@@ -589,7 +606,7 @@ def _run_summary(run: Run, label: str, n_boot: int, alpha: float, seed: int) -> 
         "stops_at_solve": run.stops_at_solve,
         "recorded": run.recorded is not None,
         "seeds": [
-            {"seed": int(s), "final": float(f), "frames_to_solve": fts}
+            {"seed": int(s), "final": _json_number(f), "frames_to_solve": fts}
             for s, f, fts in zip(run.seeds, run.final_scores, run.frames_to_solve, strict=True)
         ],
         "curve": _mean_curve(run, n_boot, alpha, seed),
@@ -679,6 +696,13 @@ def compare_runs(
                     "are not compared"
                 )
             result["warnings"].append(note)
+        unscored = [int(x) for x in r.seeds[~np.isfinite(r.final_scores)]]
+        if unscored:
+            result["warnings"].append(
+                f"{lab}: seed(s) {', '.join(map(str, unscored))} finished no episode within the "
+                "budget, so they have no final score: they are left out of its final-score "
+                "statistics (frames-to-solve counts them as unsolved)"
+            )
     if metrics:
         result["settings"]["metrics"] = metrics
         for r, out in zip(runs, result["runs"], strict=True):
@@ -714,17 +738,22 @@ def compare_runs(
                         f"its final scores are not scores at the budget: {labels[i]} vs "
                         f"{labels[j]} compares frames-to-solve (log-rank) only"
                     )
-                if a.stops_at_solve or b.stops_at_solve:
-                    # a score frozen at the solve point against one at the budget says nothing
-                    pair["probability_of_improvement"] = {"value": None, "low": None, "high": None}
+                if (
+                    a.stops_at_solve
+                    or b.stops_at_solve
+                    or not (_scored(a).size and _scored(b).size)
+                ):
+                    # a score frozen at the solve point against one at the budget says nothing;
+                    # neither does a run none of whose seeds finished an episode
+                    pair["probability_of_improvement"] = dict(_NO_ESTIMATE)
                     pair["mann_whitney_p"] = None
                 else:
                     poi = stats.probability_of_improvement(
-                        a.final_scores, b.final_scores, n_boot, alpha, _rng(seed, 4)
+                        _scored(a), _scored(b), n_boot, alpha, _rng(seed, 4)
                     )
                     pair["probability_of_improvement"] = _estimate_dict(poi)
                     pair["mann_whitney_p"] = _json_number(
-                        stats.mann_whitney(a.final_scores, b.final_scores).pvalue
+                        stats.mann_whitney(_scored(a), _scored(b)).pvalue
                     )
                 if "solved_threshold" in fields:
                     # "solved" means different things: compare final scores only

@@ -249,9 +249,9 @@ def _edit_json(name, fn):
         ),
         (
             _edit_json(
-                "summary.json", lambda s: s["seeds"][1].update(final_avg_return_last100=None)
+                "summary.json", lambda s: s["seeds"][1].update(final_avg_return_last100="high")
             ),
-            "final_avg_return_last100",
+            "final_avg_return_last100 must be null",
         ),
         (_edit_json("summary.json", lambda s: s["seeds"][1].update(seed=0)), "duplicate seed"),
         (_edit_json("config.json", lambda c: c.pop("env")), "env.size"),
@@ -347,6 +347,58 @@ def test_common_threshold_above_a_stopped_runs_own_is_refused(tmp_path):
     with pytest.raises(ValueError, match="stopped when they passed 0.91"):
         compare.compare_runs([ref], threshold=0.95)
     assert compare.compare_runs([ref], n_boot=10, threshold=0.5)["runs"][0]["n_solved"] == 1
+
+
+def _unscore(run: Path, seeds: list[int]) -> Path:
+    """As a run too short for those seeds to finish an episode: summary final score null."""
+    path = run / "summary.json"
+    summary = json.loads(path.read_text())
+    for rec in summary["seeds"]:
+        if rec["seed"] in seeds:
+            rec["final_avg_return_last100"] = None
+    path.write_text(json.dumps(summary))
+    return run
+
+
+def test_seeds_without_a_finished_episode_are_left_out_of_the_final_score_statistics(
+    three_runs, tmp_path
+):
+    a, b, _ = three_runs
+    full = compare.compare_runs([a, b], n_boot=N_BOOT)
+    _unscore(b, [0, 2])
+    res = compare.compare_runs([a, b], n_boot=N_BOOT)
+    run = res["runs"][1]
+    assert [s["final"] for s in run["seeds"]][:3] == [None, 0.92, None]
+    scored = [f for k, f in enumerate(POOR_FINALS) if k not in (0, 2)]
+    assert run["final_mean"]["value"] == pytest.approx(np.mean(scored))
+    assert run["final_iqm"]["value"] == pytest.approx(stats.iqm(scored))
+    # frames-to-solve is unchanged: those seeds are unsolved either way
+    assert run["frames_to_solve_median"] == full["runs"][1]["frames_to_solve_median"]
+    (pair,) = res["pairs"]
+    assert pair["logrank_p"] == pytest.approx(full["pairs"][0]["logrank_p"])
+    assert pair["mann_whitney_p"] == pytest.approx(stats.mann_whitney(GOOD_FINALS, scored).pvalue)
+    assert any("a2c8: seed(s) 0, 2 finished no episode" in w for w in res["warnings"])
+    assert "n/a" not in compare.format_table(res).splitlines()[2]
+    # a recorded run keeps the missing scores missing
+    rec = tmp_path / "rec.json"
+    rec.write_text(json.dumps(res))
+    again = compare.compare_runs([a, f"{rec}:a2c8"], n_boot=N_BOOT)
+    assert [s["final"] for s in again["runs"][1]["seeds"]] == [s["final"] for s in run["seeds"]]
+    assert again["runs"][1]["final_mean"] == run["final_mean"]
+
+
+def test_a_run_with_no_finished_episode_has_no_final_score_statistics(three_runs, tmp_path):
+    a, b, _ = three_runs
+    _unscore(b, list(range(len(POOR_FINALS))))
+    res = compare.compare_runs([a, b], n_boot=N_BOOT)
+    none = {"value": None, "low": None, "high": None}
+    assert res["runs"][1]["final_mean"] == none and res["runs"][1]["final_iqm"] == none
+    (pair,) = res["pairs"]
+    assert pair["probability_of_improvement"] == none and pair["mann_whitney_p"] is None
+    assert pair["logrank_p"] is not None
+    compare.format_table(res)
+    compare.plot(res, tmp_path / "none.png")
+    assert (tmp_path / "none.png").stat().st_size > 0
 
 
 # --------------------------------------------------------------------------- recorded runs
