@@ -41,16 +41,20 @@ if [ ! -f "$OUT/tune/done" ]; then
   fi
   touch "$OUT/tune/done"
 fi
-# the best point: most seeds solved at 0.95, then the lowest median frames-to-solve
+# the best point: most seeds solved at 0.95, then the lowest median frames-to-solve, then the
+# highest mean final score (a seed that finished no episode counts 0), then the first in the
+# sorted grid (so that a tie picks the same point on every machine)
 read -r INT ENT < <(python - "$OUT/tune" <<'PY'
 import json, statistics, sys
 from pathlib import Path
 best = None
-for s in Path(sys.argv[1]).glob("*/summary.json"):
+for s in sorted(Path(sys.argv[1]).glob("*/summary.json")):
     summary, config = json.loads(s.read_text()), json.loads((s.parent / "config.json").read_text())
     fts = [x["frames_to_solve"] for x in summary["seeds"]]
     solved = [f for f in fts if f is not None]
-    key = (-len(solved), statistics.median(solved) if solved else float("inf"))
+    finals = [x["final_avg_return_last100"] or 0.0 for x in summary["seeds"]]
+    key = (-len(solved), statistics.median(solved) if solved else float("inf"),
+           -statistics.mean(finals))
     if best is None or key < best[0]:
         best = (key, config["rnd"]["adv_coef_int"], config["a2c"]["entropy_coef"])
 print(best[1], best[2])
