@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # PPO and PPO-RND against the notebook's A2C and RND agents (docs/results.md, "PPO and
-# PPO-RND"): for each size, the presets ppo-rnd and ppo, 8 seeds each, at the presets' budgets,
+# PPO-RND"): for each size, the presets ppo-rnd and ppo (and on 8x8 ppo-count), 8 seeds each,
+# at the presets' budgets,
 # each run stopping once all its seeds have passed 0.95 (the notebook's threshold;
 # frames-to-solve are those of a full run), then `compare` at 0.95 against the notebook's
 # agents. On 5x5 those are run here too (notebook-rnd-5x5, notebook-a2c-5x5, 8 seeds each, the
@@ -22,6 +23,7 @@ for n in $SIZES; do
   arms=(ppo-rnd-$s ppo-$s)
   recorded=()
   if [ "$n" = 8 ]; then
+    arms+=(ppo-count-$s)  # PPO with a count-based bonus: does exploration help PPO here?
     rel=$(realpath --relative-to="$dir" "$RECORDED_8X8")
     recorded=("$rel:rnd8-16" "$rel:a2c8-16")
   else
