@@ -13,8 +13,8 @@ the pair gets a warning and no statistics. A seed that finished no episode withi
 (summary final score null: a very short run) has no final score; it is left out of the
 final-score statistics, with a warning, and counts as unsolved. Runs with different solved
 thresholds (the notebook's own A2C and RND presets on 8x8 and 16x16) compare final scores only,
-with a warning, unless
-``threshold`` re-scores every run's frames-to-solve from metrics.csv at one common threshold.
+with a warning, unless ``threshold`` re-scores every run's frames-to-solve from metrics.csv at
+one common threshold.
 
 `compare_runs` returns a JSON-serialisable dict (inf and NaN become null); `format_table` and
 `plot` render it.
@@ -59,8 +59,9 @@ class RunDirError(Exception):
 class Run:
     """One run directory, validated.
 
-    ``final_scores[i]`` and ``frames_to_solve[i]`` belong to seed ``seeds[i]``; ``metrics`` maps
-    every numeric column of metrics.csv to its values, one per row."""
+    ``final_scores[i]`` and ``frames_to_solve[i]`` belong to seed ``seeds[i]`` (a final score
+    is NaN for a seed that finished no episode); ``metrics`` maps every numeric column of
+    metrics.csv to its values, one per row."""
 
     path: Path
     config: dict[str, Any]
