@@ -9,7 +9,8 @@ Three regimes, by how this machine compares with the one in tests/golden/machine
   frames, episode counts, strings, JSON keys) exactly. Scaling by the column, not the cell,
   matters where a loss is a small difference of large terms: measured on the recording
   machine with XLA held to AVX2 (`XLA_FLAGS=--xla_cpu_max_isa=AVX2`), the largest change
-  was 4e-5 of a column's scale (grad_norm_rnd) while single cells moved 3e-5 of themselves.
+  was 1.7e-6 of a column's scale while a single cell (a loss_total near zero) moved 2.9e-5
+  of itself; the CI machine's values of 2026-12 differ from these files by as little.
 - Another JAX / jaxlib version: a release may change a kernel's rounding or a sampler, and an
   A2C run can then take another path from its first updates (Adam's first steps are close to
   sign(gradient), so a gradient component that rounds across zero moves its weight by a whole
