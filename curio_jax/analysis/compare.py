@@ -739,22 +739,19 @@ def compare_runs(
                         f"its final scores are not scores at the budget: {labels[i]} vs "
                         f"{labels[j]} compares frames-to-solve (log-rank) only"
                     )
-                if (
-                    a.stops_at_solve
-                    or b.stops_at_solve
-                    or not (_scored(a).size and _scored(b).size)
-                ):
+                scored_a, scored_b = _scored(a), _scored(b)
+                if a.stops_at_solve or b.stops_at_solve or not (scored_a.size and scored_b.size):
                     # a score frozen at the solve point against one at the budget says nothing;
                     # neither does a run none of whose seeds finished an episode
                     pair["probability_of_improvement"] = dict(_NO_ESTIMATE)
                     pair["mann_whitney_p"] = None
                 else:
                     poi = stats.probability_of_improvement(
-                        _scored(a), _scored(b), n_boot, alpha, _rng(seed, 4)
+                        scored_a, scored_b, n_boot, alpha, _rng(seed, 4)
                     )
                     pair["probability_of_improvement"] = _estimate_dict(poi)
                     pair["mann_whitney_p"] = _json_number(
-                        stats.mann_whitney(_scored(a), _scored(b)).pvalue
+                        stats.mann_whitney(scored_a, scored_b).pvalue
                     )
                 if "solved_threshold" in fields:
                     # "solved" means different things: compare final scores only
