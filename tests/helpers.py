@@ -69,11 +69,16 @@ def write_run(
     size: int | None = None,
     impl: str = "curio_jax",
     per_seed: bool = True,
+    seed_numbers: list[int] | None = None,
+    base_seed: int | None = None,
 ) -> Path:
     """A run directory as `curio-jax train` writes it (summary "frames" is the total over the
     seeds, "frames_per_seed" the budget of one; `per_seed=False` leaves the latter out, as an
     older or foreign writer might). Seed k's average score rises linearly to finals[k]; the
-    first logged row has no finished episode yet (NaN)."""
+    first logged row has no finished episode yet (NaN). Seeds are numbered 0..n-1 unless
+    ``seed_numbers`` says otherwise (as the reference numbers them); ``base_seed`` writes
+    run.json as `curio-jax train` does (seed k of it: split(key(base_seed), n)[k])."""
+    numbers = list(range(len(finals))) if seed_numbers is None else seed_numbers
     cfg = preset(preset_name).to_dict()
     cfg["total_frames"] = frames
     if threshold is not None:
@@ -87,7 +92,7 @@ def write_run(
         "seed,update,frames,avg_return_last100,episodes,loss_total,loss_policy,entropy,"
         "reward_int_mean,note"
     ]
-    for seed, final in enumerate(finals):
+    for seed, final in zip(numbers, finals, strict=True):
         for i in range(1, LOG_POINTS + 1):
             f = frames * i // LOG_POINTS
             avg = "nan" if i == 1 else f"{final * i / LOG_POINTS:.6f}"
@@ -98,7 +103,7 @@ def write_run(
         "impl": impl,
         "seeds": [
             {"seed": s, "frames_to_solve": fts, "final_avg_return_last100": fin}
-            for s, (fin, fts) in enumerate(zip(finals, solves, strict=True))
+            for s, fin, fts in zip(numbers, finals, solves, strict=True)
         ],
         "frames": frames * len(finals),
         "frames_per_seed": frames,
@@ -109,6 +114,8 @@ def write_run(
     if not per_seed:
         del summary["frames_per_seed"]
     (d / "summary.json").write_text(json.dumps(summary))
+    if base_seed is not None:
+        (d / "run.json").write_text(json.dumps({"seeds": len(finals), "seed": base_seed}))
     return d
 
 

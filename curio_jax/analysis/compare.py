@@ -16,6 +16,9 @@ thresholds (the notebook's own A2C and RND presets on 8x8 and 16x16) compare fin
 with a warning, unless ``threshold`` re-scores every run's frames-to-solve from metrics.csv at
 one common threshold.
 
+Runs of one config made in separate programs (two sessions, two processes, two machines) can
+be pooled into one run, ``DIR+DIR`` (`pool_runs`).
+
 `compare_runs` returns a JSON-serialisable dict (inf and NaN become null); `format_table` and
 `plot` render it.
 """
@@ -26,7 +29,7 @@ import csv
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +42,8 @@ __all__ = [
     "RunDirError",
     "Run",
     "load_run",
+    "load",
+    "pool_runs",
     "with_threshold",
     "compare_runs",
     "format_table",
@@ -73,6 +78,8 @@ class Run:
     budget: int  # frames each seed ran (its frame budget): where unsolved seeds are censored
     # a run read from a committed compare JSON (`load_recorded`): its entry there; metrics empty
     recorded: dict[str, Any] | None = None
+    # a pooled run (`pool_runs`): the run directories it pools and each one's own seed numbers
+    parts: tuple[tuple[Path, tuple[int, ...]], ...] = ()
 
     @property
     def size(self) -> int:
@@ -325,15 +332,132 @@ def load_run(path: str | Path) -> Run:
 CURVE_KEYS = ("frames", "mean", "low", "high")
 
 
+POOL_SEP = "+"
+
+
 def load(spec: str | Path) -> Run:
-    """A run directory, or ``FILE.json:LABEL`` (the run labelled LABEL in a JSON that
-    `compare --json` wrote, see `load_recorded`). Raises RunDirError with a one-line message."""
+    """A run directory; ``FILE.json:LABEL`` (the run labelled LABEL in a JSON that
+    `compare --json` wrote, see `load_recorded`); or ``DIR+DIR[+...]``, run directories of one
+    config pooled into one run (`pool_runs`). Raises RunDirError with a one-line message."""
     text = str(spec)
     if not Path(text).is_dir():
         file, sep, label = text.rpartition(":")
         if sep and file and Path(file).is_file():
             return load_recorded(file, label)
+        if POOL_SEP in text and not Path(text).exists():
+            names = text.split(POOL_SEP)
+            if not all(names):
+                raise RunDirError(f"{text}: an empty name in a pooled run (DIR+DIR[+...])")
+            return pool_runs([load(p) for p in names], text)
     return load_run(spec)
+
+
+def _base_seed(run: Run) -> int | None:
+    """The base seed of a `curio-jax train` run (run.json "seed"; seed i of it is
+    jax.random.split(jax.random.key(base), seeds)[i]), None when run.json does not say."""
+    try:
+        info = json.loads((run.path / "run.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if isinstance(info, dict) and _is_int(info.get("seed")) and _is_int(info.get("seeds")):
+        return int(info["seed"])
+    return None
+
+
+def pool_runs(runs: Sequence[Run], name: str | None = None) -> Run:
+    """Run directories of one config (seeds run in separate programs, sessions or machines)
+    as one run with all their seeds, in the order given. Every part must be a run directory
+    (not a recorded run or another pool) with the same config, implementation, frame budget
+    and stop-at-solve behaviour as the first. Seed numbers are kept when no two parts share
+    one (the PyTorch reference numbers its seeds, e.g. 10 and 11); `curio-jax train` numbers
+    the seeds of every run 0..n-1 and tells runs apart by their base seed (`--seed`), so parts
+    with different base seeds are renumbered 0..N-1 in order (the original numbers stay in
+    ``Run.parts``). Parts that may hold the same seeds twice (the same directory, the same
+    base seed, or overlapping numbers with no base seed to tell them apart) are refused. The
+    pool's metrics are the metrics.csv columns every part has; its frames per second is that
+    of all its frames over all its seconds of training. Raises RunDirError."""
+    runs = list(runs)
+    name = name or POOL_SEP.join(str(r.path) for r in runs)
+    if len(runs) < 2:
+        raise RunDirError(f"{name}: a pooled run needs two or more run directories")
+    first = runs[0]
+    for r in runs:
+        if r.recorded is not None or r.parts:
+            what = "a recorded run" if r.recorded is not None else "a pooled run"
+            raise RunDirError(f"{name}: {r.path} is {what}; only run directories can be pooled")
+    for r in runs[1:]:
+        diffs = config_differences(first, r)
+        if diffs:
+            raise RunDirError(
+                f"{name}: cannot pool {r.path} with {first.path}, they differ in "
+                + "; ".join(diffs)
+            )
+        if r.budget != first.budget or r.stops_at_solve != first.stops_at_solve:
+            raise RunDirError(
+                f"{name}: cannot pool {r.path} with {first.path}: frame budgets {r.budget} vs "
+                f"{first.budget}, stopped at solve {r.stops_at_solve} vs {first.stops_at_solve}"
+            )
+    where = [r.path.resolve() for r in runs]
+    if len(set(where)) != len(where):
+        raise RunDirError(f"{name}: the same run directory is pooled twice")
+    numbers = [int(s) for r in runs for s in r.seeds]
+    renumber = len(set(numbers)) != len(numbers)
+    if renumber:
+        bases = [_base_seed(r) for r in runs]
+        if first.impl != "curio_jax" or None in bases or len(set(bases)) != len(bases):
+            raise RunDirError(
+                f"{name}: the parts share seed numbers and nothing shows they are different "
+                "seeds (curio-jax train runs need different base seeds, run.json 'seed')"
+            )
+    columns = set.intersection(*(set(r.metrics) for r in runs))
+    metrics: dict[str, list[np.ndarray]] = {c: [] for c in columns}
+    seeds, records, offset = [], [], 0
+    for r in runs:
+        new = np.arange(offset, offset + r.seeds.size) if renumber else r.seeds
+        offset += r.seeds.size
+        seeds.append(new)
+        mapping = {int(a): int(b) for a, b in zip(r.seeds, new, strict=True)}
+        for c in columns:
+            col = r.metrics[c]
+            if c == "seed":
+                # rows of seeds the summary does not list (none in a valid run) are dropped
+                keep = np.isin(col.astype(np.int64), r.seeds)
+                col = np.array([mapping[int(s)] for s in col[keep]], dtype=float)
+                metrics[c].append(col)
+            else:
+                metrics[c].append(col[np.isin(r.metrics["seed"].astype(np.int64), r.seeds)])
+        for rec, s in zip(r.summary["seeds"], new, strict=True):
+            records.append({**rec, "seed": int(s)})
+    fps = [r.summary.get("frames_per_sec") for r in runs]
+    done = [r.summary.get("frames") for r in runs]
+    rate = None
+    if all(_is_number(x) and x > 0 for x in fps) and all(_is_number(x) for x in done):
+        rate = sum(done) / sum(f / x for f, x in zip(done, fps, strict=True))
+    seconds = [r.summary.get("seconds") for r in runs]
+    totals = {
+        "frames": sum(done) if all(_is_number(x) for x in done) else None,
+        "seconds": sum(seconds) if all(_is_number(x) for x in seconds) else None,
+        "frames_per_sec": rate,
+    }
+    summary = {
+        "preset": first.preset,
+        "impl": first.impl,
+        "seeds": records,
+        "frames_per_seed": first.budget,
+        "stops_at_solve": first.stops_at_solve,
+        **{k: v for k, v in totals.items() if v is not None},
+    }
+    return Run(
+        path=Path(name),
+        config=first.config,
+        summary=summary,
+        metrics={c: np.concatenate(v) for c, v in metrics.items()},
+        seeds=np.concatenate(seeds).astype(np.int64),
+        final_scores=np.concatenate([r.final_scores for r in runs]),
+        frames_to_solve=tuple(f for r in runs for f in r.frames_to_solve),
+        budget=first.budget,
+        parts=tuple((r.path, tuple(int(s) for s in r.seeds)) for r in runs),
+    )
 
 
 def _is_positive_int(x: Any) -> bool:
@@ -450,17 +574,7 @@ def with_threshold(run: Run, threshold: float) -> Run:
         if s not in first and math.isfinite(v) and v > threshold:
             first[s] = int(frames_col[i])
     config = {**run.config, "solved_threshold": float(threshold)}
-    solves = tuple(first.get(int(s)) for s in run.seeds)
-    return Run(
-        path=run.path,
-        config=config,
-        summary=run.summary,
-        metrics=run.metrics,
-        seeds=run.seeds,
-        final_scores=run.final_scores,
-        frames_to_solve=solves,
-        budget=run.budget,
-    )
+    return replace(run, config=config, frames_to_solve=tuple(first.get(int(s)) for s in run.seeds))
 
 
 # --------------------------------------------------------------------------- statistics
@@ -606,6 +720,11 @@ def _run_summary(run: Run, label: str, n_boot: int, alpha: float, seed: int) -> 
         "seconds": _json_number(run.summary.get("seconds", math.nan)),
         "stops_at_solve": run.stops_at_solve,
         "recorded": run.recorded is not None,
+        **(
+            {"pooled_from": [{"path": str(p), "seeds": list(s)} for p, s in run.parts]}
+            if run.parts
+            else {}
+        ),
         "seeds": [
             {"seed": int(s), "final": _json_number(f), "frames_to_solve": fts}
             for s, f, fts in zip(run.seeds, run.final_scores, run.frames_to_solve, strict=True)
@@ -622,9 +741,9 @@ def _unknown_stop(run: Run) -> bool:
 
 def _labels(runs: list[Run]) -> list[str]:
     """The shortest trailing parts of the paths that tell the runs apart."""
-    parts = [r.path.resolve().parts for r in runs]
-    for k in range(1, max(len(p) for p in parts) + 1):
-        names = ["/".join(p[-k:]) for p in parts]
+    parts = [[p.resolve().parts for p, _ in r.parts] or [r.path.resolve().parts] for r in runs]
+    for k in range(1, max(len(p) for pp in parts for p in pp) + 1):
+        names = [POOL_SEP.join("/".join(p[-k:]) for p in pp) for pp in parts]
         if len(set(names)) == len(names):
             return names
     return [str(r.path) for r in runs]  # the same directory given twice

@@ -15,8 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "run_dirs",
         nargs="+",
         metavar="RUN",
-        help="a run directory, or FILE.json:LABEL for the run labelled LABEL in a JSON that "
-        "`compare --json` wrote (committed results; docs/cli.md)",
+        help="a run directory; FILE.json:LABEL for the run labelled LABEL in a JSON that "
+        "`compare --json` wrote (committed results); or DIR+DIR[+...], runs of one config "
+        "pooled into one (seeds run in separate programs; docs/cli.md)",
     )
     cp.add_argument("--json", type=out_path, default=None)
     cp.add_argument("--plot", type=out_path, default=None, metavar="FILE.png")

@@ -490,3 +490,115 @@ def test_an_unknown_recorded_label_lists_the_known_ones(three_runs, tmp_path):
     # neither a directory nor FILE.json:LABEL of an existing file: the run-directory error
     with pytest.raises(compare.RunDirError, match="no such run directory"):
         compare.load(f"{tmp_path / 'absent.json'}:a2c8")
+
+
+# --------------------------------------------------------------------------- pooled runs
+
+
+def _halves(tmp_path, *, bases=(0, 3), numbers=(None, None), **kw):
+    """POOR_* as one 6-seed run and as two 3-seed runs (`curio-jax train` numbering, base
+    seeds ``bases``; or the reference's own ``numbers``)."""
+    whole = write_run(tmp_path, "whole", finals=POOR_FINALS, solves=POOR_SOLVES)
+    halves = [
+        write_run(
+            tmp_path,
+            f"part{k}",
+            finals=POOR_FINALS[3 * k : 3 * k + 3],
+            solves=POOR_SOLVES[3 * k : 3 * k + 3],
+            base_seed=bases[k],
+            seed_numbers=numbers[k],
+            **kw,
+        )
+        for k in range(2)
+    ]
+    return whole, halves
+
+
+def test_a_pooled_run_is_the_run_of_all_its_seeds(three_runs, tmp_path):
+    """Two 3-seed runs of one config pooled (DIR+DIR) give the statistics of one 6-seed run:
+    the same final scores, solves, curve and log-rank p against another run."""
+    good = three_runs[0]
+    whole, (p0, p1) = _halves(tmp_path)
+    spec = f"{p0}+{p1}"
+    pooled = compare.load(spec)
+    np.testing.assert_array_equal(pooled.seeds, np.arange(6))  # renumbered: both were 0..2
+    assert pooled.parts == ((p0, (0, 1, 2)), (p1, (0, 1, 2)))
+    np.testing.assert_array_equal(pooled.final_scores, POOR_FINALS)
+    assert pooled.frames_to_solve == tuple(POOR_SOLVES)
+    assert pooled.budget == 1_000_000 and not pooled.stops_at_solve
+    assert pooled.metrics["seed"].tolist() == whole_seed_column(compare.load(whole))
+    live = compare.compare_runs([good, whole], n_boot=N_BOOT, metrics=["entropy"])
+    got = compare.compare_runs([good, spec], n_boot=N_BOOT, metrics=["entropy"])
+    assert got["runs"][1]["label"] == "part0+part1"
+    assert got["runs"][1]["pooled_from"] == [
+        {"path": str(p0), "seeds": [0, 1, 2]},
+        {"path": str(p1), "seeds": [0, 1, 2]},
+    ]
+    for key in ("n_seeds", "n_solved", "final_mean", "final_iqm", "frames_to_solve_median"):
+        assert got["runs"][1][key] == live["runs"][1][key], key
+    for key in ("curve", "km_curve", "metric_curves", "seeds"):
+        assert got["runs"][1][key] == live["runs"][1][key], key
+    assert got["pairs"][0]["logrank_p"] == pytest.approx(live["pairs"][0]["logrank_p"])
+    assert got["pairs"][0]["mann_whitney_p"] == pytest.approx(live["pairs"][0]["mann_whitney_p"])
+    assert got["warnings"] == live["warnings"] == []
+    # all frames over all seconds: 3M frames at 80k/s twice
+    assert got["runs"][1]["frames_per_sec"] == pytest.approx(80_000)
+    assert got["runs"][1]["seconds"] == pytest.approx(25.0)  # 12.5 s each
+    # a common threshold re-scores the pool like the whole run; the JSON reads back as a run
+    at = compare.compare_runs([good, spec], n_boot=N_BOOT, threshold=0.5)
+    want = compare.compare_runs([good, whole], n_boot=N_BOOT, threshold=0.5)
+    assert at["runs"][1]["seeds"] == want["runs"][1]["seeds"]
+    rec = tmp_path / "pooled.json"
+    rec.write_text(json.dumps(got))
+    again = compare.compare_runs([good, f"{rec}:part0+part1"], n_boot=N_BOOT)
+    assert again["pairs"][0]["logrank_p"] == pytest.approx(got["pairs"][0]["logrank_p"])
+
+
+def whole_seed_column(run):
+    return run.metrics["seed"].tolist()
+
+
+def test_a_pool_keeps_seed_numbers_that_differ(tmp_path):
+    """The reference numbers its seeds itself (e.g. 10 and 11 in two processes): kept."""
+    _, (p0, p1) = _halves(
+        tmp_path, bases=(None, None), numbers=([10, 11, 12], [13, 14, 15]), impl="torch-reference"
+    )
+    pooled = compare.load(f"{p0}+{p1}")
+    assert pooled.seeds.tolist() == [10, 11, 12, 13, 14, 15] and pooled.impl == "torch-reference"
+    assert sorted(set(pooled.metrics["seed"].astype(int).tolist())) == pooled.seeds.tolist()
+
+
+@pytest.mark.parametrize(
+    ("setup", "match"),
+    [
+        ("same-base", "share seed numbers and nothing shows they are different seeds"),
+        ("no-run-json", "share seed numbers and nothing shows they are different seeds"),
+        ("same-dir", "the same run directory is pooled twice"),
+        ("other-preset", r"cannot pool .* they differ in .*name: notebook-a2c-8x8 vs"),
+        ("other-budget", "they differ in total_frames: 1000000 vs 500000"),
+        ("recorded", "is a recorded run; only run directories can be pooled"),
+        ("one-part", "an empty name in a pooled run"),
+        ("missing-part", "no such run directory"),
+    ],
+)
+def test_a_pool_that_could_mislead_is_refused(tmp_path, setup, match):
+    _, (p0, p1) = _halves(tmp_path, bases=(0, 0) if setup == "same-base" else (0, 3))
+    second = p1
+    if setup == "no-run-json":
+        (p0 / "run.json").unlink()
+    elif setup == "same-dir":
+        second = p0
+    elif setup == "other-preset":
+        second = write_run(
+            tmp_path, "x", preset_name="a2c-x100-8x8", finals=[0.5], solves=[None], base_seed=9
+        )
+    elif setup == "other-budget":
+        second = write_run(tmp_path, "y", finals=[0.5], solves=[None], frames=500_000, base_seed=9)
+    elif setup == "recorded":
+        second = f"{_record(tmp_path, [p1])}:part1"
+    elif setup == "one-part":
+        second = ""
+    elif setup == "missing-part":
+        second = tmp_path / "absent"
+    with pytest.raises(compare.RunDirError, match=match):
+        compare.compare_runs([f"{p0}+{second}"], n_boot=N_BOOT)
