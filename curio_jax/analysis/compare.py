@@ -417,15 +417,13 @@ def pool_runs(runs: Sequence[Run], name: str | None = None) -> Run:
         offset += r.seeds.size
         seeds.append(new)
         mapping = {int(a): int(b) for a, b in zip(r.seeds, new, strict=True)}
+        # rows of seeds the summary does not list (none in a valid run) are dropped
+        rows = np.isin(r.metrics["seed"].astype(np.int64), r.seeds)
         for c in columns:
-            col = r.metrics[c]
+            col = r.metrics[c][rows]
             if c == "seed":
-                # rows of seeds the summary does not list (none in a valid run) are dropped
-                keep = np.isin(col.astype(np.int64), r.seeds)
-                col = np.array([mapping[int(s)] for s in col[keep]], dtype=float)
-                metrics[c].append(col)
-            else:
-                metrics[c].append(col[np.isin(r.metrics["seed"].astype(np.int64), r.seeds)])
+                col = np.array([mapping[int(s)] for s in col], dtype=float)
+            metrics[c].append(col)
         for rec, s in zip(r.summary["seeds"], new, strict=True):
             records.append({**rec, "seed": int(s)})
     fps = [r.summary.get("frames_per_sec") for r in runs]
