@@ -10,11 +10,33 @@
 # budget, full runs; scripts/reproduce_8x8.sh makes them), read by compare as recorded runs.
 # Resumable: rerun after an interruption; finished runs are skipped, interrupted ones continue
 # from their checkpoints. Run it from the repository root.
-# Usage: scripts/study_ppo.sh [OUT_DIR] [SIZES]   (default runs/ppo-study, "5 8")
+# An arm longer than a session (ppo-rnd-8x8: 3-4 h on a 2-core CPU) can run as SPLIT programs
+# of SEEDS/SPLIT seeds each (base seeds 0, 1000, ...; directories ARM.part0, ARM.part1, ...),
+# one after another, and compare pools them into one arm (ARM.part0+ARM.part1, docs/cli.md);
+# an arm whose directory already exists keeps its one program. TOTAL_FRAMES overrides the
+# presets' budgets (a smoke run).
+# Usage: [SEEDS=8] [SPLIT=1] [TOTAL_FRAMES=N] scripts/study_ppo.sh [OUT_DIR] [SIZES]
+#        (default runs/ppo-study, "5 8")
 set -uo pipefail
 OUT=${1:-runs/ppo-study}
 SIZES=${2:-"5 8"}
 SEEDS=${SEEDS:-8}
+SPLIT=${SPLIT:-1}
+if [ $((SEEDS % SPLIT)) != 0 ]; then
+  echo "SEEDS=$SEEDS is not a multiple of SPLIT=$SPLIT" >&2
+  exit 2
+fi
+budget=()
+[ -n "${TOTAL_FRAMES:-}" ] && budget=(--total-frames "$TOTAL_FRAMES")
+train_arm() {  # DIR PRESET N_SEEDS BASE_SEED: train, or resume an unfinished run
+  [ -f "$1/summary.json" ] && return 0
+  if [ -d "$1" ]; then
+    curio-jax train --resume --out "$1" --no-gif
+  else
+    curio-jax train --preset "$2" --seeds "$3" --seed "$4" "${budget[@]}" --checkpoint-every 4 \
+      --no-gif --stop-when-solved --set solved_threshold=0.95 --out "$1"
+  fi
+}
 RECORDED_8X8=$PWD/docs/results/8x8/ablations_8x8.json
 for n in $SIZES; do
   s=${n}x${n}
@@ -29,18 +51,22 @@ for n in $SIZES; do
   else
     arms+=(notebook-rnd-$s notebook-a2c-$s)
   fi
+  runs=()  # what compare reads: a run directory, or parts pooled with +
   for p in "${arms[@]}"; do
-    d=$dir/$p
-    [ -f "$d/summary.json" ] && continue
-    if [ -d "$d" ]; then
-      curio-jax train --resume --out "$d" --no-gif || exit 1
+    if [ "$SPLIT" = 1 ] || [ -d "$dir/$p" ]; then
+      train_arm "$dir/$p" "$p" "$SEEDS" 0 || exit 1
+      runs+=("$p")
     else
-      curio-jax train --preset "$p" --seeds "$SEEDS" --checkpoint-every 4 --no-gif \
-        --stop-when-solved --set solved_threshold=0.95 --out "$d" || exit 1
+      parts=()
+      for ((k = 0; k < SPLIT; k++)); do
+        train_arm "$dir/$p.part$k" "$p" $((SEEDS / SPLIT)) $((1000 * k)) || exit 1
+        parts+=("$p.part$k")
+      done
+      runs+=("$(IFS=+; echo "${parts[*]}")")
     fi
   done
   metric=(--metric entropy)
   [ ${#recorded[@]} -gt 0 ] && metric=()  # the recorded arms have no entropy curve
-  (cd "$dir" && curio-jax compare "${arms[@]}" "${recorded[@]}" --threshold 0.95 "${metric[@]}" \
+  (cd "$dir" && curio-jax compare "${runs[@]}" "${recorded[@]}" --threshold 0.95 "${metric[@]}" \
       --json "ppo_$s.json" --plot "ppo_$s.png" > "compare_$s.txt")
 done
