@@ -247,7 +247,9 @@ def _parse_float(text: str) -> float:
     return float(t)
 
 
-def _read_metrics(path: Path) -> dict[str, np.ndarray]:
+def _read_metrics(path: Path, torn_tail: bool = False) -> dict[str, np.ndarray]:
+    """The numeric columns of metrics.csv. ``torn_tail``: a last line with too few fields (a
+    run still appending) is dropped instead of refused."""
     where = path / "metrics.csv"
     if not where.is_file():
         raise RunDirError(f"{path}: missing metrics.csv")
@@ -263,6 +265,8 @@ def _read_metrics(path: Path) -> dict[str, np.ndarray]:
     if missing:
         raise RunDirError(f"{where}: missing column(s) {', '.join(missing)} in the header")
     body = [r for r in rows[1:] if r]
+    if torn_tail and body and len(body[-1]) < len(header):
+        body.pop()
     if not body:
         raise RunDirError(f"{where}: no data rows")
     for line, r in enumerate(body, start=2):
@@ -300,14 +304,23 @@ def _floatable(text: str) -> bool:
     return True
 
 
-def load_run(path: str | Path) -> Run:
-    """Read and validate one run directory. Raises RunDirError with a one-line message."""
+def load_run(path: str | Path, unfinished: bool = False) -> Run:
+    """Read and validate one run directory. ``unfinished``: a `curio-jax train` run without
+    summary.json (still running, or stopped before its budget) is read as far as it got
+    (`load_unfinished`). Raises RunDirError with a one-line message."""
     p = Path(path)
     if not p.exists():
         raise RunDirError(f"{p}: no such run directory")
     if not p.is_dir():
         raise RunDirError(f"{p}: not a directory (expected a run directory)")
     config = _check_config(p, _read_json(p / "config.json"))
+    if not (p / "summary.json").is_file():
+        if unfinished:
+            return load_unfinished(p, config)
+        raise RunDirError(
+            f"{p}: missing summary.json (an unfinished run? `compare --unfinished` reads one "
+            "as far as it got)"
+        )
     summary = _read_json(p / "summary.json")
     if not isinstance(summary, dict):
         raise RunDirError(f"{p / 'summary.json'}: expected a JSON object")
@@ -329,16 +342,88 @@ def load_run(path: str | Path) -> Run:
     )
 
 
+def _first_above(metrics: dict[str, np.ndarray], threshold: float) -> dict[int, int]:
+    """Seed -> frames of its first logged row whose average score is above ``threshold`` (the
+    runner's rule for frames-to-solve); seeds that never pass are absent."""
+    seed_col = metrics["seed"].astype(np.int64)
+    frames_col = metrics["frames"].astype(np.int64)
+    values = metrics["avg_return_last100"]
+    first: dict[int, int] = {}
+    for i in np.argsort(frames_col, kind="stable"):
+        s, v = int(seed_col[i]), float(values[i])
+        if s not in first and math.isfinite(v) and v > threshold:
+            first[s] = int(frames_col[i])
+    return first
+
+
+def load_unfinished(path: str | Path, config: dict[str, Any] | None = None) -> Run:
+    """A `curio-jax train` run directory without summary.json (still running, or stopped
+    before its budget), as a run that ended at the last frame count every seed has logged:
+    that is its budget (unsolved seeds are censored there), its final scores are the averages
+    logged there, its frames-to-solve the runner's (first logged average above the config's
+    solved threshold); rows after it are left out. The seeds are run.json's. summary
+    ``unfinished`` is true and ``planned_frames_per_seed`` is the config's budget."""
+    p = Path(path)
+    if config is None:
+        config = _check_config(p, _read_json(p / "config.json"))
+    info = _read_json(p / "run.json")
+    if not isinstance(info, dict) or not _is_positive_int(info.get("seeds")):
+        raise RunDirError(
+            f"{p / 'run.json'}: 'seeds' is missing or not a positive integer (an unfinished "
+            "run is read from a `curio-jax train` run directory)"
+        )
+    seeds = np.arange(info["seeds"], dtype=np.int64)
+    metrics = _read_metrics(p, torn_tail=True)
+    seed_col = metrics["seed"].astype(np.int64)
+    frames_col = metrics["frames"].astype(np.int64)
+    absent = [int(s) for s in seeds if not (seed_col == s).any()]
+    if absent:
+        raise RunDirError(f"{p / 'metrics.csv'}: no rows yet for seed(s) {absent}")
+    cut = min(int(frames_col[seed_col == s].max()) for s in seeds)
+    keep = np.isin(seed_col, seeds) & (frames_col <= cut)
+    metrics = {k: v[keep] for k, v in metrics.items()}
+    seed_col, frames_col = seed_col[keep], frames_col[keep]
+    finals = np.array(
+        [metrics["avg_return_last100"][(seed_col == s) & (frames_col == cut)][-1] for s in seeds]
+    )
+    finals[~np.isfinite(finals)] = math.nan
+    first = _first_above(metrics, float(config["solved_threshold"]))
+    solves = tuple(first.get(int(s)) for s in seeds)
+    summary = {
+        "preset": config.get("name", "?"),
+        "impl": "curio_jax",
+        "seeds": [
+            {"seed": int(s), "frames_to_solve": f, "final_avg_return_last100": _json_number(v)}
+            for s, f, v in zip(seeds, solves, finals, strict=True)
+        ],
+        "frames_per_seed": cut,
+        "planned_frames_per_seed": _frame_budget(p, config, {}),
+        "stops_at_solve": False,
+        "unfinished": True,
+    }
+    return Run(
+        path=p,
+        config=config,
+        summary=summary,
+        metrics=metrics,
+        seeds=seeds,
+        final_scores=finals,
+        frames_to_solve=solves,
+        budget=cut,
+    )
+
+
 CURVE_KEYS = ("frames", "mean", "low", "high")
 
 
 POOL_SEP = "+"
 
 
-def load(spec: str | Path) -> Run:
+def load(spec: str | Path, unfinished: bool = False) -> Run:
     """A run directory; ``FILE.json:LABEL`` (the run labelled LABEL in a JSON that
     `compare --json` wrote, see `load_recorded`); or ``DIR+DIR[+...]``, run directories of one
-    config pooled into one run (`pool_runs`). Raises RunDirError with a one-line message."""
+    config pooled into one run (`pool_runs`). ``unfinished``: see `load_run`. Raises
+    RunDirError with a one-line message."""
     text = str(spec)
     if not Path(text).is_dir():
         file, sep, label = text.rpartition(":")
@@ -348,8 +433,8 @@ def load(spec: str | Path) -> Run:
             names = text.split(POOL_SEP)
             if not all(names):
                 raise RunDirError(f"{text}: an empty name in a pooled run (DIR+DIR[+...])")
-            return pool_runs([load(p) for p in names], text)
-    return load_run(spec)
+            return pool_runs([load(p, unfinished) for p in names], text)
+    return load_run(spec, unfinished)
 
 
 def _base_seed(run: Run) -> int | None:
@@ -445,6 +530,9 @@ def pool_runs(runs: Sequence[Run], name: str | None = None) -> Run:
         "stops_at_solve": first.stops_at_solve,
         **{k: v for k, v in totals.items() if v is not None},
     }
+    if any(r.summary.get("unfinished") for r in runs):
+        summary["unfinished"] = True
+        summary["planned_frames_per_seed"] = first.summary.get("planned_frames_per_seed")
     return Run(
         path=Path(name),
         config=first.config,
@@ -563,14 +651,7 @@ def with_threshold(run: Run, threshold: float) -> Run:
             f"{run.path}: its seeds stopped when they passed {run.solved_threshold:g}, so frames "
             f"to pass {threshold:g} are unknown; use a threshold <= {run.solved_threshold:g}"
         )
-    seed_col = run.metrics["seed"].astype(np.int64)
-    frames_col = run.metrics["frames"].astype(np.int64)
-    values = run.metrics["avg_return_last100"]
-    first: dict[int, int] = {}
-    for i in np.argsort(frames_col, kind="stable"):
-        s, v = int(seed_col[i]), float(values[i])
-        if s not in first and math.isfinite(v) and v > threshold:
-            first[s] = int(frames_col[i])
+    first = _first_above(run.metrics, threshold)
     config = {**run.config, "solved_threshold": float(threshold)}
     return replace(run, config=config, frames_to_solve=tuple(first.get(int(s)) for s in run.seeds))
 
@@ -719,6 +800,11 @@ def _run_summary(run: Run, label: str, n_boot: int, alpha: float, seed: int) -> 
         "stops_at_solve": run.stops_at_solve,
         "recorded": run.recorded is not None,
         **(
+            {"unfinished": True, "planned_budget": run.summary.get("planned_frames_per_seed")}
+            if run.summary.get("unfinished")
+            else {}
+        ),
+        **(
             {"pooled_from": [{"path": str(p), "seeds": list(s)} for p, s in run.parts]}
             if run.parts
             else {}
@@ -754,6 +840,7 @@ def compare_runs(
     seed: int = 0,
     threshold: float | None = None,
     metrics: Sequence[str] = (),
+    unfinished: bool = False,
 ) -> dict[str, Any]:
     """Statistics for every run and every pair of runs, in the order given. ``paths``: run
     directories, or ``FILE.json:LABEL`` for a run recorded in a compare JSON (`load`).
@@ -764,6 +851,9 @@ def compare_runs(
     ``threshold``: frames-to-solve of every run at this common threshold (`with_threshold`)
     instead of each run's own solved threshold, so runs whose presets differ in it (the
     notebook's A2C 0.91 and RND 0.95 on 8x8) get a log-rank test too.
+
+    ``unfinished``: a `curio-jax train` run directory without summary.json is read as far as
+    every seed has logged (`load_unfinished`), with a warning, instead of refused.
 
     Pair (a, b) reports P(a > b) on the final score. Returns a JSON-serialisable dict:
     {"settings", "runs": [...], "pairs": [...], "warnings": [str]}; numbers that are infinite
@@ -780,7 +870,7 @@ def compare_runs(
     metrics = list(metrics)
     if len(set(metrics)) != len(metrics):
         raise ValueError(f"a metric is named twice in {metrics}")
-    runs = [load(p) for p in paths]
+    runs = [load(p, unfinished) for p in paths]
     for name in metrics:
         for r in runs:
             if r.recorded is not None:
@@ -814,6 +904,12 @@ def compare_runs(
                     "are not compared"
                 )
             result["warnings"].append(note)
+        if r.summary.get("unfinished"):
+            result["warnings"].append(
+                f"{lab} is unfinished: read up to {r.budget} of its "
+                f"{r.summary.get('planned_frames_per_seed')} frames per seed (the last frame "
+                "count every seed has logged), where its unsolved seeds are censored"
+            )
         unscored = [int(x) for x in r.seeds[~np.isfinite(r.final_scores)]]
         if unscored:
             result["warnings"].append(

@@ -39,6 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also report (and plot) the mean curve of this metrics.csv column; repeatable; "
         "one of: " + ", ".join(metric_names()),
     )
+    cp.add_argument(
+        "--unfinished",
+        action="store_true",
+        help="read a `curio-jax train` run without summary.json (still running, or stopped "
+        "early) as far as every seed has logged, instead of refusing it",
+    )
     cp.set_defaults(func=run)
 
 
@@ -52,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             threshold=args.threshold,
             metrics=args.metric,
+            unfinished=args.unfinished,
         )
     except (compare.RunDirError, ValueError) as e:
         raise UsageError(one_line(e)) from None

@@ -602,3 +602,69 @@ def test_a_pool_that_could_mislead_is_refused(tmp_path, setup, match):
         second = tmp_path / "absent"
     with pytest.raises(compare.RunDirError, match=match):
         compare.compare_runs([f"{p0}+{second}"], n_boot=N_BOOT)
+
+
+# --------------------------------------------------------------------------- unfinished runs
+
+
+FULL = 1_024_000  # whole updates of notebook-a2c-8x8 (512 frames), 8 logged rows of 250
+
+
+def _unfinished(tmp_path, name="going", finals=GOOD_FINALS, solves=GOOD_SOLVES):
+    """A `curio-jax train` run directory whose run has not written summary.json yet."""
+    d = write_run(tmp_path, name, finals=finals, solves=solves, base_seed=0, frames=FULL)
+    (d / "summary.json").unlink()
+    return d
+
+
+def test_an_unfinished_run_is_refused_unless_asked_for(tmp_path):
+    d = _unfinished(tmp_path)
+    with pytest.raises(compare.RunDirError, match="missing summary.json .*--unfinished"):
+        compare.compare_runs([d], n_boot=N_BOOT)
+    res = compare.compare_runs([d], n_boot=N_BOOT, unfinished=True)
+    (run,) = res["runs"]
+    assert run["unfinished"] is True and run["planned_budget"] == FULL
+    assert run["budget"] == FULL  # every seed has logged its last row
+    assert any(
+        "going is unfinished: read up to 1024000 of its 1024000" in w for w in res["warnings"]
+    )
+    # read to its end, it has the statistics of the finished run with the same rows, its
+    # frames-to-solve found by the runner's rule (first logged average above 0.91)
+    done = write_run(tmp_path, "done", finals=GOOD_FINALS, solves=GOOD_SOLVES, frames=FULL)
+    rescored = compare.with_threshold(compare.load_run(done), 0.91)
+    assert compare.load_run(d, unfinished=True).frames_to_solve == rescored.frames_to_solve
+    finished = compare.compare_runs([done], n_boot=N_BOOT, threshold=0.91)["runs"][0]
+    for key in ("seeds", "final_mean", "final_iqm", "n_solved", "curve", "km_curve", "budget"):
+        assert run[key] == finished[key], key
+
+
+def test_an_unfinished_run_ends_where_every_seed_has_logged(tmp_path):
+    """Seeds log in step in one program, but the reader may catch a chunk half written: the
+    run is cut at the last frame count of its slowest seed, a torn last line is dropped, and
+    what happened after the cut (a solve, a score) does not count."""
+    d = _unfinished(tmp_path, finals=[0.99, 0.2], solves=[None, None])
+    lines = (d / "metrics.csv").read_text().splitlines()
+    # seed 1 is one row behind seed 0; then a torn row of seed 1
+    seed1 = [i for i, line in enumerate(lines) if line.startswith("1,")]
+    del lines[seed1[-1]]
+    lines.append("1,2000,1024000,0.5")
+    (d / "metrics.csv").write_text("\n".join(lines) + "\n")
+    run = compare.load_run(d, unfinished=True)
+    cut = FULL * (LOG_POINTS - 1) // LOG_POINTS
+    assert run.budget == cut and run.summary["planned_frames_per_seed"] == FULL
+    assert run.metrics["frames"].max() == cut
+    # seed 0 passes 0.95 only on its last row (0.99 at the end), after the cut
+    assert run.frames_to_solve == (None, None)
+    np.testing.assert_allclose(run.final_scores, [0.99 * 7 / 8, 0.2 * 7 / 8], rtol=1e-5)
+    with pytest.raises(compare.RunDirError, match="line .* has 4 fields"):
+        compare._read_metrics(d)  # in a finished run a torn line is an error
+
+
+def test_an_unfinished_run_needs_its_run_json_and_rows_of_every_seed(tmp_path):
+    d = _unfinished(tmp_path, finals=[0.5, 0.6], solves=[None, None])
+    (d / "run.json").write_text(json.dumps({"seeds": 3, "seed": 0}))
+    with pytest.raises(compare.RunDirError, match=r"no rows yet for seed\(s\) \[2\]"):
+        compare.load_run(d, unfinished=True)
+    (d / "run.json").unlink()
+    with pytest.raises(compare.RunDirError, match="run.json: missing|missing run.json"):
+        compare.load_run(d, unfinished=True)
