@@ -109,6 +109,21 @@ def test_compare_writes_json(tmp_path, capsys):
     assert_usage_error(["compare", f"{out}:c"], capsys, "no run labelled 'c' (labels: a, b)")
 
 
+def test_compare_pools_runs_and_reads_unfinished_ones(tmp_path, capsys):
+    a = write_run(tmp_path, "a", finals=[0.9, 0.8], solves=[100, None], base_seed=0)
+    b = write_run(tmp_path, "b", finals=[0.2, 0.3], solves=[None, None], base_seed=7)
+    (b / "summary.json").unlink()  # b is still running
+    out = tmp_path / "cmp.json"
+    assert_usage_error(["compare", f"{a}+{b}"], capsys, "--unfinished")
+    code, stdout, _ = run_cli(
+        ["compare", f"{a}+{b}", "--unfinished", "--json", str(out), "--n-boot", "200"], capsys
+    )
+    assert code == 0 and "a+b is unfinished" in stdout
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["label"] == "a+b" and run["n_seeds"] == 4 and run["unfinished"] is True
+    assert [p["seeds"] for p in run["pooled_from"]] == [[0, 1], [0, 1]]
+
+
 # --------------------------------------------------------------------------- train: bad input
 
 
