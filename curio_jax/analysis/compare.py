@@ -50,6 +50,8 @@ __all__ = [
     "plot",
 ]
 
+# where `python -m curio_jax.reference.train --out DIR` keeps its settings (its RUN_FILE)
+REFERENCE_RUN_FILE = "reference_run.json"
 REQUIRED_COLUMNS = ("seed", "frames", "avg_return_last100")
 # Config fields that make two runs' scores incomparable when they differ.
 INCOMPATIBLE_FIELDS = ("env.size",)
@@ -170,8 +172,8 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
-def _check_config(path: Path, cfg: Any) -> dict[str, Any]:
-    where = path / "config.json"
+def _check_config(path: Path, cfg: Any, where: Path | None = None) -> dict[str, Any]:
+    where = where or path / "config.json"
     if not isinstance(cfg, dict):
         raise RunDirError(f"{where}: expected a JSON object (the TrainConfig)")
     env = cfg.get("env")
@@ -305,22 +307,25 @@ def _floatable(text: str) -> bool:
 
 
 def load_run(path: str | Path, unfinished: bool = False) -> Run:
-    """Read and validate one run directory. ``unfinished``: a `curio-jax train` run without
-    summary.json (still running, or stopped before its budget) is read as far as it got
-    (`load_unfinished`). Raises RunDirError with a one-line message."""
+    """Read and validate one run directory. ``unfinished``: a run without summary.json (still
+    running, or stopped before its budget) is read as far as it got: a `curio-jax train` run
+    (`load_unfinished`) or a PyTorch reference run (`load_unfinished_reference`). Raises
+    RunDirError with a one-line message."""
     p = Path(path)
     if not p.exists():
         raise RunDirError(f"{p}: no such run directory")
     if not p.is_dir():
         raise RunDirError(f"{p}: not a directory (expected a run directory)")
-    config = _check_config(p, _read_json(p / "config.json"))
     if not (p / "summary.json").is_file():
         if unfinished:
-            return load_unfinished(p, config)
+            if (p / REFERENCE_RUN_FILE).is_file():
+                return load_unfinished_reference(p)
+            return load_unfinished(p)
         raise RunDirError(
             f"{p}: missing summary.json (an unfinished run? `compare --unfinished` reads one "
             "as far as it got)"
         )
+    config = _check_config(p, _read_json(p / "config.json"))
     summary = _read_json(p / "summary.json")
     if not isinstance(summary, dict):
         raise RunDirError(f"{p / 'summary.json'}: expected a JSON object")
@@ -356,7 +361,7 @@ def _first_above(metrics: dict[str, np.ndarray], threshold: float) -> dict[int, 
     return first
 
 
-def load_unfinished(path: str | Path, config: dict[str, Any] | None = None) -> Run:
+def load_unfinished(path: str | Path) -> Run:
     """A `curio-jax train` run directory without summary.json (still running, or stopped
     before its budget), as a run that ended at the last frame count every seed has logged:
     that is its budget (unsolved seeds are censored there), its final scores are the averages
@@ -364,8 +369,7 @@ def load_unfinished(path: str | Path, config: dict[str, Any] | None = None) -> R
     solved threshold); rows after it are left out. The seeds are run.json's. summary
     ``unfinished`` is true and ``planned_frames_per_seed`` is the config's budget."""
     p = Path(path)
-    if config is None:
-        config = _check_config(p, _read_json(p / "config.json"))
+    config = _check_config(p, _read_json(p / "config.json"))
     info = _read_json(p / "run.json")
     if not isinstance(info, dict) or not _is_positive_int(info.get("seeds")):
         raise RunDirError(
@@ -375,31 +379,95 @@ def load_unfinished(path: str | Path, config: dict[str, Any] | None = None) -> R
     seeds = np.arange(info["seeds"], dtype=np.int64)
     metrics = _read_metrics(p, torn_tail=True)
     seed_col = metrics["seed"].astype(np.int64)
-    frames_col = metrics["frames"].astype(np.int64)
     absent = [int(s) for s in seeds if not (seed_col == s).any()]
     if absent:
         raise RunDirError(f"{p / 'metrics.csv'}: no rows yet for seed(s) {absent}")
-    cut = min(int(frames_col[seed_col == s].max()) for s in seeds)
-    keep = np.isin(seed_col, seeds) & (frames_col <= cut)
+    cut = _common_cut(metrics, seeds, running=seeds)
+    return _cut_unfinished(p, config, "curio_jax", seeds, metrics, cut, ended=())
+
+
+def load_unfinished_reference(path: str | Path) -> Run:
+    """A PyTorch reference run directory (`python -m curio_jax.reference.train --out DIR`)
+    without summary.json, read as far as it got: its finished seeds from DIR/seeds, a running
+    one as of its last checkpoint. It ends at the last frame count every running seed has
+    logged (a finished seed that stopped at its solve before that keeps its solve; one that
+    ran on past it is cut there); seeds not started yet are left out (summary
+    ``seeds_not_started``). Reading a checkpoint needs torch (the ``reference`` extra)."""
+    p = Path(path)
+    try:
+        from curio_jax.reference.train import RunError, read_progress
+    except ImportError as e:
+        raise RunDirError(
+            f"{p}: reading an unfinished reference run needs the reference extra "
+            f"({e.name} is missing): pip install 'curio-jax[reference]'"
+        ) from None
+    try:
+        progress = read_progress(p)
+    except RunError as e:
+        raise RunDirError(str(e).splitlines()[0]) from None
+    config = _check_config(p, progress.settings.get("config"), where=p / REFERENCE_RUN_FILE)
+    started = progress.ended + progress.running
+    if not progress.rows:
+        raise RunDirError(f"{p}: no seed has logged yet (nothing checkpointed)")
+    columns = [c for c in progress.rows[0] if all(_is_number(r.get(c)) for r in progress.rows)]
+    metrics = {c: np.array([float(r[c]) for r in progress.rows]) for c in columns}
+    seeds = np.array([s for s in progress.settings["seeds"] if s in started], dtype=np.int64)
+    cut = _common_cut(metrics, seeds, running=np.array(progress.running, dtype=np.int64))
+    extra = {"seeds_not_started": list(progress.not_started)}
+    return _cut_unfinished(p, config, "torch_reference", seeds, metrics, cut, progress.ended, extra)
+
+
+def _common_cut(metrics: dict[str, np.ndarray], seeds: np.ndarray, running: np.ndarray) -> int:
+    """The last frame count every seed in ``running`` has logged; with none running, the
+    last any seed in ``seeds`` has."""
+    seed_col = metrics["seed"].astype(np.int64)
+    frames_col = metrics["frames"].astype(np.int64)
+    last = {int(s): int(frames_col[seed_col == s].max()) for s in seeds}
+    return min((last[int(s)] for s in running), default=max(last.values()))
+
+
+def _cut_unfinished(
+    p: Path,
+    config: dict[str, Any],
+    impl: str,
+    seeds: np.ndarray,
+    metrics: dict[str, np.ndarray],
+    cut: int,
+    ended: Sequence[int],
+    extra: dict[str, Any] | None = None,
+) -> Run:
+    """An unfinished run of ``seeds`` read up to ``cut`` frames per seed (its budget now;
+    rows after it are left out): frames-to-solve by the runner's rule (first logged average
+    above the solved threshold), each seed's final score its last average at or before the
+    cut; unsolved seeds are censored at the cut. ``ended``: seeds whose loop ended (the
+    reference's stops at its solve), so that a solved one's final score is its solve's."""
+    keep = np.isin(metrics["seed"].astype(np.int64), seeds) & (metrics["frames"] <= cut)
     metrics = {k: v[keep] for k, v in metrics.items()}
-    seed_col, frames_col = seed_col[keep], frames_col[keep]
+    seed_col = metrics["seed"].astype(np.int64)
     finals = np.array(
-        [metrics["avg_return_last100"][(seed_col == s) & (frames_col == cut)][-1] for s in seeds]
+        [
+            metrics["avg_return_last100"][seed_col == s][-1] if (seed_col == s).any() else math.nan
+            for s in seeds
+        ]
     )
     finals[~np.isfinite(finals)] = math.nan
     first = _first_above(metrics, float(config["solved_threshold"]))
     solves = tuple(first.get(int(s)) for s in seeds)
+    ended = [int(s) for s in ended]
+    stopped = any(f is not None and int(s) in ended for s, f in zip(seeds, solves, strict=True))
     summary = {
         "preset": config.get("name", "?"),
-        "impl": "curio_jax",
+        "impl": impl,
         "seeds": [
             {"seed": int(s), "frames_to_solve": f, "final_avg_return_last100": _json_number(v)}
             for s, f, v in zip(seeds, solves, finals, strict=True)
         ],
         "frames_per_seed": cut,
         "planned_frames_per_seed": _frame_budget(p, config, {}),
-        "stops_at_solve": False,
+        "stops_at_solve": stopped,
         "unfinished": True,
+        "seeds_ended": ended,
+        **(extra or {}),
     }
     return Run(
         path=p,
@@ -452,8 +520,9 @@ def _base_seed(run: Run) -> int | None:
 def pool_runs(runs: Sequence[Run], name: str | None = None) -> Run:
     """Run directories of one config (seeds run in separate programs, sessions or machines)
     as one run with all their seeds, in the order given. Every part must be a run directory
-    (not a recorded run or another pool) with the same config, implementation, frame budget
-    and stop-at-solve behaviour as the first. Seed numbers are kept when no two parts share
+    (not a recorded run or another pool) with the same config, implementation and frame budget
+    as the first; parts read unfinished (`load_unfinished`) are all read to the least frame
+    count any part has reached. Seed numbers are kept when no two parts share
     one (the PyTorch reference numbers its seeds, e.g. 10 and 11); `curio-jax train` numbers
     the seeds of every run 0..n-1 and tells runs apart by their base seed (`--seed`), so parts
     with different base seeds are renumbered 0..N-1 in order (the original numbers stay in
@@ -470,6 +539,11 @@ def pool_runs(runs: Sequence[Run], name: str | None = None) -> Run:
         if r.recorded is not None or r.parts:
             what = "a recorded run" if r.recorded is not None else "a pooled run"
             raise RunDirError(f"{name}: {r.path} is {what}; only run directories can be pooled")
+    if any(r.summary.get("unfinished") for r in runs):
+        # parts read while running end at different frame counts: all are read to the least
+        cut = min(r.budget for r in runs)
+        runs = [r if r.budget == cut else _read_to(r, cut) for r in runs]
+        first = runs[0]
     for r in runs[1:]:
         diffs = config_differences(first, r)
         if diffs:
@@ -477,10 +551,10 @@ def pool_runs(runs: Sequence[Run], name: str | None = None) -> Run:
                 f"{name}: cannot pool {r.path} with {first.path}, they differ in "
                 + "; ".join(diffs)
             )
-        if r.budget != first.budget or r.stops_at_solve != first.stops_at_solve:
+        if r.budget != first.budget:
             raise RunDirError(
                 f"{name}: cannot pool {r.path} with {first.path}: frame budgets {r.budget} vs "
-                f"{first.budget}, stopped at solve {r.stops_at_solve} vs {first.stops_at_solve}"
+                f"{first.budget}"
             )
     where = [r.path.resolve() for r in runs]
     if len(set(where)) != len(where):
@@ -527,7 +601,7 @@ def pool_runs(runs: Sequence[Run], name: str | None = None) -> Run:
         "impl": first.impl,
         "seeds": records,
         "frames_per_seed": first.budget,
-        "stops_at_solve": first.stops_at_solve,
+        "stops_at_solve": any(r.stops_at_solve for r in runs),
         **{k: v for k, v in totals.items() if v is not None},
     }
     if any(r.summary.get("unfinished") for r in runs):
@@ -543,6 +617,18 @@ def pool_runs(runs: Sequence[Run], name: str | None = None) -> Run:
         frames_to_solve=tuple(f for r in runs for f in r.frames_to_solve),
         budget=first.budget,
         parts=tuple((r.path, tuple(int(s) for s in r.seeds)) for r in runs),
+    )
+
+
+def _read_to(run: Run, cut: int) -> Run:
+    """A run directory's run (finished or read unfinished) read only up to ``cut`` frames per
+    seed, as an unfinished run (`_cut_unfinished`)."""
+    ended = run.summary.get("seeds_ended")
+    if ended is None:  # finished: if it stops at solve, every solved seed stopped there
+        ended = [int(s) for s in run.seeds] if run.stops_at_solve else []
+    extra = {k: run.summary[k] for k in ("seeds_not_started",) if k in run.summary}
+    return _cut_unfinished(
+        run.path, run.config, run.impl, run.seeds, run.metrics, cut, ended, extra
     )
 
 
@@ -905,10 +991,16 @@ def compare_runs(
                 )
             result["warnings"].append(note)
         if r.summary.get("unfinished"):
+            not_started = r.summary.get("seeds_not_started") or []
             result["warnings"].append(
                 f"{lab} is unfinished: read up to {r.budget} of its "
                 f"{r.summary.get('planned_frames_per_seed')} frames per seed (the last frame "
-                "count every seed has logged), where its unsolved seeds are censored"
+                "count every running seed has logged), where its unsolved seeds are censored"
+                + (
+                    f"; seed(s) {', '.join(map(str, not_started))} not started yet, left out"
+                    if not_started
+                    else ""
+                )
             )
         unscored = [int(x) for x in r.seeds[~np.isfinite(r.final_scores)]]
         if unscored:

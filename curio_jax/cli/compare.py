@@ -42,8 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     cp.add_argument(
         "--unfinished",
         action="store_true",
-        help="read a `curio-jax train` run without summary.json (still running, or stopped "
-        "early) as far as every seed has logged, instead of refusing it",
+        help="read a run without summary.json (a `curio-jax train` or PyTorch reference run "
+        "still going, or stopped early) as far as every running seed has logged, instead of "
+        "refusing it",
     )
     cp.set_defaults(func=run)
 

@@ -389,6 +389,55 @@ def _claim_out(out: Path, settings: dict, resume: bool) -> None:
     saved_path.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
 
 
+@dataclass
+class Progress:
+    """How far a reference run in a directory has got (`read_progress`)."""
+
+    settings: dict  # reference_run.json: preset, seeds, config, threads, init_from
+    rows: list[dict]  # metrics.csv rows of every seed that has logged, seed by seed
+    ended: list[int]  # seeds that finished (at their solve or their budget)
+    running: list[int]  # seeds part-way through (read from their checkpoints)
+    not_started: list[int]  # seeds with nothing saved yet
+
+
+def read_progress(out: Path) -> Progress:
+    """The metrics a reference run in `out` has logged so far, finished or not: a finished
+    seed's from DIR/seeds/seed_S.json, a running seed's from the loop state in its checkpoint
+    (DIR/checkpoints/seed_S.pt, as of its last checkpoint). Reads only; the run may be going
+    on (both files are replaced atomically). Raises RunError."""
+    saved_path = out / RUN_FILE
+    if not saved_path.is_file():
+        raise RunError(f"{out} holds no reference run ({RUN_FILE} is missing)")
+    try:
+        settings = json.loads(saved_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunError(f"{saved_path}: not valid JSON ({type(e).__name__})") from None
+    seeds = settings.get("seeds") if isinstance(settings, dict) else None
+    if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
+        raise RunError(f"{saved_path}: 'seeds' is missing or not a list of integers")
+    progress = Progress(settings, [], [], [], [])
+    for seed in seeds:
+        try:
+            done = load_seed_result(out, seed)
+        except (OSError, ValueError, TypeError) as e:
+            raise RunError(f"{_seed_result_path(out, seed)}: unreadable ({e})") from None
+        if done is not None:
+            progress.rows += done.metrics
+            progress.ended.append(seed)
+            continue
+        ckpt = out / "checkpoints" / f"seed_{seed}.pt"
+        if not ckpt.is_file():
+            progress.not_started.append(seed)
+            continue
+        try:
+            state = torch.load(ckpt, weights_only=False)["state"]
+        except Exception as e:  # noqa: BLE001 - any unreadable file is reported the same way
+            raise RunError(f"cannot read reference checkpoint {ckpt}: {e}") from None
+        progress.rows += state.metrics
+        progress.running.append(seed)
+    return progress
+
+
 def _parse_seeds(text: str) -> list[int]:
     try:
         seeds = [int(s) for s in text.split(",")]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -568,6 +569,20 @@ def test_a_pool_keeps_seed_numbers_that_differ(tmp_path):
     assert sorted(set(pooled.metrics["seed"].astype(int).tolist())) == pooled.seeds.tolist()
 
 
+def test_a_pool_stops_at_solve_if_any_part_did(tmp_path):
+    """Reference seeds run one per process: one that solved stopped there (its summary says
+    stops_at_solve), one that did not ran to the budget (it does not). The pool stopped at
+    solve, so its final scores are not compared; its frames-to-solve are."""
+    _, (p0, p1) = _halves(
+        tmp_path, bases=(None, None), numbers=([10, 11, 12], [13, 14, 15]), impl="torch-reference"
+    )
+    summary = json.loads((p0 / "summary.json").read_text())
+    (p0 / "summary.json").write_text(json.dumps({**summary, "stops_at_solve": True}))
+    pooled = compare.load(f"{p0}+{p1}")
+    assert pooled.stops_at_solve and not compare.load(p1).stops_at_solve
+    assert pooled.frames_to_solve == tuple(POOR_SOLVES)
+
+
 @pytest.mark.parametrize(
     ("setup", "match"),
     [
@@ -668,3 +683,35 @@ def test_an_unfinished_run_needs_its_run_json_and_rows_of_every_seed(tmp_path):
     (d / "run.json").unlink()
     with pytest.raises(compare.RunDirError, match="run.json: missing|missing run.json"):
         compare.load_run(d, unfinished=True)
+
+
+def test_unfinished_parts_pool_to_the_least_frame_count_any_part_reached(tmp_path):
+    """Two programs of one config read while they run (or one finished): every part is read
+    to the least frame count any part has reached, as one unfinished run."""
+    ahead = _unfinished(tmp_path, "ahead", finals=[0.99, 0.2], solves=[None, None])
+    behind = _unfinished(tmp_path, "behind", finals=[0.5, 0.6], solves=[None, None])
+    (behind / "run.json").write_text(json.dumps({"seeds": 2, "seed": 7}))
+    lines = (behind / "metrics.csv").read_text().splitlines()
+    (behind / "metrics.csv").write_text("\n".join(lines[:-2]) + "\n")  # seed 1's last two rows
+    cut = FULL * (LOG_POINTS - 2) // LOG_POINTS
+    pooled = compare.load(f"{ahead}+{behind}", unfinished=True)
+    assert pooled.budget == cut and pooled.summary["unfinished"] is True
+    assert pooled.metrics["frames"].max() == cut
+    assert pooled.seeds.tolist() == [0, 1, 2, 3]
+    # seed 0 of "ahead" reaches 0.99 only at the end: after the cut it neither solves nor counts
+    assert pooled.frames_to_solve == (None, None, None, None)
+    want = [f * (LOG_POINTS - 2) / LOG_POINTS for f in (0.99, 0.2, 0.5, 0.6)]
+    np.testing.assert_allclose(pooled.final_scores, want, rtol=1e-5)
+    finished = write_run(tmp_path, "done", finals=[0.5], solves=[None], frames=FULL, base_seed=9)
+    assert compare.load(f"{finished}+{behind}", unfinished=True).budget == cut
+
+
+def test_an_unfinished_reference_run_without_torch_says_what_to_install(tmp_path, monkeypatch):
+    d = tmp_path / "ref"
+    d.mkdir()
+    (d / "reference_run.json").write_text(json.dumps({"seeds": [10], "config": {}}))
+    monkeypatch.setitem(sys.modules, "curio_jax.reference.train", None)  # as if torch were absent
+    with pytest.raises(compare.RunDirError, match=r"needs the reference extra .*curio-jax\[ref"):
+        compare.load_run(d, unfinished=True)
+    with pytest.raises(compare.RunDirError, match="missing summary.json .*--unfinished"):
+        compare.load_run(d)

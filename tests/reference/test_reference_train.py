@@ -444,9 +444,15 @@ RESUME_ARGS = (
 )
 
 
-def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, monkeypatch):
-    whole = tmp_path / "whole"
-    assert run_main(f"{RESUME_ARGS} --out {whole}".split()) == 0
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory):
+    """The uninterrupted run of RESUME_ARGS (shared: the tests only read it)."""
+    out = tmp_path_factory.mktemp("ref") / "whole"
+    assert run_main(f"{RESUME_ARGS} --out {out}".split()) == 0
+    return out
+
+
+def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, monkeypatch, whole):
 
     # Interrupt the second seed after its second checkpoint (update 4 of 12).
     part = tmp_path / "part"
@@ -475,6 +481,98 @@ def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, monkeypatch):
     a, b = (json.loads((d / "summary.json").read_text()) for d in (whole, part))
     assert a["seeds"] == b["seeds"]
     assert not (part / "checkpoints" / "seed_4.pt").exists()  # removed once the seed finished
+
+
+def _interrupted(tmp_path, monkeypatch, name, seeds, stop_seed, stop_update):
+    """A reference run directory interrupted (as a killed session leaves it) right after
+    seed `stop_seed` checkpointed update `stop_update`."""
+    out = tmp_path / name
+    real_save = ref_train.save_loop_checkpoint
+
+    def save_then_stop(path, env, agent, obs, state):
+        real_save(path, env, agent, obs, state)
+        if path.name == f"seed_{stop_seed}.pt" and state.updates == stop_update:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ref_train, "save_loop_checkpoint", save_then_stop)
+    args = RESUME_ARGS.replace("--seed 3,4", f"--seed {seeds}")
+    with pytest.raises(KeyboardInterrupt):
+        run_main(f"{args} --out {out}".split())
+    monkeypatch.setattr(ref_train, "save_loop_checkpoint", real_save)
+    return out
+
+
+def _upto(rows, frames):
+    return [r for r in rows if int(r["frames"]) <= frames]
+
+
+def test_compare_reads_an_interrupted_run_as_far_as_it_got(tmp_path, monkeypatch, whole):
+    from curio_jax.analysis import compare
+
+    rows = _rows(whole)  # 6 logged rows per seed, 64 frames per logged update (2 x 2 x 16)
+
+    # seed 3 finished and seed 4 checkpointed at update 4: the run ends at update 4's frames,
+    # the rows of both seeds up to there as the whole run logged them
+    part = _interrupted(tmp_path, monkeypatch, "part", "3,4", stop_seed=4, stop_update=4)
+    with pytest.raises(compare.RunDirError, match="missing summary.json"):
+        compare.load_run(part)
+    run = compare.load_run(part, unfinished=True)
+    assert run.budget == 128 and run.summary["planned_frames_per_seed"] == 384
+    assert run.impl == "torch_reference" and run.seeds.tolist() == [3, 4]
+    assert run.summary["seeds_ended"] == [3] and run.summary["seeds_not_started"] == []
+    got = [
+        {c: float(run.metrics[c][i]) for c in ("seed", "frames", "loss_total", "entropy")}
+        for i in range(run.metrics["seed"].size)
+    ]
+    want = [
+        {c: float(r[c]) for c in ("seed", "frames", "loss_total", "entropy")}
+        for r in _upto(rows, 128)
+    ]
+    assert got == want
+    finals = {int(r["seed"]): float(r["avg_return_last100"]) for r in _upto(rows, 128)}
+    np.testing.assert_array_equal(run.final_scores, [finals[3], finals[4]])
+
+    # interrupted in its first seed: the seed not started yet is left out, with a warning
+    early = _interrupted(tmp_path, monkeypatch, "early", "3,4", stop_seed=3, stop_update=6)
+    res = compare.compare_runs([early], n_boot=50, unfinished=True)
+    (entry,) = res["runs"]
+    assert entry["budget"] == 192 and [s["seed"] for s in entry["seeds"]] == [3]
+    assert any(
+        "read up to 192 of its 384" in w and "seed(s) 4 not started yet" in w
+        for w in res["warnings"]
+    )
+
+
+def test_interrupted_runs_of_one_config_pool_to_the_least_progress(tmp_path, monkeypatch, whole):
+    from curio_jax.analysis import compare
+
+    a = _interrupted(tmp_path, monkeypatch, "a", "3", stop_seed=3, stop_update=8)
+    b = _interrupted(tmp_path, monkeypatch, "b", "4", stop_seed=4, stop_update=4)
+    pooled = compare.load(f"{a}+{b}", unfinished=True)
+    assert pooled.budget == 128 and pooled.seeds.tolist() == [3, 4]
+    assert pooled.summary["unfinished"] is True
+    assert pooled.metrics["frames"].tolist() == [
+        float(r["frames"]) for r in _upto(_rows(whole), 128)
+    ]
+    assert pooled.metrics["loss_total"].tolist() == [
+        float(r["loss_total"]) for r in _upto(_rows(whole), 128)
+    ]
+
+
+def test_reading_a_reference_run_that_logged_nothing_is_refused(tmp_path, monkeypatch):
+    from curio_jax.analysis import compare
+
+    out = tmp_path / "none"
+    monkeypatch.setattr(ref_train, "save_loop_checkpoint", _raise_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_main(f"{RESUME_ARGS} --out {out}".split())
+    with pytest.raises(compare.RunDirError, match="no seed has logged yet"):
+        compare.load_run(out, unfinished=True)
+    assert compare.REFERENCE_RUN_FILE == ref_train.RUN_FILE
+
+
+def _raise_interrupt(*args):
+    raise KeyboardInterrupt
 
 
 def test_resume_without_a_run_is_refused(tmp_path, capsys):
