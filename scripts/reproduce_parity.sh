@@ -52,5 +52,7 @@ curio-jax compare "paper8-int/adv_coef_int=0.1" "paper8-int/adv_coef_int=1.0" \
     --json paper8_int.json --plot paper8_int.png
 curio-jax compare ref-warm16 jax-warm16 --metric entropy --metric loss_total \
     --json warm16.json --plot warm16.png
+curio-jax compare rnd16-60m --threshold 0.95 --metric entropy --metric reward_int_mean \
+    --json rnd16_60m.json --plot rnd16_60m.png
 curio-jax compare ref-rnd16-s10+ref-rnd16-s11 rnd16-60m --threshold 0.95 --metric entropy \
     --metric reward_int_mean --json rnd16_long.json --plot rnd16_long.png
