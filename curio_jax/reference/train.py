@@ -31,9 +31,11 @@ import dataclasses
 import json
 import math
 import os
+import pickle
 import random
 import sys
 import time
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,14 +215,38 @@ def save_loop_checkpoint(path: Path, env, agent: AgentA2C, obs, state: LoopState
             vec.env_fns = env_fns
 
 
-def load_loop_checkpoint(path: Path) -> tuple[object, AgentA2C, torch.Tensor, LoopState]:
-    """(env, agent, obs, state) from `save_loop_checkpoint`; restores the global RNG states."""
+class _CheckpointUnpickler(pickle.Unpickler):
+    """Reads this module's classes (LoopState) pickled as ``__main__.LoopState``, as a run
+    started with ``python -m curio_jax.reference.train`` before 2026-12-07 saved them, from
+    any program."""
+
+    def find_class(self, module: str, name: str):
+        if module == "__main__":
+            module = __spec__.name if __spec__ is not None else "curio_jax.reference.train"
+        return super().find_class(module, name)
+
+
+# what torch.load needs of a pickle module, with the unpickler above
+_CHECKPOINT_PICKLE = types.SimpleNamespace(
+    __name__="curio_jax.reference.checkpoint_pickle",
+    Unpickler=_CheckpointUnpickler,
+    load=pickle.load,
+)
+
+
+def _read_checkpoint(path: Path) -> dict:
     try:
-        d = torch.load(path, weights_only=False)
+        d = torch.load(path, weights_only=False, pickle_module=_CHECKPOINT_PICKLE)
     except Exception as e:  # noqa: BLE001 - any unreadable file is reported the same way
         raise RunError(f"cannot read reference checkpoint {path}: {e}") from None
     if not isinstance(d, dict) or d.get("version") != CHECKPOINT_VERSION:
         raise RunError(f"{path} is not a reference checkpoint of version {CHECKPOINT_VERSION}")
+    return d
+
+
+def load_loop_checkpoint(path: Path) -> tuple[object, AgentA2C, torch.Tensor, LoopState]:
+    """(env, agent, obs, state) from `save_loop_checkpoint`; restores the global RNG states."""
+    d = _read_checkpoint(path)
     random.setstate(d["rng"][0])
     np.random.set_state(d["rng"][1])  # noqa: NPY002 - the notebook uses numpy's global generator
     torch.set_rng_state(d["rng"][2])
@@ -429,11 +455,7 @@ def read_progress(out: Path) -> Progress:
         if not ckpt.is_file():
             progress.not_started.append(seed)
             continue
-        try:
-            state = torch.load(ckpt, weights_only=False)["state"]
-        except Exception as e:  # noqa: BLE001 - any unreadable file is reported the same way
-            raise RunError(f"cannot read reference checkpoint {ckpt}: {e}") from None
-        progress.rows += state.metrics
+        progress.rows += _read_checkpoint(ckpt)["state"].metrics
         progress.running.append(seed)
     return progress
 
@@ -581,4 +603,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run the imported module's main, so that what a checkpoint pickles (LoopState) is
+    # curio_jax.reference.train's, readable from any program, not __main__'s
+    from curio_jax.reference import train
+
+    sys.exit(train.main())

@@ -559,6 +559,23 @@ def test_interrupted_runs_of_one_config_pool_to_the_least_progress(tmp_path, mon
     ]
 
 
+def test_a_checkpoint_pickled_by_python_m_reads_from_any_program(tmp_path, monkeypatch, whole):
+    """`python -m curio_jax.reference.train` runs the module as __main__, and runs started
+    before its entry point ran the imported module pickled LoopState as __main__.LoopState:
+    compare (another program) and a resume read such a checkpoint all the same."""
+    from curio_jax.analysis import compare
+
+    monkeypatch.setattr(ref_train.LoopState, "__module__", "__main__")
+    monkeypatch.setattr(sys.modules["__main__"], "LoopState", ref_train.LoopState, raising=False)
+    part = _interrupted(tmp_path, monkeypatch, "main", "3,4", stop_seed=4, stop_update=4)
+    monkeypatch.undo()
+    assert b"__main__" in (part / "checkpoints" / "seed_4.pt").read_bytes()
+    assert not hasattr(sys.modules["__main__"], "LoopState")
+    assert compare.load_run(part, unfinished=True).budget == 128
+    assert run_main(f"{RESUME_ARGS} --out {part} --resume".split()) == 0
+    assert _rows(part) == _rows(whole)
+
+
 def test_reading_a_reference_run_that_logged_nothing_is_refused(tmp_path, monkeypatch):
     from curio_jax.analysis import compare
 
