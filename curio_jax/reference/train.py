@@ -216,13 +216,13 @@ def save_loop_checkpoint(path: Path, env, agent: AgentA2C, obs, state: LoopState
 
 
 class _CheckpointUnpickler(pickle.Unpickler):
-    """Reads this module's classes (LoopState) pickled as ``__main__.LoopState``, as a run
-    started with ``python -m curio_jax.reference.train`` before 2026-12-07 saved them, from
-    any program."""
+    """Reads LoopState pickled as ``__main__.LoopState`` (how `python -m
+    curio_jax.reference.train` saved it before its entry point ran the imported module) from
+    any program, as this module's LoopState."""
 
     def find_class(self, module: str, name: str):
         if module == "__main__":
-            module = __spec__.name if __spec__ is not None else "curio_jax.reference.train"
+            module = "curio_jax.reference.train"
         return super().find_class(module, name)
 
 
