@@ -45,6 +45,7 @@ __all__ = [
     "load",
     "pool_runs",
     "with_threshold",
+    "read_until",
     "compare_runs",
     "format_table",
     "plot",
@@ -632,6 +633,32 @@ def _read_to(run: Run, cut: int) -> Run:
     )
 
 
+def read_until(run: Run, frames: int) -> Run:
+    """``run`` read only up to ``frames`` frames per seed, so that runs with different budgets
+    (a 60M-frame run and the notebook's 19.9M) are compared at one: its rows after that are
+    left out, that is its budget (unsolved seeds are censored there), its final scores the
+    averages logged at or before it, a solve after it does not count. A run whose budget is
+    no more than ``frames`` is returned as it is. Its summary says ``read_until`` and
+    ``full_budget``. RunDirError for a recorded run (a compare JSON keeps no rows)."""
+    if not _is_positive_int(frames):
+        raise ValueError(f"frames must be a positive integer, got {frames!r}")
+    if run.budget <= frames:
+        return run
+    if run.recorded is not None:
+        raise RunDirError(
+            f"{run.path}: a recorded run cannot be read up to {frames} frames (its budget is "
+            f"{run.budget} and a compare JSON keeps no per-seed rows)"
+        )
+    cut = _read_to(run, frames)
+    summary = {
+        **cut.summary,
+        "unfinished": bool(run.summary.get("unfinished")),
+        "read_until": frames,
+        "full_budget": run.budget,
+    }
+    return replace(cut, summary=summary, parts=run.parts)
+
+
 def _is_positive_int(x: Any) -> bool:
     return _is_int(x) and x > 0
 
@@ -891,6 +918,11 @@ def _run_summary(run: Run, label: str, n_boot: int, alpha: float, seed: int) -> 
             else {}
         ),
         **(
+            {"read_until": run.summary["read_until"], "full_budget": run.summary["full_budget"]}
+            if "read_until" in run.summary
+            else {}
+        ),
+        **(
             {"pooled_from": [{"path": str(p), "seeds": list(s)} for p, s in run.parts]}
             if run.parts
             else {}
@@ -927,6 +959,7 @@ def compare_runs(
     threshold: float | None = None,
     metrics: Sequence[str] = (),
     unfinished: bool = False,
+    until: int | None = None,
 ) -> dict[str, Any]:
     """Statistics for every run and every pair of runs, in the order given. ``paths``: run
     directories, or ``FILE.json:LABEL`` for a run recorded in a compare JSON (`load`).
@@ -938,8 +971,11 @@ def compare_runs(
     instead of each run's own solved threshold, so runs whose presets differ in it (the
     notebook's A2C 0.91 and RND 0.95 on 8x8) get a log-rank test too.
 
-    ``unfinished``: a `curio-jax train` run directory without summary.json is read as far as
-    every seed has logged (`load_unfinished`), with a warning, instead of refused.
+    ``unfinished``: a run directory without summary.json is read as far as every running seed
+    has logged (`load_run`), with a warning, instead of refused.
+
+    ``until``: every run is read only up to this many frames per seed (`read_until`), with a
+    warning, so that runs of different budgets are compared at one.
 
     Pair (a, b) reports P(a > b) on the final score. Returns a JSON-serialisable dict:
     {"settings", "runs": [...], "pairs": [...], "warnings": [str]}; numbers that are infinite
@@ -957,6 +993,8 @@ def compare_runs(
     if len(set(metrics)) != len(metrics):
         raise ValueError(f"a metric is named twice in {metrics}")
     runs = [load(p, unfinished) for p in paths]
+    if until is not None:
+        runs = [read_until(r, until) for r in runs]
     for name in metrics:
         for r in runs:
             if r.recorded is not None:
@@ -1001,6 +1039,11 @@ def compare_runs(
                     if not_started
                     else ""
                 )
+            )
+        if "read_until" in r.summary:
+            result["warnings"].append(
+                f"{lab} is read up to {r.budget} of the {r.summary['full_budget']} frames per "
+                "seed it has (--until): what it logged after that is left out"
             )
         unscored = [int(x) for x in r.seeds[~np.isfinite(r.final_scores)]]
         if unscored:

@@ -46,6 +46,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "still going, or stopped early) as far as every running seed has logged, instead of "
         "refusing it",
     )
+    cp.add_argument(
+        "--until",
+        type=positive_int,
+        default=None,
+        metavar="FRAMES",
+        help="read every run only up to FRAMES frames per seed (runs of different budgets "
+        "compared at one; frames-to-solve after it do not count)",
+    )
     cp.set_defaults(func=run)
 
 
@@ -60,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
             threshold=args.threshold,
             metrics=args.metric,
             unfinished=args.unfinished,
+            until=args.until,
         )
     except (compare.RunDirError, ValueError) as e:
         raise UsageError(one_line(e)) from None

@@ -715,3 +715,37 @@ def test_an_unfinished_reference_run_without_torch_says_what_to_install(tmp_path
         compare.load_run(d, unfinished=True)
     with pytest.raises(compare.RunDirError, match="missing summary.json .*--unfinished"):
         compare.load_run(d)
+
+
+def test_until_reads_every_run_up_to_one_budget(tmp_path):
+    """A long run read --until the budget of a shorter one: its rows after that point, and a
+    solve or a score logged there, do not count; a run within the budget is left as it is."""
+    long = write_run(tmp_path, "long", finals=[0.99, 0.4], solves=[FULL, None], frames=FULL)
+    short = write_run(tmp_path, "short", finals=[0.5], solves=[None], frames=FULL // 2)
+    half = FULL // 2
+    res = compare.compare_runs([long, short], n_boot=N_BOOT, until=half)
+    a, b = res["runs"]
+    assert a["budget"] == b["budget"] == half
+    assert a["read_until"] == half and a["full_budget"] == FULL and "read_until" not in b
+    assert [s["frames_to_solve"] for s in a["seeds"]] == [None, None]  # 0.99 only at the end
+    finals = [s["final"] for s in a["seeds"]]
+    np.testing.assert_allclose(finals, [0.99 * 4 / 8, 0.4 * 4 / 8], rtol=1e-5)
+    assert "unfinished" not in a
+    assert any("long is read up to 512000 of the 1024000 frames" in w for w in res["warnings"])
+    assert not any("different budgets" in w for w in res["warnings"])
+    # the same numbers as a run that had stopped there (the long run's first half)
+    stopped = write_run(tmp_path, "stopped", finals=[0.99, 0.4], solves=[None, None], frames=FULL)
+    lines = (stopped / "metrics.csv").read_text().splitlines()
+    kept = [line for line in lines[1:] if int(line.split(",")[2]) <= half]
+    cut = compare.read_until(compare.load_run(long), half)
+    assert cut.metrics["frames"].tolist() == [float(line.split(",")[2]) for line in kept]
+    with pytest.raises(ValueError, match="positive integer"):
+        compare.read_until(cut, 0)
+
+
+def test_until_refuses_a_recorded_run_it_would_cut(tmp_path):
+    run = write_run(tmp_path, "r", finals=[0.5, 0.6], solves=[None, None], frames=FULL)
+    rec = f"{_record(tmp_path, [run])}:r"
+    assert compare.compare_runs([rec], n_boot=N_BOOT, until=FULL)["runs"][0]["budget"] == FULL
+    with pytest.raises(compare.RunDirError, match="a recorded run cannot be read up to 1000"):
+        compare.compare_runs([rec], n_boot=N_BOOT, until=1000)

@@ -39,6 +39,7 @@ from curio_jax.cli.common import config_from_args
         (["train", "--preset", "notebook-rnd-5x5", "--micro-batch", "100"], "does not divide"),
         (["compare"], "RUN"),
         (["compare", "x", "--threshold", "1.5"], "number in [0, 1]"),
+        (["compare", "x", "--until", "0"], "--until"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(argv, contains, capsys):
@@ -122,6 +123,12 @@ def test_compare_pools_runs_and_reads_unfinished_ones(tmp_path, capsys):
     (run,) = json.loads(out.read_text())["runs"]
     assert run["label"] == "a+b" and run["n_seeds"] == 4 and run["unfinished"] is True
     assert [p["seeds"] for p in run["pooled_from"]] == [[0, 1], [0, 1]]
+    # read until half the budget (write_run logs 8 rows over 1,000,000 frames)
+    code, stdout, _ = run_cli(
+        ["compare", str(a), "--until", "500000", "--json", str(out), "--n-boot", "200"], capsys
+    )
+    (run,) = json.loads(out.read_text())["runs"]
+    assert code == 0 and run["budget"] == 500_000 and run["read_until"] == 500_000
 
 
 # --------------------------------------------------------------------------- train: bad input
