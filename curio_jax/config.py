@@ -433,6 +433,13 @@ class TrainConfig:
         return self.total_frames // self.frames_per_update
 
     @property
+    def budget_shapes_learning(self) -> bool:
+        """Whether the frame budget changes what each update does, not only how many there are
+        (PPO's ``anneal_lr`` decays the learning rate over the budget): a run of such a config
+        cannot be extended past its budget (`curio-jax train --resume --extend`)."""
+        return self.algorithm == "ppo" and self.ppo.anneal_lr
+
+    @property
     def is_notebook_faithful(self) -> bool:
         """True when no correction switch is on."""
         return not (

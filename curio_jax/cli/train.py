@@ -69,6 +69,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--overwrite", action="store_true", help="delete and replace an existing run directory"
     )
     tr.add_argument(
+        "--extend",
+        action="store_true",
+        help="with --resume and a --total-frames above the saved budget: train the run on to "
+        "it (the same run as one started with that budget; the old summary.json is kept as "
+        "summary_<frames>.json; refused where the budget shapes learning, PPO's anneal_lr)",
+    )
+    tr.add_argument(
         "--checkpoint-every",
         type=positive_int,
         default=None,
@@ -142,6 +149,11 @@ def run(args: argparse.Namespace) -> int:
     from curio_jax.run import loop, rundir
     from curio_jax.run.errors import RunError
 
+    if args.extend and not (args.resume and args.total_frames is not None):
+        raise UsageError(
+            "--extend trains a saved run on past its budget: it needs --resume and the new "
+            "--total-frames"
+        )
     saved_run: dict = {}
     if args.resume:
         out = args.out or (Path("runs") / args.preset if args.preset else None)
@@ -208,6 +220,7 @@ def run(args: argparse.Namespace) -> int:
                 callbacks=[wandb, *callbacks] if wandb else callbacks,
                 state_hook=args.state_hook,
                 init_from=init_from,
+                extend=args.extend,
             )
         finally:
             if wandb is not None:

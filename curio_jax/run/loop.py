@@ -95,10 +95,12 @@ def train_run(
     callbacks: Sequence[Callback] = (),
     state_hook: StateHook | None = None,
     init_from: AgentWeights | None = None,
+    extend: bool = False,
 ) -> dict:
     """Run (or resume) a seed-parallel training run into `out`; returns the summary dict.
     ``init_from``: every seed of a fresh run starts from these networks (optimiser and the
-    rest fresh); a resumed run continues from its checkpoint and ignores it.
+    rest fresh); a resumed run continues from its checkpoint and ignores it. ``extend`` (with
+    ``resume``): `cfg` has a larger budget than the saved run, which goes on to it.
 
     Raises RunError (nothing changed) for requests that cannot be honoured, RunFailure /
     NonFiniteError when the run cannot go on (the last good checkpoint is kept)."""
@@ -113,7 +115,9 @@ def train_run(
             raise RunError(f"--init-from: {e}") from None
         extra["init_from"] = init_from.description
     primary = shd.is_primary()
-    lock = prepare_run_dir(out, cfg, settings, resume, overwrite, extra) if primary else None
+    lock = (
+        prepare_run_dir(out, cfg, settings, resume, overwrite, extra, extend) if primary else None
+    )
     try:
         groups = [RunGroup(out, cfg)]
         return run_groups(
@@ -311,7 +315,9 @@ def run_groups(
     update, seg_frames, seg_seconds = start, 0, 0.0
     try:
         while update < total:
-            n = min(chunk, total - update)
+            # to the next multiple of the chunk: a run extended from a budget that was not one
+            # gets back on the grid of a run started with the larger budget
+            n = min(chunk - update % chunk, total - update)
             compiled = program.chunk(states[0], n)  # ahead of time: compilation timed apart
             clock.compile_seconds = base_compile + program.compile_seconds
             t0 = time.perf_counter()

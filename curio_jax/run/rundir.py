@@ -167,21 +167,29 @@ def prepare_run_dir(
     resume: bool,
     overwrite: bool,
     extra: dict | None = None,
+    extend: bool = False,
 ) -> DirLock:
     """Create (fresh), check (resume) or replace (overwrite) the run directory and lock it;
-    `extra` goes into a fresh run.json. Raises RunError, leaving everything untouched, when the
-    request cannot be honoured."""
+    `extra` goes into a fresh run.json. ``extend`` (with resume): `cfg` may have a larger
+    total_frames than the saved config, and the run goes on to it (`extend_run`). Raises
+    RunError, leaving everything untouched, when the request cannot be honoured."""
     out = Path(out)
     if resume and overwrite:
         raise RunError("--resume and --overwrite exclude each other")
     if out.exists() and not out.is_dir():
         raise RunError(f"{out} exists and is not a directory")
+    if extend and not resume:
+        raise RunError("--extend continues a saved run: it needs --resume")
     if resume:
         saved, saved_run = read_saved_run(out)
-        was, now = saved.to_dict(complete=True), cfg.to_dict(complete=True)
+        given = cfg
+        if extend:
+            _check_extension(out, saved, cfg)
+            given = cfg.with_overrides({"total_frames": saved.total_frames})
+        was, now = saved.to_dict(complete=True), given.to_dict(complete=True)
         diffs = [
             f"{n} (saved {_dotted(was, n)!r}, given {_dotted(now, n)!r})"
-            for n in diff_configs(saved, cfg)
+            for n in diff_configs(saved, given)
         ]
         for name in ("seeds", "seed"):
             if saved_run.get(name) != getattr(settings, name):
@@ -189,14 +197,55 @@ def prepare_run_dir(
                     f"run.{name} (saved {saved_run.get(name)!r}, given {getattr(settings, name)!r})"
                 )
         if diffs:
+            more = ""
+            if not extend and [n for n in diff_configs(saved, cfg)] == ["total_frames"]:
+                more = " (to train on past the saved budget, add --extend)"
             raise RunError(
                 f"cannot resume {out}: the config differs from the saved one in "
-                f"{'; '.join(diffs)}; pass the original options, or only --resume --out DIR"
+                f"{'; '.join(diffs)}; pass the original options, or only --resume --out DIR" + more
             )
-        return DirLock(out)
+        lock = DirLock(out)
+        if extend:
+            try:
+                extend_run(out, saved, cfg, saved_run)
+            except BaseException:
+                lock.release()
+                raise
+        return lock
     lock = claim_directory(out, "config.json", "run directory", overwrite, RunError)
     write_run_files(out, cfg, run_record(cfg, settings, **(extra or {})))
     return lock
+
+
+def _check_extension(out: Path, saved: TrainConfig, cfg: TrainConfig) -> None:
+    if cfg.num_updates <= saved.num_updates:
+        raise RunError(
+            f"cannot extend {out}: --extend needs a --total-frames above the saved budget "
+            f"({saved.num_updates * saved.frames_per_update} frames per seed), got "
+            f"{cfg.total_frames}"
+        )
+    if saved.budget_shapes_learning:
+        raise RunError(
+            f"cannot extend {out}: its learning rate is annealed over its budget (ppo.anneal_lr),"
+            " so a longer budget would change every update already done; start a new run"
+        )
+
+
+def extend_run(out: Path, saved: TrainConfig, cfg: TrainConfig, saved_run: dict) -> None:
+    """Give a saved run the larger budget of `cfg`: config.json gets it, run.json records the
+    extension under "extended", and the summary.json of the budget reached so far is kept as
+    summary_<frames per seed>.json (the run's new summary.json is written when it ends)."""
+    done = saved.num_updates * saved.frames_per_update
+    old = out / "summary.json"
+    kept = out / f"summary_{done}.json"
+    if old.is_file():
+        if kept.exists():
+            raise RunError(f"cannot extend {out}: {kept.name} is in the way")
+        os.replace(old, kept)
+    step = {"from_total_frames": saved.total_frames, "to_total_frames": cfg.total_frames}
+    record = {**saved_run, "extended": [*saved_run.get("extended", []), step]}
+    atomic_write(out / "run.json", json.dumps(record, indent=2))
+    atomic_write(out / "config.json", cfg.to_json())
 
 
 # --------------------------------------------------------------------------- metrics.csv

@@ -405,6 +405,50 @@ def test_config_mismatch_on_resume_names_the_fields(full_run, capsys):
     assert snapshot(full) == before
 
 
+def test_extend_trains_a_finished_run_on_as_a_longer_run(env, full_run, tmp_path, capsys):
+    """A run whose budget (22 updates) is not a whole number of chunks, extended to 24: it
+    gets back on the chunk grid and ends bit-identical to the run started with 24 updates
+    (one more metrics row, at its old end); its old summary is kept."""
+    full, _ = full_run
+    out = tmp_path / "short"
+    r = train(env, *train_args(updates=22), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    old_summary = (out / "summary.json").read_text()
+    before = snapshot(out)
+    argv = ["train", "--resume", "--out", str(out)]
+    # without --extend a larger budget is refused as before, with the hint; a smaller one too
+    code, _, err = in_process([*argv, f"--total-frames={UPDATES * FPU}"], capsys)
+    assert code == 2 and "add --extend" in err
+    code, _, err = in_process([*argv, f"--total-frames={20 * FPU}", "--extend"], capsys)
+    assert code == 2 and "--extend needs a --total-frames above the saved budget (1408" in err
+    code, _, err = in_process([*argv, "--extend"], capsys)
+    assert code == 2 and "it needs --resume and the new --total-frames" in err
+    assert snapshot(out) == before
+
+    r = train(env, "--resume", "--out", str(out), f"--total-frames={UPDATES * FPU}", "--extend")
+    assert r.returncode == 0, r.stderr
+    (u_full, last_full), (u_out, last_out) = (
+        ckpt.list_checkpoints(d / "checkpoints")[-1] for d in (full, out)
+    )
+    xa, xb = state_arrays(last_full), state_arrays(last_out)
+    assert u_full == u_out == UPDATES and xa.keys() == xb.keys()
+    assert all(xa[k].tobytes() == xb[k].tobytes() for k in xa)
+    rows = [r for r in read_rows(out / "metrics.csv") if int(r["update"]) != 22]
+    want = read_rows(full / "metrics.csv")
+    assert [r for r in rows if r["update"] != "24"] == [r for r in want if r["update"] != "24"]
+    # the row at 24 is the end of a 2-update chunk (23-24) there, of a 4-update one (21-24)
+    # here: its per-update means differ, what it reads at update 24 does not
+    same = [c for c in metric_columns() if c not in averaged_names()]
+    assert [[r[c] for c in same] for r in rows if r["update"] == "24"] == [
+        [r[c] for c in same] for r in want if r["update"] == "24"
+    ]
+    assert per_seed(out) == per_seed(full)
+    assert (out / "summary_1408.json").read_text() == old_summary
+    assert json.loads((out / "config.json").read_text())["total_frames"] == UPDATES * FPU
+    run = json.loads((out / "run.json").read_text())
+    assert run["extended"] == [{"from_total_frames": 1408, "to_total_frames": UPDATES * FPU}]
+
+
 def test_existing_directory_is_never_overwritten_without_the_flag(full_run, tmp_path, capsys):
     full, _ = full_run
     before = snapshot(full)

@@ -3,8 +3,21 @@ resume, atomic writes and the directory lock."""
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
+from curio_jax.config import preset
 from curio_jax.core.metrics import metric_columns
-from curio_jax.run.rundir import MetricsCSV, read_rows
+from curio_jax.run.errors import RunError
+from curio_jax.run.rundir import (
+    MetricsCSV,
+    RunSettings,
+    prepare_run_dir,
+    read_rows,
+    run_record,
+    write_run_files,
+)
 
 
 def test_truncate_metrics_keeps_whole_rows_up_to_the_checkpoint(tmp_path):
@@ -27,3 +40,37 @@ def test_truncate_metrics_keeps_whole_rows_up_to_the_checkpoint(tmp_path):
     path.write_text("\r\n".join(lines[:3]))  # rows of update 4 lost
     MetricsCSV(path).truncate(4, 2, [2, 4, 6, 8], log=logs.append)
     assert len(logs) == 1 and "lacks 2 row(s)" in logs[0]
+
+
+def _saved_run(out, cfg):
+    settings = RunSettings(seeds=2, seed=0)
+    out.mkdir()
+    write_run_files(out, cfg, run_record(cfg, settings))
+    return settings
+
+
+def test_extend_is_refused_where_the_budget_shapes_learning(tmp_path):
+    """PPO anneals its learning rate over the budget: a longer budget would have changed the
+    updates already done, so such a run is not extended (and nothing is touched)."""
+    ppo = preset("ppo-5x5")
+    assert ppo.budget_shapes_learning and not preset("notebook-rnd-5x5").budget_shapes_learning
+    out = tmp_path / "ppo"
+    settings = _saved_run(out, ppo)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    longer = ppo.with_overrides({"total_frames": 2 * ppo.total_frames})
+    with pytest.raises(RunError, match=r"annealed over its budget \(ppo.anneal_lr\)"):
+        prepare_run_dir(out, longer, settings, resume=True, overwrite=False, extend=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    with pytest.raises(RunError, match="it needs --resume"):
+        prepare_run_dir(out, longer, settings, resume=False, overwrite=False, extend=True)
+
+    # without annealing the same PPO run is extended: config.json and run.json say so
+    flat = ppo.with_overrides({"ppo.anneal_lr": False})
+    out = tmp_path / "flat"
+    settings = _saved_run(out, flat)
+    longer = flat.with_overrides({"total_frames": 2 * flat.total_frames})
+    prepare_run_dir(out, longer, settings, resume=True, overwrite=False, extend=True).release()
+    assert json.loads((out / "config.json").read_text())["total_frames"] == longer.total_frames
+    assert json.loads((out / "run.json").read_text())["extended"] == [
+        {"from_total_frames": flat.total_frames, "to_total_frames": longer.total_frames}
+    ]
