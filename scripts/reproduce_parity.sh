@@ -3,8 +3,8 @@
 # docs/results.md (issue 23). Resumable: rerun the script after an interruption; finished parts
 # are skipped, interrupted ones continue from their checkpoints (JAX runs and the PyTorch
 # reference alike). CPU time on a 2-core machine: the 8x8 reference ~2 h, the two 16x16
-# reference seeds 2-3 h side by side (a process and a core each), the 60M-frame JAX 16x16 run
-# ~2.5 h, the sweep ~1 h (all with the cores to themselves).
+# reference seeds about 3 h side by side (a process and a core each), the 60M-frame JAX 16x16 run
+# ~2.5 h and 0.5 h more to 72M, the sweep ~1 h (all with the cores to themselves).
 # Usage: scripts/reproduce_parity.sh [OUT_DIR] [PTH]   (default runs/parity; PTH: the notebook
 # author's trained 16x16 agent, a2c_rnd_16x16_weights.pth, for the warm start and eval)
 set -uo pipefail
@@ -40,6 +40,16 @@ python scripts/eval_shipped_agent.py "$PTH" --size 16 --episodes 200 --seed 1000
     --json "$OUT/shipped_agent_eval.json"
 # 4. budget: notebook-rnd-16x16, 2 seeds to 60M frames (9,766 updates of 6,144 frames)
 jax rnd16-60m --preset notebook-rnd-16x16 --seeds 2 --total-frames 60002304 --checkpoint-every 4
+# 4b. the same run trained on to 72M frames per seed: a copy of it, extended (train --extend)
+ext=$OUT/rnd16-72m
+if [ ! -f "$ext/summary.json" ]; then
+  [ -d "$ext" ] || cp -a "$OUT/rnd16-60m" "$ext"
+  if grep -q '"total_frames": 72000000' "$ext/config.json"; then
+    curio-jax train --resume --out "$ext"
+  else
+    curio-jax train --resume --out "$ext" --total-frames 72000000 --extend
+  fi
+fi
 # 5. the open 8x8 hypothesis: rnd-paper-8x8 with adv_coef_int over 100x, 4 seeds each
 if [ ! -f "$OUT/paper8-int/adv_coef_int=10.0/summary.json" ]; then
   if [ -d "$OUT/paper8-int" ]; then curio-jax sweep --resume --out "$OUT/paper8-int"; else
@@ -54,5 +64,6 @@ curio-jax compare ref-warm16 jax-warm16 --metric entropy --metric loss_total \
     --json warm16.json --plot warm16.png
 curio-jax compare rnd16-60m --threshold 0.95 --metric entropy --metric reward_int_mean \
     --json rnd16_60m.json --plot rnd16_60m.png
-curio-jax compare ref-rnd16-s10+ref-rnd16-s11 rnd16-60m --threshold 0.95 --metric entropy \
-    --metric reward_int_mean --json rnd16_long.json --plot rnd16_long.png
+# 16x16 parity at the notebook's budget: the JAX run read up to the reference's 19,906,560 frames
+curio-jax compare ref-rnd16-s10+ref-rnd16-s11 rnd16-60m --until 19906560 --threshold 0.95 \
+    --metric entropy --metric reward_int_mean --json parity_16x16.json --plot parity_16x16.png
