@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from curio_jax.analysis import stats
+from curio_jax.analysis import reference_runs, stats
 from curio_jax.config import TrainConfig, preset
 
 __all__ = [
@@ -51,8 +51,8 @@ __all__ = [
     "plot",
 ]
 
-# where `python -m curio_jax.reference.train --out DIR` keeps its settings (its RUN_FILE)
-REFERENCE_RUN_FILE = "reference_run.json"
+# where `python -m curio_jax.reference.train --out DIR` keeps its settings
+REFERENCE_RUN_FILE = reference_runs.RUN_FILE
 REQUIRED_COLUMNS = ("seed", "frames", "avg_return_last100")
 # Config fields that make two runs' scores incomparable when they differ.
 INCOMPATIBLE_FIELDS = ("env.size",)
@@ -393,19 +393,12 @@ def load_unfinished_reference(path: str | Path) -> Run:
     one as of its last checkpoint. It ends at the last frame count every running seed has
     logged (a finished seed that stopped at its solve before that keeps its solve; one that
     ran on past it is cut there); seeds not started yet are left out (summary
-    ``seeds_not_started``). Reading a checkpoint needs torch (the ``reference`` extra)."""
+    ``seeds_not_started``). Reads the rows files beside the checkpoints, without torch."""
     p = Path(path)
     try:
-        from curio_jax.reference.train import RunError, read_progress
-    except ImportError as e:
-        raise RunDirError(
-            f"{p}: reading an unfinished reference run needs the reference extra "
-            f"({e.name} is missing): pip install 'curio-jax[reference]'"
-        ) from None
-    try:
-        progress = read_progress(p)
-    except RunError as e:
-        raise RunDirError(str(e).splitlines()[0]) from None
+        progress = reference_runs.read_progress(p)
+    except reference_runs.ReferenceRunError as e:
+        raise RunDirError(str(e)) from None
     config = _check_config(p, progress.settings.get("config"), where=p / REFERENCE_RUN_FILE)
     started = progress.ended + progress.running
     if not progress.rows:

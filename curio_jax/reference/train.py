@@ -16,11 +16,12 @@ it writes DIR/config.json, DIR/summary.json and DIR/metrics.csv (a run directory
 `curio-jax compare`; one row per logged update per seed, columns named as in `curio-jax
 train`'s metrics.csv, loss terms averaged over the updates since the previous logged one).
 While it runs, DIR/checkpoints/seed_S.pt holds the current seed's whole loop (env, agent,
-optimiser, RNG states; every `--checkpoint-every` logged updates) and DIR/seeds/seed_S.json each
-finished seed, so `--resume` with the same arguments continues an interrupted run and ends with
-the same numbers as an uninterrupted one. `--init-from FILE.pth` loads the notebook's checkpoint
-format into the networks (actor-critic, RND predictor and target) before training; the
-optimiser starts fresh.
+optimiser, RNG states; every `--checkpoint-every` logged updates), seed_S.rows.json beside it
+the rows logged so far (what `curio-jax compare --unfinished` reads, without torch) and
+DIR/seeds/seed_S.json each finished seed (layout: curio_jax.analysis.reference_runs), so
+`--resume` with the same arguments continues an interrupted run and ends with the same numbers
+as an uninterrupted one. `--init-from FILE.pth` loads the notebook's checkpoint format into the
+networks (actor-critic, RND predictor and target) before training; the optimiser starts fresh.
 """
 
 from __future__ import annotations
@@ -43,6 +44,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from curio_jax.analysis.reference_runs import (
+    RUN_FILE,
+    checkpoint_path,
+    checkpoint_rows_path,
+    seed_result_path,
+    write_json_atomic,
+)
 from curio_jax.argparsing import OneLineParser, positive_int
 from curio_jax.config import TrainConfig, preset, preset_names
 from curio_jax.core.metrics import metric_columns
@@ -188,7 +196,8 @@ def train_loop(
 
 def save_loop_checkpoint(path: Path, env, agent: AgentA2C, obs, state: LoopState) -> None:
     """Pickle everything a loop needs to continue bit-identically (env and agent objects,
-    optimiser, the python / numpy / torch global RNG states) to `path`, atomically."""
+    optimiser, the python / numpy / torch global RNG states) to `path`, atomically; then the
+    logged rows, as JSON, beside it (`checkpoint_rows_path`)."""
     vec = env.env  # RecordEpisodeStatistics -> SyncVectorEnv, whose env factories are closures
     env_fns = getattr(vec, "env_fns", None)
     if env_fns is not None:
@@ -213,6 +222,8 @@ def save_loop_checkpoint(path: Path, env, agent: AgentA2C, obs, state: LoopState
     finally:
         if env_fns is not None:
             vec.env_fns = env_fns
+    # the logged rows, for reading the run while it goes on without torch (`read_progress`)
+    write_json_atomic(checkpoint_rows_path(path), state.metrics)
 
 
 class _CheckpointUnpickler(pickle.Unpickler):
@@ -371,26 +382,17 @@ def write_outputs(out: Path, summary: dict, results: list[SeedResult]) -> None:
     (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
 
 
-def _seed_result_path(out: Path, seed: int) -> Path:
-    return out / "seeds" / f"seed_{seed}.json"
-
-
 def save_seed_result(out: Path, result: SeedResult) -> None:
-    path = _seed_result_path(out, result.seed)
+    path = seed_result_path(out, result.seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(dataclasses.asdict(result)) + "\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, dataclasses.asdict(result))
 
 
 def load_seed_result(out: Path, seed: int) -> SeedResult | None:
-    path = _seed_result_path(out, seed)
+    path = seed_result_path(out, seed)
     if not path.exists():
         return None
     return SeedResult(**json.loads(path.read_text()))  # NaN averages round-trip as nan
-
-
-RUN_FILE = "reference_run.json"
 
 
 def _claim_out(out: Path, settings: dict, resume: bool) -> None:
@@ -413,51 +415,6 @@ def _claim_out(out: Path, settings: dict, resume: bool) -> None:
         raise RunError(f"--out {out} is not empty; pass --resume to continue the run there")
     out.mkdir(parents=True, exist_ok=True)
     saved_path.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
-
-
-@dataclass
-class Progress:
-    """How far a reference run in a directory has got (`read_progress`)."""
-
-    settings: dict  # reference_run.json: preset, seeds, config, threads, init_from
-    rows: list[dict]  # metrics.csv rows of every seed that has logged, seed by seed
-    ended: list[int]  # seeds that finished (at their solve or their budget)
-    running: list[int]  # seeds part-way through (read from their checkpoints)
-    not_started: list[int]  # seeds with nothing saved yet
-
-
-def read_progress(out: Path) -> Progress:
-    """The metrics a reference run in `out` has logged so far, finished or not: a finished
-    seed's from DIR/seeds/seed_S.json, a running seed's from the loop state in its checkpoint
-    (DIR/checkpoints/seed_S.pt, as of its last checkpoint). Reads only; the run may be going
-    on (both files are replaced atomically). Raises RunError."""
-    saved_path = out / RUN_FILE
-    if not saved_path.is_file():
-        raise RunError(f"{out} holds no reference run ({RUN_FILE} is missing)")
-    try:
-        settings = json.loads(saved_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise RunError(f"{saved_path}: not valid JSON ({type(e).__name__})") from None
-    seeds = settings.get("seeds") if isinstance(settings, dict) else None
-    if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
-        raise RunError(f"{saved_path}: 'seeds' is missing or not a list of integers")
-    progress = Progress(settings, [], [], [], [])
-    for seed in seeds:
-        try:
-            done = load_seed_result(out, seed)
-        except (OSError, ValueError, TypeError) as e:
-            raise RunError(f"{_seed_result_path(out, seed)}: unreadable ({e})") from None
-        if done is not None:
-            progress.rows += done.metrics
-            progress.ended.append(seed)
-            continue
-        ckpt = out / "checkpoints" / f"seed_{seed}.pt"
-        if not ckpt.is_file():
-            progress.not_started.append(seed)
-            continue
-        progress.rows += _read_checkpoint(ckpt)["state"].metrics
-        progress.running.append(seed)
-    return progress
 
 
 def _parse_seeds(text: str) -> list[int]:
@@ -572,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"# {cfg.name} seed {seed}: {cfg.num_updates} updates max")
             ckpt = None
             if args.out is not None:
-                ckpt = args.out / "checkpoints" / f"seed_{seed}.pt"
+                ckpt = checkpoint_path(args.out, seed)
                 ckpt.parent.mkdir(exist_ok=True)
             result = run_seed(
                 cfg,
@@ -585,6 +542,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.out is not None:
                 save_seed_result(args.out, result)
                 ckpt.unlink(missing_ok=True)
+                checkpoint_rows_path(ckpt).unlink(missing_ok=True)
             results.append(result)
     except RunError as e:
         print(f"error: {e}", file=sys.stderr)

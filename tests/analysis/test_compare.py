@@ -14,6 +14,7 @@ import pytest
 from helpers import LOG_POINTS, write_run
 
 from curio_jax.analysis import compare, stats
+from curio_jax.config import preset
 
 N_BOOT = 200
 
@@ -706,15 +707,55 @@ def test_unfinished_parts_pool_to_the_least_frame_count_any_part_reached(tmp_pat
     assert compare.load(f"{finished}+{behind}", unfinished=True).budget == cut
 
 
-def test_an_unfinished_reference_run_without_torch_says_what_to_install(tmp_path, monkeypatch):
+def _reference_rows(seed, n, budget):
+    return [
+        {
+            "seed": seed,
+            "update": 10 * i,
+            "frames": budget * i // LOG_POINTS,
+            "avg_return_last100": 0.1 * i,
+            "episodes": 7 * i,
+            "loss_total": 0.5,
+            "entropy": 1.9,
+        }
+        for i in range(1, n + 1)
+    ]
+
+
+def test_an_unfinished_reference_run_is_read_without_torch(tmp_path, monkeypatch):
+    """What `python -m curio_jax.reference.train --out DIR` leaves part-way (layout:
+    curio_jax.analysis.reference_runs) reads with torch absent: a finished seed's rows from
+    its seed file, a running one's from the rows file beside its checkpoint, a seed not
+    started left out; a checkpoint without its rows file is refused, naming the fix."""
+    budget = 1000
+    cfg = preset("notebook-rnd-8x8").to_dict()
+    cfg["total_frames"] = budget
     d = tmp_path / "ref"
-    d.mkdir()
-    (d / "reference_run.json").write_text(json.dumps({"seeds": [10], "config": {}}))
-    monkeypatch.setitem(sys.modules, "curio_jax.reference.train", None)  # as if torch were absent
-    with pytest.raises(compare.RunDirError, match=r"needs the reference extra .*curio-jax\[ref"):
-        compare.load_run(d, unfinished=True)
+    (d / "seeds").mkdir(parents=True)
+    (d / "checkpoints").mkdir()
+    (d / "reference_run.json").write_text(
+        json.dumps({"preset": "notebook-rnd-8x8", "seeds": [10, 11, 12], "config": cfg})
+    )
+    (d / "seeds" / "seed_10.json").write_text(
+        json.dumps({"seed": 10, "metrics": _reference_rows(10, LOG_POINTS, budget)})
+    )
+    (d / "checkpoints" / "seed_11.pt").write_bytes(b"not read")
+    rows = d / "checkpoints" / "seed_11.rows.json"
+    rows.write_text(json.dumps(_reference_rows(11, 3, budget)))
+    monkeypatch.setitem(sys.modules, "torch", None)  # as if the reference extra were absent
+    run = compare.load_run(d, unfinished=True)
+    assert run.impl == "torch_reference" and run.seeds.tolist() == [10, 11]
+    assert run.budget == budget * 3 // LOG_POINTS
+    assert run.summary["seeds_ended"] == [10] and run.summary["seeds_not_started"] == [12]
+    np.testing.assert_allclose(run.final_scores, [0.3, 0.3])
     with pytest.raises(compare.RunDirError, match="missing summary.json .*--unfinished"):
         compare.load_run(d)
+    rows.write_text("[{")
+    with pytest.raises(compare.RunDirError, match="seed_11.rows.json: not valid JSON"):
+        compare.load_run(d, unfinished=True)
+    rows.unlink()
+    with pytest.raises(compare.RunDirError, match="seed_11.pt has no seed_11.rows.json .*--resume"):
+        compare.load_run(d, unfinished=True)
 
 
 def test_until_reads_every_run_up_to_one_budget(tmp_path):

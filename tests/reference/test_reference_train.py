@@ -470,6 +470,14 @@ def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, monkeypatch, whol
         run_main(f"{RESUME_ARGS} --out {part}".split())
     assert (part / "seeds" / "seed_3.json").exists()
     assert (part / "checkpoints" / "seed_4.pt").exists()
+    logged = json.loads((part / "checkpoints" / "seed_4.rows.json").read_text())
+    want = [r for r in _rows(whole) if r["seed"] == "4" and int(r["update"]) <= 4]
+    assert [r["update"] for r in logged] == [2, 4]
+    columns = list(logged[0])
+    np.testing.assert_array_equal(  # NaN (no finished episode yet) equals NaN here
+        [[float(r[c]) for c in columns] for r in logged],
+        [[float(r[c]) for c in columns] for r in want],
+    )
     assert not (part / "summary.json").exists()
     monkeypatch.setattr(ref_train, "save_loop_checkpoint", real_save)
 
@@ -481,6 +489,7 @@ def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, monkeypatch, whol
     a, b = (json.loads((d / "summary.json").read_text()) for d in (whole, part))
     assert a["seeds"] == b["seeds"]
     assert not (part / "checkpoints" / "seed_4.pt").exists()  # removed once the seed finished
+    assert not (part / "checkpoints" / "seed_4.rows.json").exists()
 
 
 def _interrupted(tmp_path, monkeypatch, name, seeds, stop_seed, stop_update):
