@@ -64,6 +64,8 @@ curio-jax compare ref-warm16 jax-warm16 --metric entropy --metric loss_total \
     --json warm16.json --plot warm16.png
 curio-jax compare rnd16-60m --threshold 0.95 --metric entropy --metric reward_int_mean \
     --json rnd16_60m.json --plot rnd16_60m.png
+curio-jax compare rnd16-72m --threshold 0.95 --metric entropy --metric reward_int_mean \
+    --json rnd16_72m.json --plot rnd16_72m.png
 # 16x16 parity at the notebook's budget: the JAX run read up to the reference's 19,906,560 frames
 curio-jax compare ref-rnd16-s10+ref-rnd16-s11 rnd16-60m --until 19906560 --threshold 0.95 \
     --metric entropy --metric reward_int_mean --json parity_16x16.json --plot parity_16x16.png
