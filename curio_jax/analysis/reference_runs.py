@@ -9,13 +9,13 @@ torch (the reference extra).
     DIR/checkpoints/seed_S.rows.json    the rows that seed had logged at that checkpoint
     DIR/summary.json, metrics.csv, config.json   once every seed has finished
 
-Every file is replaced atomically, so a run can be read while it goes on (docs/rundir.md).
+Every file is replaced atomically (curio_jax.run.files), so a run can be read while it goes on
+(`curio-jax compare --unfinished`, docs/cli.md).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,17 +39,6 @@ def checkpoint_path(out: Path, seed: int) -> Path:
 def checkpoint_rows_path(checkpoint: Path) -> Path:
     """The rows file that goes with a checkpoint (seed_S.pt -> seed_S.rows.json)."""
     return checkpoint.with_name(checkpoint.stem + ".rows.json")
-
-
-def write_json_atomic(path: Path, obj: object) -> None:
-    """Write `obj` as JSON to `path` through a temporary file and a rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(obj) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 @dataclass

@@ -31,7 +31,6 @@ import csv
 import dataclasses
 import json
 import math
-import os
 import pickle
 import random
 import sys
@@ -49,7 +48,6 @@ from curio_jax.analysis.reference_runs import (
     checkpoint_path,
     checkpoint_rows_path,
     seed_result_path,
-    write_json_atomic,
 )
 from curio_jax.argparsing import OneLineParser, positive_int
 from curio_jax.config import TrainConfig, preset, preset_names
@@ -62,6 +60,7 @@ from curio_jax.reference.agents import (
     unsupported_settings,
 )
 from curio_jax.reference.rl_algos import collect_trajectory_segment
+from curio_jax.run.files import atomic_file, atomic_write
 
 METRIC_FIELDS = metric_columns()
 """Columns of metrics.csv, named as in `curio-jax train`'s metrics.csv. Each loss column is the
@@ -202,28 +201,24 @@ def save_loop_checkpoint(path: Path, env, agent: AgentA2C, obs, state: LoopState
     env_fns = getattr(vec, "env_fns", None)
     if env_fns is not None:
         vec.env_fns = None
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        torch.save(
-            {
-                "version": CHECKPOINT_VERSION,
-                "env": env,
-                "agent": agent,
-                "obs": obs,
-                "state": state,
-                "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state()),  # noqa: NPY002
-            },
-            tmp,
-        )
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        with atomic_file(path, "wb") as f:
+            torch.save(
+                {
+                    "version": CHECKPOINT_VERSION,
+                    "env": env,
+                    "agent": agent,
+                    "obs": obs,
+                    "state": state,
+                    "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state()),  # noqa: NPY002
+                },
+                f,
+            )
     finally:
         if env_fns is not None:
             vec.env_fns = env_fns
     # the logged rows, for reading the run while it goes on without torch (`read_progress`)
-    write_json_atomic(checkpoint_rows_path(path), state.metrics)
+    atomic_write(checkpoint_rows_path(path), json.dumps(state.metrics) + "\n")
 
 
 class _CheckpointUnpickler(pickle.Unpickler):
@@ -385,7 +380,7 @@ def write_outputs(out: Path, summary: dict, results: list[SeedResult]) -> None:
 def save_seed_result(out: Path, result: SeedResult) -> None:
     path = seed_result_path(out, result.seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, dataclasses.asdict(result))
+    atomic_write(path, json.dumps(dataclasses.asdict(result)) + "\n")
 
 
 def load_seed_result(out: Path, seed: int) -> SeedResult | None:
