@@ -198,7 +198,7 @@ def prepare_run_dir(
                 )
         if diffs:
             more = ""
-            if not extend and [n for n in diff_configs(saved, cfg)] == ["total_frames"]:
+            if not extend and list(diff_configs(saved, cfg)) == ["total_frames"]:
                 more = " (to train on past the saved budget, add --extend)"
             raise RunError(
                 f"cannot resume {out}: the config differs from the saved one in "
