@@ -571,7 +571,8 @@ def test_interrupted_runs_of_one_config_pool_to_the_least_progress(tmp_path, mon
 def test_a_checkpoint_pickled_by_python_m_reads_from_any_program(tmp_path, monkeypatch, whole):
     """`python -m curio_jax.reference.train` runs the module as __main__, and runs started
     before its entry point ran the imported module pickled LoopState as __main__.LoopState:
-    compare (another program) and a resume read such a checkpoint all the same."""
+    a resume from another program reads such a checkpoint all the same (and compare, which
+    reads the rows file beside it, is not affected)."""
     from curio_jax.analysis import compare
 
     monkeypatch.setattr(ref_train.LoopState, "__module__", "__main__")
