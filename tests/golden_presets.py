@@ -1,0 +1,117 @@
+"""Golden outputs of every preset's core update, pinned before the core was reshaped around
+learner x bonus (issue: exploration bonuses as components).
+
+Each case is a preset (plus a few code paths no preset takes: the episodic count, PPO-RND
+without input normalisation, micro-batched A2C-RND) at a small size: ``CASE_OVERRIDES`` shrink
+the batch, everything else is the preset's. ``make_train(cfg)`` runs ``UPDATES`` updates from
+``jax.random.key(SEED)``; the record is every metric of every update (float32 values written
+exactly), and a SHA-256 and the sum of each parameter group after the last update.
+`tests/test_golden_presets.py` reruns the cases: bit-identical on the recording machine and JAX
+release, within a tolerance elsewhere (see that test).
+
+Regenerate (only for an intended change of behaviour, saying why in the commit):
+    python tests/golden_presets.py tests/golden/presets.json
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+
+GOLDEN_FILE = Path(__file__).parent / "golden" / "presets.json"
+UPDATES = 3
+SEED = 0
+
+SMALL_A2C = {"a2c.num_envs": 4}
+SMALL_PPO = {"a2c.num_envs": 2, "a2c.rollout_size": 32, "ppo.minibatches": 2}
+EXTRA = {
+    # code paths no preset takes
+    "ppo-count-8x8+episodic": ("ppo-count-8x8", {"rnd.bonus": "episodic_count"}),
+    "ppo-rnd-8x8+no-obs-norm": ("ppo-rnd-8x8", {"rnd.obs_norm": False}),
+    "notebook-rnd-8x8+micro": ("notebook-rnd-8x8", {"a2c.micro_batch": 16}),
+    "ppo-rnd-5x5+micro": ("ppo-rnd-5x5", {"a2c.micro_batch": 8}),
+}
+
+
+def cases() -> dict[str, tuple[str, dict]]:
+    """Case name -> (preset, overrides on top of the small size)."""
+    from curio_jax.config import preset_names
+
+    out = {name: (name, {}) for name in preset_names()}
+    out.update(EXTRA)
+    return out
+
+
+def case_config(name: str):
+    from curio_jax.config import preset
+
+    base, extra = cases()[name]
+    cfg = preset(base)
+    small = SMALL_PPO if cfg.algorithm == "ppo" else SMALL_A2C
+    overrides = {**small, **extra}
+    overrides.setdefault("rnd.obs_norm_init_steps", 4)
+    return cfg.with_overrides(
+        {**overrides, "total_frames": UPDATES * cfg.with_overrides(small).frames_per_update}
+    )
+
+
+def _params_record(tree) -> dict:
+    leaves = jax.tree.leaves(tree)
+    h = hashlib.sha256()
+    total = 0.0
+    for leaf in leaves:
+        a = np.asarray(leaf)
+        h.update(a.tobytes())
+        total += float(np.sum(a, dtype=np.float64))
+    return {"sha256": h.hexdigest(), "sum": total, "leaves": len(leaves)}
+
+
+def run_case(name: str) -> dict:
+    """The record of one case (see the module docstring)."""
+    from curio_jax.core.train import make_train
+
+    cfg = case_config(name)
+    train = make_train(cfg)
+    state, metrics = jax.jit(train.run_chunk, static_argnums=1)(
+        jax.jit(train.init)(jax.random.key(SEED)), UPDATES
+    )
+    rec = {
+        "metrics": {
+            f.name: [float(x) for x in np.asarray(getattr(metrics, f.name)).tolist()]
+            for f in dataclasses.fields(metrics)
+        },
+        "params": {group: _params_record(p) for group, p in _param_groups(state).items()},
+    }
+    return rec
+
+
+def _param_groups(state) -> dict:
+    """The optimised parameter groups of a learner state, by name (actor-critic, and the
+    bonus's networks where it has them)."""
+    params = state.params
+    groups = {"ac": params.ac}
+    pred = getattr(params, "predictor", None)
+    if pred is not None:
+        groups["predictor"] = pred
+    return groups
+
+
+def record(path: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from golden_runs import machine
+
+    out = {"machine": machine(), "updates": UPDATES, "seed": SEED, "cases": {}}
+    for name in cases():
+        out["cases"][name] = run_case(name)
+        print(name, flush=True)
+    path.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    record(Path(sys.argv[1]) if len(sys.argv) > 1 else GOLDEN_FILE)
