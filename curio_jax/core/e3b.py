@@ -28,6 +28,8 @@ state no bonus; the dummy transition is also masked out of the loss). In same-st
 mode there is no dummy step and ``next_obs`` of a done step is already the next episode's first
 observation: it would be scored against the ending episode's matrix (as RLeXplore does with
 same-step vector envs).
+The very first observation of each env (``obs[0]`` of the first rollout, which no dummy step
+precedes) is never embedded: that first episode's matrix starts from ``lam * I`` alone.
 
 Also here: the embedding network ``phi`` and the inverse-dynamics head it is trained with
 (``E3BNetwork``), and the inverse-dynamics loss.

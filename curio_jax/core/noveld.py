@@ -30,7 +30,8 @@ episode's first state; the dummy step marks it visited (a return to the start st
 episode pays no bonus) and, when ``is_reset`` is given, reports ``first = False`` so the dummy
 transition (masked out of the loss anyway) gets reward 0. In same-step autoreset mode the done
 step's ``next_obs`` is already the next episode's first observation and would be judged against
-the ending episode's table.
+the ending episode's table. The very first observation of each env (``obs[0]`` of the first
+rollout) is never marked: a return to it in that first episode counts as a first visit.
 """
 
 from __future__ import annotations

@@ -76,10 +76,12 @@ def test_matrix_resets_after_every_done_and_nowhere_else():
     after a scan ending on a done step is exactly the fresh I/lam; ending on any other step it is
     not, and it equals the explicit inverse of that env's embeddings since its last done."""
     t, b, d = 12, 3, 4
-    done = np.zeros((t, b), bool)
-    done[[3, 7], 0] = True  # env 0: two episode ends
-    done[[0, 1, 11], 1] = True  # env 1: back-to-back ends, and one on the last step
+    terminated = np.zeros((t, b), bool)
+    truncated = np.zeros((t, b), bool)
+    terminated[3, 0] = truncated[7, 0] = True  # env 0: a terminal end, then a time limit
+    terminated[[0, 11], 1] = truncated[1, 1] = True  # env 1: back to back, and on the last step
     # env 2: never done
+    done = terminated | truncated
     phi = jax.random.normal(jax.random.key(3), (t, b, d))
     fresh = np.eye(d, dtype=np.float32) / np.float32(LAM)
     for stop in range(1, t + 1):
