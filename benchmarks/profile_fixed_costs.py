@@ -71,7 +71,7 @@ def best_wall(fn, arg, repeats: int):
 
 
 def measure(preset: str, num_envs: int, updates: int, repeats: int) -> dict:
-    cfg = get_preset(preset).with_overrides({"a2c.num_envs": num_envs})
+    cfg = get_preset(preset).with_overrides({"train.num_envs": num_envs})
     program = SeedProgram(cfg, 1)
     train = program.train
     fpu = cfg.frames_per_update
@@ -86,7 +86,7 @@ def measure(preset: str, num_envs: int, updates: int, repeats: int) -> dict:
             key, k = jax.random.split(s.key)
 
             def policy(o):
-                return train.nets.ac.apply({"params": s.params.ac}, o)
+                return train.ac.apply({"params": s.params.ac}, o)
 
             ts, stats, traj = collect_rollout(
                 train.env,
@@ -94,8 +94,9 @@ def measure(preset: str, num_envs: int, updates: int, repeats: int) -> dict:
                 s.timestep,
                 s.episode_stats,
                 k,
-                cfg.a2c.rollout_size,
+                cfg.train.rollout_size,
                 autoreset=cfg.env.autoreset,
+                cell_fn=train.bonus.cell_fn(),
             )
             return s.replace(timestep=ts, episode_stats=stats, key=key), traj.reward.sum()
 
@@ -154,7 +155,7 @@ def main() -> None:
         ap.error("--num-envs, --frames and --repeats must be positive")
     recs = []
     for n in counts:
-        fpu = get_preset(args.preset).with_overrides({"a2c.num_envs": n}).frames_per_update
+        fpu = get_preset(args.preset).with_overrides({"train.num_envs": n}).frames_per_update
         recs.append(measure(args.preset, n, max(2, args.frames // fpu), args.repeats))
     print(f"{args.preset}, one seed; us per frame (one frame = one env step of one env)")
     print(

@@ -73,9 +73,9 @@ def main() -> None:
 
     cfg = get_preset(args.preset).with_overrides(
         {
-            "a2c.num_envs": args.num_envs,
-            "a2c.micro_batch": args.micro_batch,
-            "a2c.seed_batch": args.seed_batch,
+            "train.num_envs": args.num_envs,
+            "train.micro_batch": args.micro_batch,
+            "train.seed_batch": args.seed_batch,
         }
     )
     program = SeedProgram(cfg, args.seeds)

@@ -98,7 +98,7 @@ def passes(r: dict) -> str:
     from curio_jax.config import micro_batch_size
     from curio_jax.config import preset as get_preset
 
-    a2c = get_preset(r["preset"]).with_overrides({"a2c.num_envs": r["num_envs"]}).a2c
+    a2c = get_preset(r["preset"]).with_overrides({"train.num_envs": r["num_envs"]}).train
     backend = "cpu" if r["device"].startswith("cpu") else "gpu"
     mb = r.get("micro_batch", a2c.num_envs * a2c.rollout_size)
     if "micro_batch" in r and mb == micro_batch_size(a2c, backend):

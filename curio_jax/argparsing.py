@@ -23,7 +23,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def micro_batch_list(text: str) -> list[int | None]:
-    """'auto,0,256' -> [None, 0, 256]: A2CConfig.micro_batch values (auto: the automatic one)."""
+    """'auto,0,256' -> [None, 0, 256]: TrainSettings.micro_batch values (auto: automatic)."""
     out: list[int | None] = []
     for t in (t.strip() for t in text.split(",")):
         if t == "auto":

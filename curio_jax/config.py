@@ -38,13 +38,13 @@ AUTO_MICRO_BATCH = 512
 for loss+grad in one pass and 244 ms in 16 passes of 512)."""
 
 
-def micro_batch_size(a2c: A2CConfig, backend: str, batch: int | None = None) -> int:
-    """Samples per micro-batch of the update for ``a2c`` on ``backend`` ("cpu", "gpu", ...):
-    the batch size itself means one pass over the whole batch (see A2CConfig.micro_batch).
+def micro_batch_size(train: TrainSettings, backend: str, batch: int | None = None) -> int:
+    """Samples per micro-batch of the update for ``train`` on ``backend`` ("cpu", "gpu", ...):
+    the batch size itself means one pass over the whole batch (see TrainSettings.micro_batch).
     ``batch``: the samples of one gradient step, ``num_envs * rollout_size`` by default (PPO
     passes its minibatch size)."""
-    n = a2c.num_envs * a2c.rollout_size if batch is None else batch
-    mb = a2c.micro_batch
+    n = train.num_envs * train.rollout_size if batch is None else batch
+    mb = train.micro_batch
     if mb is None:
         if backend != "cpu" or n <= AUTO_MICRO_BATCH:
             return n
@@ -53,25 +53,25 @@ def micro_batch_size(a2c: A2CConfig, backend: str, batch: int | None = None) -> 
     return n if mb == 0 else mb
 
 
-def seed_batch_size(a2c: A2CConfig, batch: int, backend: str, devices: int = 1) -> int:
+def seed_batch_size(train: TrainSettings, batch: int, backend: str, devices: int = 1) -> int:
     """How many of the ``batch`` learner states (seeds, or grid points x seeds) one step of
     the seed loop vmaps together on ``backend`` with ``devices`` devices (see
-    A2CConfig.seed_batch); ``batch`` itself means all at once (no loop). Raises ValueError
+    TrainSettings.seed_batch); ``batch`` itself means all at once (no loop). Raises ValueError
     when an explicit size does not divide ``batch`` or the batch is spread over devices."""
-    sb = a2c.seed_batch
+    sb = train.seed_batch
     if sb is None:
         return 1 if backend == "cpu" and devices == 1 else batch
     if sb == 0 or sb == batch:
         return batch
     if devices > 1:
         raise ValueError(
-            f"A2CConfig.seed_batch={sb} needs one device: on {devices} devices the "
+            f"TrainSettings.seed_batch={sb} needs one device: on {devices} devices the "
             f"{batch} states are already split between them (use seed_batch 0 or leave it "
             f"automatic)"
         )
     if batch % sb:
         raise ValueError(
-            f"A2CConfig.seed_batch={sb} does not divide the {batch} learner states run "
+            f"TrainSettings.seed_batch={sb} does not divide the {batch} learner states run "
             f"together (seeds, or grid points x seeds); divisors near it: "
             f"{_divisors_near(batch, sb)}"
         )
@@ -109,8 +109,10 @@ class EnvConfig:
 
 
 @dataclass(frozen=True)
-class A2CConfig:
-    """The actor-critic learner (the notebook's `AgentA2C` / `AgentA2CWithRND` hyperparameters)."""
+class TrainSettings:
+    """What every learner shares (group ``train``): environments, rollout, discounts, learning
+    rate, loss weights, network width and the speed knobs (the notebook's `AgentA2C` values by
+    default)."""
 
     num_envs: int = 32
     """Parallel environments per seed (the notebook's `num_envs`)."""
@@ -121,11 +123,7 @@ class A2CConfig:
     gae_lambda: float = 0.98
     """GAE lambda; the notebook's helper uses 0.98 by default."""
     lr: float = 1e-4
-    """RMSprop learning rate."""
-    rmsprop_decay: float = 0.99
-    """RMSprop smoothing constant (PyTorch `alpha`)."""
-    rmsprop_eps: float = 1e-8
-    """RMSprop epsilon, added after the square root as in PyTorch."""
+    """Learning rate (A2C's RMSprop, PPO's Adam)."""
     value_coef: float = 0.5
     """Weight of the value loss (`vloss_coeff`)."""
     entropy_coef: float = 0.01
@@ -156,133 +154,184 @@ class A2CConfig:
     def __post_init__(self) -> None:
         _require(
             _is_int(self.num_envs) and self.num_envs >= 1,
-            f"A2CConfig.num_envs must be an integer >= 1, got {self.num_envs!r}",
+            f"TrainSettings.num_envs must be an integer >= 1, got {self.num_envs!r}",
         )
         _require(
             _is_int(self.rollout_size) and self.rollout_size >= 1,
-            f"A2CConfig.rollout_size must be an integer >= 1, got {self.rollout_size!r}",
+            f"TrainSettings.rollout_size must be an integer >= 1, got {self.rollout_size!r}",
         )
         _require(
             _is_int(self.hidden_dim) and self.hidden_dim >= 1,
-            f"A2CConfig.hidden_dim must be an integer >= 1, got {self.hidden_dim!r}",
+            f"TrainSettings.hidden_dim must be an integer >= 1, got {self.hidden_dim!r}",
         )
         mb = self.micro_batch
         if mb is not None:
             n = self.num_envs * self.rollout_size
             _require(
                 _is_int(mb) and mb >= 0,
-                f"A2CConfig.micro_batch must be None (auto), 0 (whole batch) or a positive "
+                f"TrainSettings.micro_batch must be None (auto), 0 (whole batch) or a positive "
                 f"integer, got {mb!r}",
             )
             _require(
                 mb == 0 or n % mb == 0,
-                f"A2CConfig.micro_batch={mb} does not divide the batch num_envs * rollout_size = "
-                f"{n}; divisors near it: {_divisors_near(n, mb)}",
+                f"TrainSettings.micro_batch={mb} does not divide the batch num_envs * "
+                f"rollout_size = {n}; divisors near it: {_divisors_near(n, mb)}",
             )
         sb = self.seed_batch
         _require(
             sb is None or (_is_int(sb) and sb >= 0),
-            f"A2CConfig.seed_batch must be None (auto), 0 (all at once) or a positive integer, "
+            f"TrainSettings.seed_batch must be None (auto), 0 (all at once) or a positive integer, "
             f"got {sb!r}",
         )
-        for name in ("gamma", "gae_lambda", "rmsprop_decay"):
+        for name in ("gamma", "gae_lambda"):
             v = getattr(self, name)
             _require(
-                _finite(v) and 0.0 <= v <= 1.0, f"A2CConfig.{name} must be in [0, 1], got {v!r}"
+                _finite(v) and 0.0 <= v <= 1.0, f"TrainSettings.{name} must be in [0, 1], got {v!r}"
             )
-        for name in ("lr", "rmsprop_eps", "max_grad_norm"):
+        for name in ("lr", "max_grad_norm"):
             v = getattr(self, name)
-            _require(_finite(v) and v > 0, f"A2CConfig.{name} must be > 0, got {v!r}")
+            _require(_finite(v) and v > 0, f"TrainSettings.{name} must be > 0, got {v!r}")
         for name in ("value_coef", "entropy_coef", "adv_coef_ext"):
             v = getattr(self, name)
-            _require(_finite(v) and v >= 0, f"A2CConfig.{name} must be finite and >= 0, got {v!r}")
-
-
-BONUSES = ("rnd", "count", "episodic_count")
-"""The intrinsic rewards of RNDConfig.bonus."""
+            _require(
+                _finite(v) and v >= 0, f"TrainSettings.{name} must be finite and >= 0, got {v!r}"
+            )
 
 
 @dataclass(frozen=True)
-class RNDConfig:
-    """Random Network Distillation (the notebook's `RNDModule` and its use in `AgentA2CWithRND`)."""
+class A2CConfig:
+    """A2C's own settings (group ``a2c``; used with ``TrainConfig.algorithm="a2c"``): the
+    notebook's RMSprop (`torch.optim.RMSprop`, no momentum)."""
 
-    enabled: bool = False
-    """Add the RND intrinsic stream (False: the notebook's plain A2C)."""
+    rmsprop_decay: float = 0.99
+    """RMSprop smoothing constant (PyTorch `alpha`)."""
+    rmsprop_eps: float = 1e-8
+    """RMSprop epsilon, added after the square root as in PyTorch."""
+
+    def __post_init__(self) -> None:
+        v = self.rmsprop_decay
+        _require(
+            _finite(v) and 0.0 <= v <= 1.0, f"A2CConfig.rmsprop_decay must be in [0, 1], got {v!r}"
+        )
+        v = self.rmsprop_eps
+        _require(_finite(v) and v > 0, f"A2CConfig.rmsprop_eps must be > 0, got {v!r}")
+
+
+BONUS_KINDS = ["none", "rnd", "count", "episodic_count", "e3b", "noveld"]
+"""The kinds of BonusConfig.kind (docs/bonuses.md): the package's own, and any a program
+registers (curio_jax.core.bonuses.register)."""
+
+
+def register_bonus_kind(kind: str) -> None:
+    """Accept ``kind`` as a ``bonus.kind`` (called by curio_jax.core.bonuses.register)."""
+    if kind not in BONUS_KINDS:
+        BONUS_KINDS.append(kind)
+
+
+NETWORK_BONUSES = ("rnd", "noveld")
+"""The kinds built on the RND target and predictor (feature_dim, dropout, obs_norm apply)."""
+
+
+@dataclass(frozen=True)
+class BonusConfig:
+    """The intrinsic bonus and its stream (group ``bonus``; docs/bonuses.md): which bonus, the
+    intrinsic stream's discount and weight, and each kind's own coefficients.
+
+    ``kind="none"`` trains on the extrinsic reward alone (the notebook's plain A2C, ``ppo-*``);
+    the other fields are then inert."""
+
+    kind: str = "none"
+    """``"none"``, ``"rnd"`` (the predictor's error on the next observation; the notebook's
+    `RNDModule`), ``"count"`` / ``"episodic_count"`` (``1 / sqrt(N)`` of the visit cell a step
+    reaches, counted over the run / within each episode; the env's ``visit_index``), ``"e3b"``
+    (elliptical episodic bonus over a learned embedding) or ``"noveld"`` (NovelD on the RND
+    networks, with an episodic first-visit indicator keyed by a hash of the observation)."""
     gamma_int: float = 0.99
     """Discount of the intrinsic stream (the notebook's `gamma_rnd`)."""
     adv_coef_int: float = 10.0
     """Weight of the intrinsic advantage in the policy loss (`eta_intr`)."""
-    max_grad_norm: float = 0.01
-    """Global-norm clip of the predictor's gradients."""
-    feature_dim: int = 256
-    """Output width of target and predictor."""
-    dropout: float = 0.25
-    """Dropout rate in the predictor (train mode only)."""
     episodic_int: bool = True
-    """True (seed): intrinsic returns are cut at episode ends. False (RND paper): the intrinsic
-    stream ignores dones (non-episodic)."""
+    """True (the notebook): intrinsic returns are cut at episode ends. False (RND paper): the
+    intrinsic stream ignores dones (non-episodic)."""
+    reward_norm: bool = False
+    """RND paper: divide the intrinsic reward by the running std of the discounted intrinsic
+    return (filtered along time, per env; statistics pooled over envs and time). Any kind."""
+    max_grad_norm: float = 0.01
+    """Global-norm clip of the bonus networks' gradients (RND's predictor, NovelD's, E3B's
+    embedding and inverse-dynamics head)."""
+    feature_dim: int = 256
+    """RND / NovelD: output width of target and predictor."""
+    dropout: float = 0.25
+    """RND / NovelD: dropout rate in the predictor (train mode only)."""
     obs_norm: bool = False
-    """RND paper: whiten the RND input with running mean/std and clip to +-5."""
+    """RND / NovelD (RND paper): whiten the networks' input with running mean/std and clip."""
     obs_norm_init_steps: int = 50
     """Random-policy steps per env used to initialise the observation statistics."""
     obs_norm_clip: float = 5.0
-    """Clip of the whitened RND input."""
-    reward_norm: bool = False
-    """RND paper: divide the intrinsic reward by the running std of the discounted intrinsic
-    return (filtered along time, per env; statistics pooled over envs and time)."""
-    bonus: str = "rnd"
-    """The intrinsic reward of the stream: ``"rnd"`` (the predictor's error on the next
-    observation), or a count-based bonus ``1 / sqrt(N)`` of the visit cell a step reaches (the
-    agent's position, direction, carried key and door state; curio_jax.core.counts):
-    ``"count"`` counts over the whole run, ``"episodic_count"`` within each episode. A count
-    bonus builds no RND networks (``feature_dim``, ``dropout``, ``max_grad_norm`` and the
-    observation normalisation have no effect, and ``obs_norm`` is refused); the stream's
-    discount, episodic switch, ``reward_norm`` and ``adv_coef_int`` apply as to RND."""
+    """Clip of the whitened input."""
+    noveld_alpha: float = 0.5
+    """NovelD: ``max(n(s') - alpha * n(s), 0)``, the scale on the novelty of the state left
+    (the NovelD paper's 0.5). Traced (sweepable)."""
+    noveld_buckets: int = 16384
+    """NovelD: buckets of the per-env episodic visit table (observations hashed into them; two
+    observations of one episode sharing a bucket only ever cost a bonus, never add one)."""
+    e3b_dim: int = 128
+    """E3B: width ``d`` of the embedding ``phi`` (each env carries a ``[d, d]`` inverse)."""
+    e3b_lambda: float = 0.1
+    """E3B: the ridge ``lambda`` of ``C = lambda * I + sum phi phi^T`` at each episode start
+    (the E3B paper's 0.1). Traced (sweepable)."""
+    e3b_lr: float = 1e-4
+    """E3B: Adam learning rate of the embedding and inverse-dynamics head (their own
+    optimiser; the E3B paper's 1e-4)."""
+    e3b_hidden: int = 256
+    """E3B: hidden width of the inverse-dynamics head."""
 
     def __post_init__(self) -> None:
         _require(
-            self.bonus in BONUSES,
-            f"RNDConfig.bonus must be one of {', '.join(BONUSES)}, got {self.bonus!r}",
+            self.kind in BONUS_KINDS,
+            f"BonusConfig.kind must be one of {', '.join(BONUS_KINDS)}, got {self.kind!r}",
         )
         _require(
-            not (self.bonus != "rnd" and self.obs_norm),
-            f"RNDConfig.obs_norm normalises the RND networks' input; bonus={self.bonus!r} has "
-            "no RND networks (set rnd.obs_norm=False)",
+            not (self.kind not in ("none", *NETWORK_BONUSES) and self.obs_norm),
+            f"BonusConfig.obs_norm normalises the RND networks' input; kind={self.kind!r} has "
+            "no RND networks (set bonus.obs_norm=False)",
         )
-        _require(
-            _is_int(self.feature_dim) and self.feature_dim >= 1,
-            f"RNDConfig.feature_dim must be an integer >= 1, got {self.feature_dim!r}",
-        )
-        _require(
-            _finite(self.gamma_int) and 0.0 <= self.gamma_int <= 1.0,
-            f"RNDConfig.gamma_int must be in [0, 1], got {self.gamma_int!r}",
-        )
+        for name in (
+            "feature_dim",
+            "obs_norm_init_steps",
+            "noveld_buckets",
+            "e3b_dim",
+            "e3b_hidden",
+        ):
+            v = getattr(self, name)
+            _require(
+                _is_int(v) and v >= 1, f"BonusConfig.{name} must be an integer >= 1, got {v!r}"
+            )
+        for name in ("gamma_int",):
+            v = getattr(self, name)
+            _require(
+                _finite(v) and 0.0 <= v <= 1.0, f"BonusConfig.{name} must be in [0, 1], got {v!r}"
+            )
         _require(
             _finite(self.dropout) and 0.0 <= self.dropout < 1.0,
-            f"RNDConfig.dropout must be in [0, 1), got {self.dropout!r}",
+            f"BonusConfig.dropout must be in [0, 1), got {self.dropout!r}",
         )
-        _require(
-            _finite(self.max_grad_norm) and self.max_grad_norm > 0,
-            f"RNDConfig.max_grad_norm must be > 0, got {self.max_grad_norm!r}",
-        )
-        _require(
-            _finite(self.adv_coef_int) and self.adv_coef_int >= 0,
-            f"RNDConfig.adv_coef_int must be finite and >= 0, got {self.adv_coef_int!r}",
-        )
-        _require(
-            _is_int(self.obs_norm_init_steps) and self.obs_norm_init_steps >= 1,
-            f"RNDConfig.obs_norm_init_steps must be an integer >= 1, "
-            f"got {self.obs_norm_init_steps!r}",
-        )
-        _require(
-            _finite(self.obs_norm_clip) and self.obs_norm_clip > 0,
-            f"RNDConfig.obs_norm_clip must be > 0, got {self.obs_norm_clip!r}",
-        )
+        for name in ("max_grad_norm", "obs_norm_clip", "e3b_lambda", "e3b_lr"):
+            v = getattr(self, name)
+            _require(_finite(v) and v > 0, f"BonusConfig.{name} must be > 0, got {v!r}")
+        for name in ("adv_coef_int", "noveld_alpha"):
+            v = getattr(self, name)
+            _require(
+                _finite(v) and v >= 0, f"BonusConfig.{name} must be finite and >= 0, got {v!r}"
+            )
+        for name in ("episodic_int", "reward_norm", "obs_norm"):
+            v = getattr(self, name)
+            _require(isinstance(v, bool), f"BonusConfig.{name} must be a bool, got {v!r}")
 
     @property
-    def counts(self) -> bool:
-        """The intrinsic stream is on and fed by a count-based bonus (no RND networks)."""
-        return self.enabled and self.bonus != "rnd"
+    def enabled(self) -> bool:
+        """An intrinsic stream is on (any kind but ``"none"``)."""
+        return self.kind != "none"
 
 
 @dataclass(frozen=True)
@@ -290,11 +339,8 @@ class PPOConfig:
     """Proximal Policy Optimisation's own settings, used only with
     ``TrainConfig.algorithm="ppo"`` (see docs/ppo.md).
 
-    PPO shares the rest with A2C: ``a2c.num_envs``, ``rollout_size``, ``gamma``,
-    ``gae_lambda``, ``lr`` (Adam's learning rate here), ``value_coef``, ``entropy_coef``,
-    ``max_grad_norm``, ``adv_coef_ext``, ``hidden_dim``, ``micro_batch`` and ``seed_batch``
-    (``rmsprop_*`` are unused), and the whole ``rnd`` group (``adv_coef_int`` is the intrinsic
-    advantage weight, ``max_grad_norm`` the predictor's clip)."""
+    PPO shares the ``train`` group with A2C (``train.lr`` is Adam's learning rate here) and
+    the ``bonus`` group."""
 
     epochs: int = 4
     """Passes over each rollout's samples per update."""
@@ -310,8 +356,8 @@ class PPOConfig:
     ``max((v - R)^2, (v_old + clip(v - v_old, +-clip_eps) - R)^2)``. The intrinsic value loss is
     never clipped (as CleanRL's PPO-RND)."""
     anneal_lr: bool = True
-    """Decay the learning rate linearly from ``a2c.lr`` at the first update to
-    ``a2c.lr / num_updates`` at the last (CleanRL's ``anneal_lr``)."""
+    """Decay the learning rate linearly from ``train.lr`` at the first update to
+    ``train.lr / num_updates`` at the last (CleanRL's ``anneal_lr``)."""
     adv_norm: bool = True
     """Normalise the combined advantage per minibatch to mean 0 and std 1 (population std
     over the minibatch's weighted samples, + 1e-8)."""
@@ -344,7 +390,8 @@ class PPOConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training run: environment, learner, RND, budget and the correction switches.
+    """One training run: environment, shared training settings, the learner's own settings
+    (``a2c`` or ``ppo``), the intrinsic bonus, budget and the correction switches.
 
     The correction switches default to the notebook's behaviour (all False)."""
 
@@ -356,10 +403,12 @@ class TrainConfig:
     (settings in `ppo`; docs/ppo.md)."""
     env: EnvConfig = field(default_factory=EnvConfig)
     """Environment."""
+    train: TrainSettings = field(default_factory=TrainSettings)
+    """What every learner shares (envs, rollout, discounts, learning rate, loss weights)."""
     a2c: A2CConfig = field(default_factory=A2CConfig)
-    """Actor-critic learner."""
-    rnd: RNDConfig = field(default_factory=RNDConfig)
-    """Random Network Distillation (disabled for plain A2C)."""
+    """A2C's own settings (used with algorithm="a2c" only)."""
+    bonus: BonusConfig = field(default_factory=BonusConfig)
+    """The intrinsic bonus (kind "none": the extrinsic reward alone)."""
     ppo: PPOConfig = field(default_factory=PPOConfig)
     """PPO's own settings (used with algorithm="ppo" only)."""
     total_frames: int = 1_024_000
@@ -381,8 +430,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _require(isinstance(self.env, EnvConfig), "TrainConfig.env must be an EnvConfig")
+        _require(isinstance(self.train, TrainSettings), "TrainConfig.train must be a TrainSettings")
         _require(isinstance(self.a2c, A2CConfig), "TrainConfig.a2c must be an A2CConfig")
-        _require(isinstance(self.rnd, RNDConfig), "TrainConfig.rnd must be an RNDConfig")
+        _require(isinstance(self.bonus, BonusConfig), "TrainConfig.bonus must be a BonusConfig")
         _require(isinstance(self.ppo, PPOConfig), "TrainConfig.ppo must be a PPOConfig")
         _require(
             self.algorithm in ALGORITHMS,
@@ -408,17 +458,17 @@ class TrainConfig:
                 f"PPOConfig.minibatches={k} does not divide the batch num_envs * rollout_size = "
                 f"{n}; divisors near it: {_divisors_near(n, k)}",
             )
-            mb = self.a2c.micro_batch
+            mb = self.train.micro_batch
             _require(
                 mb is None or mb == 0 or (n // k) % mb == 0,
-                f"A2CConfig.micro_batch={mb} does not divide the PPO minibatch size "
+                f"TrainSettings.micro_batch={mb} does not divide the PPO minibatch size "
                 f"{n // k}; divisors near it: {_divisors_near(n // k, mb or 1)}",
             )
 
     @property
     def frames_per_update(self) -> int:
         """num_envs * rollout_size."""
-        return self.a2c.num_envs * self.a2c.rollout_size
+        return self.train.num_envs * self.train.rollout_size
 
     @property
     def minibatch_size(self) -> int:
@@ -447,10 +497,10 @@ class TrainConfig:
             or self.shared_permutation
             or self.bootstrap_truncation
             or self.mask_reset_transition
-            or not self.rnd.episodic_int
-            or self.rnd.obs_norm
-            or self.rnd.reward_norm
-            or self.rnd.bonus != "rnd"
+            or not self.bonus.episodic_int
+            or self.bonus.obs_norm
+            or self.bonus.reward_norm
+            or self.bonus.kind not in ("none", "rnd")
             or self.env.autoreset != "next_step"
         )
 
@@ -459,9 +509,12 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def with_overrides(self, overrides: dict[str, Any]) -> TrainConfig:
-        """A copy with (possibly dotted) fields changed: {"a2c.num_envs": 64, "total_frames": 1}.
+        """A copy with (possibly dotted) fields changed: {"train.num_envs": 64, "total_frames": 1}.
+        Names from before the config was regrouped (``a2c.num_envs``, ``rnd.enabled``,
+        ``rnd.bonus``, ...; :data:`RENAMED`) are taken as their new fields.
 
         Raises ValueError naming an unknown field."""
+        overrides = translate_overrides(self, overrides)
         top: dict[str, Any] = {}
         nested: dict[str, dict[str, Any]] = {}
         for key, value in overrides.items():
@@ -473,7 +526,8 @@ class TrainConfig:
         changes: dict[str, Any] = {}
         for group, subs in nested.items():
             if group not in CONFIG_GROUPS:
-                raise ValueError(f"unknown config group {group!r} (expected env, a2c, rnd or ppo)")
+                known = ", ".join(CONFIG_GROUPS)
+                raise ValueError(f"unknown config group {group!r} (expected {known})")
             obj = getattr(self, group)
             names = {f.name for f in dataclasses.fields(obj)}
             for sub in subs:
@@ -504,27 +558,118 @@ class TrainConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+    def from_dict(cls, d: dict[str, Any], renamed: Any = None) -> TrainConfig:
         """Inverse of `to_dict`; missing fields take their defaults (configs written before
-        a field existed), unknown keys raise ValueError."""
-        d = dict(d)
+        a field existed), unknown keys raise ValueError. A config written before the groups
+        were renamed (``a2c`` holding the shared settings, an ``rnd`` group) is read into the
+        new groups (:func:`regroup_legacy`); ``renamed(old, new)`` is called for each old
+        field found (the command line prints a line for each)."""
+        d = regroup_legacy(d, renamed)
         try:
-            env = EnvConfig(**d.pop("env", {}))
-            a2c = A2CConfig(**d.pop("a2c", {}))
-            rnd = RNDConfig(**d.pop("rnd", {}))
-            ppo = PPOConfig(**d.pop("ppo", {}))
-            return cls(env=env, a2c=a2c, rnd=rnd, ppo=ppo, **d)
+            groups = {name: kind(**d.pop(name, {})) for name, kind in CONFIG_GROUPS.items()}
+            return cls(**groups, **d)
         except TypeError as e:  # unexpected keyword
             raise ValueError(f"config does not match TrainConfig: {e}") from None
 
 
 CONFIG_GROUPS: dict[str, type] = {
     "env": EnvConfig,
+    "train": TrainSettings,
     "a2c": A2CConfig,
-    "rnd": RNDConfig,
+    "bonus": BonusConfig,
     "ppo": PPOConfig,
 }
 """The nested groups of a TrainConfig by field name."""
+
+
+# --------------------------------------------------------------------------- old names
+
+_TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainSettings))
+_OLD_RND_FIELDS = (
+    "gamma_int",
+    "adv_coef_int",
+    "max_grad_norm",
+    "feature_dim",
+    "dropout",
+    "episodic_int",
+    "obs_norm",
+    "obs_norm_init_steps",
+    "obs_norm_clip",
+    "reward_norm",
+)
+RENAMED: dict[str, str] = {
+    **{f"a2c.{n}": f"train.{n}" for n in _TRAIN_FIELDS},
+    **{f"rnd.{n}": f"bonus.{n}" for n in _OLD_RND_FIELDS},
+    "rnd.enabled": "bonus.kind",
+    "rnd.bonus": "bonus.kind",
+}
+"""Dotted config names from before the config was regrouped by what it holds -> their new
+names. ``rnd.enabled`` and ``rnd.bonus`` together became ``bonus.kind`` (``enabled=False``:
+``"none"``; otherwise the old ``bonus``, ``"rnd"`` by default)."""
+_OLD_TYPES = {"rnd.enabled": "bool", "rnd.bonus": "str"}
+
+
+def _kind_from_old(enabled: Any, bonus: Any, current: str) -> str:
+    """``bonus.kind`` from the old ``rnd.enabled`` / ``rnd.bonus`` (None: not given), on top of
+    the current kind."""
+    on = current != "none" if enabled is None else bool(enabled)
+    if not on:
+        return "none"
+    if bonus is not None:
+        return bonus
+    return current if current != "none" else "rnd"
+
+
+def translate_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` with old dotted names (:data:`RENAMED`) replaced by their new ones, in
+    the same order; ``rnd.enabled`` / ``rnd.bonus`` become ``bonus.kind`` as the old config
+    read them (the kind stays ``"none"`` unless the stream is, or is switched, on)."""
+    if not any(k in RENAMED for k in overrides):
+        return overrides
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key in ("rnd.enabled", "rnd.bonus"):
+            out["bonus.kind"] = _kind_from_old(
+                overrides.get("rnd.enabled"), overrides.get("rnd.bonus"), cfg.bonus.kind
+            )
+        else:
+            out[RENAMED.get(key, key)] = value
+    return out
+
+
+def regroup_legacy(d: dict[str, Any], renamed: Any = None) -> dict[str, Any]:
+    """A config dict in the current groups: one written before the regrouping (the shared
+    settings under ``a2c``, an ``rnd`` group) is moved field by field into ``train``,
+    ``a2c`` and ``bonus`` (``renamed(old, new)`` told of each); a current one is returned as
+    it is (a copy)."""
+    d = dict(d)
+    a2c = dict(d.get("a2c", {}))
+    old_rnd = d.pop("rnd", None)
+    moved = [n for n in _TRAIN_FIELDS if n in a2c]
+    if old_rnd is None and not moved:
+        return d
+    if "train" in d or "bonus" in d:
+        raise ValueError(
+            "config mixes old groups (rnd, or a2c holding train.* fields) with the new ones "
+            "(train, bonus)"
+        )
+    d["train"] = {n: a2c.pop(n) for n in moved}
+    d["a2c"] = a2c
+    for n in moved:
+        if renamed is not None:
+            renamed(f"a2c.{n}", f"train.{n}")
+    if old_rnd is not None:
+        old_rnd = dict(old_rnd)
+        enabled, bonus = old_rnd.pop("enabled", False), old_rnd.pop("bonus", "rnd")
+        unknown = sorted(set(old_rnd) - set(_OLD_RND_FIELDS))
+        if unknown:
+            raise ValueError(f"config does not match TrainConfig: unknown field rnd.{unknown[0]}")
+        d["bonus"] = {**old_rnd, "kind": _kind_from_old(enabled, bonus, "none")}
+        if renamed is not None:
+            for n in old_rnd:
+                renamed(f"rnd.{n}", f"bonus.{n}")
+            renamed("rnd.enabled/rnd.bonus", "bonus.kind")
+    return d
 
 
 def diff_configs(a: TrainConfig, b: TrainConfig) -> list[str]:
@@ -557,13 +702,13 @@ def _notebook(size: int, rnd: bool) -> TrainConfig:
     return TrainConfig(
         name=f"notebook-{'rnd' if rnd else 'a2c'}-{size}x{size}",
         env=EnvConfig(size=size),
-        a2c=A2CConfig(
+        train=TrainSettings(
             num_envs=num_envs,
             rollout_size=rollout,
             gamma=gamma,
             adv_coef_ext=100.0 if rnd else 1.0,
         ),
-        rnd=RNDConfig(enabled=rnd, gamma_int=0.99),
+        bonus=BonusConfig(kind="rnd" if rnd else "none", gamma_int=0.99),
         total_frames=total,
         log_every=log_every,
         solved_threshold=threshold,
@@ -589,7 +734,9 @@ def _build_presets() -> dict[str, TrainConfig]:
             shared_permutation=True,
             bootstrap_truncation=True,
             mask_reset_transition=True,
-            rnd=dataclasses.replace(base.rnd, episodic_int=False, obs_norm=True, reward_norm=True),
+            bonus=dataclasses.replace(
+                base.bonus, episodic_int=False, obs_norm=True, reward_norm=True
+            ),
         )
     for size in (5, 8):
         s = f"{size}x{size}"
@@ -597,26 +744,37 @@ def _build_presets() -> dict[str, TrainConfig]:
         rnd = p[f"notebook-rnd-{s}"]
         # Ablations (issue: what makes the notebook's RND agent work).
         p[f"a2c-x100-{s}"] = a2c.replace(
-            name=f"a2c-x100-{s}", a2c=dataclasses.replace(a2c.a2c, adv_coef_ext=100.0)
+            name=f"a2c-x100-{s}", train=dataclasses.replace(a2c.train, adv_coef_ext=100.0)
         )
         p[f"rnd-x1-{s}"] = rnd.replace(
-            name=f"rnd-x1-{s}", a2c=dataclasses.replace(rnd.a2c, adv_coef_ext=1.0)
+            name=f"rnd-x1-{s}", train=dataclasses.replace(rnd.train, adv_coef_ext=1.0)
         )
     for size in (5, 8, 16):
         ppo_rnd = _ppo_rnd(size)
         p[ppo_rnd.name] = ppo_rnd
-        # the same agent without the intrinsic reward: rnd.enabled is the only difference
+        # the same agent without the intrinsic reward: bonus.kind is the only difference
         ppo = ppo_rnd.replace(
-            name=f"ppo-{size}x{size}", rnd=dataclasses.replace(ppo_rnd.rnd, enabled=False)
+            name=f"ppo-{size}x{size}", bonus=dataclasses.replace(ppo_rnd.bonus, kind="none")
         )
         p[ppo.name] = ppo
         # the intrinsic stream fed by global visit counts instead of RND (no RND networks, so
         # no RND input normalisation); everything else as ppo-rnd
         count = ppo_rnd.replace(
             name=f"ppo-count-{size}x{size}",
-            rnd=dataclasses.replace(ppo_rnd.rnd, bonus="count", obs_norm=False),
+            bonus=dataclasses.replace(ppo_rnd.bonus, kind="count", obs_norm=False),
         )
         p[count.name] = count
+        # E3B: the elliptical episodic bonus over an embedding trained by inverse dynamics
+        # (no RND networks, so no input normalisation); NovelD on the RND networks. Their own
+        # coefficients are the papers' (BonusConfig defaults; docs/bonuses.md)
+        p[f"ppo-e3b-{size}x{size}"] = ppo_rnd.replace(
+            name=f"ppo-e3b-{size}x{size}",
+            bonus=dataclasses.replace(ppo_rnd.bonus, kind="e3b", obs_norm=False),
+        )
+        p[f"ppo-noveld-{size}x{size}"] = ppo_rnd.replace(
+            name=f"ppo-noveld-{size}x{size}",
+            bonus=dataclasses.replace(ppo_rnd.bonus, kind="noveld"),
+        )
     return p
 
 
@@ -630,7 +788,7 @@ def _ppo_rnd(size: int) -> TrainConfig:
         name=f"ppo-rnd-{size}x{size}",
         algorithm="ppo",
         env=EnvConfig(size=size),
-        a2c=A2CConfig(
+        train=TrainSettings(
             num_envs=num_envs,
             rollout_size=128,
             gamma=0.999,
@@ -641,8 +799,8 @@ def _ppo_rnd(size: int) -> TrainConfig:
             max_grad_norm=0.5,
             adv_coef_ext=2.0,
         ),
-        rnd=RNDConfig(
-            enabled=True,
+        bonus=BonusConfig(
+            kind="rnd",
             gamma_int=0.99,
             adv_coef_int=1.0,
             max_grad_norm=0.5,
@@ -687,9 +845,15 @@ for _s in ("5x5", "8x8", "16x16"):
     DESCRIPTIONS[f"ppo-rnd-{_s}"] = (
         "PPO + RND with the RND paper's semantics (two value heads, normalisations, Adam)"
     )
-    DESCRIPTIONS[f"ppo-{_s}"] = f"ppo-rnd-{_s} without the intrinsic reward (rnd.enabled=False)"
+    DESCRIPTIONS[f"ppo-{_s}"] = f"ppo-rnd-{_s} without the intrinsic reward (bonus.kind=none)"
     DESCRIPTIONS[f"ppo-count-{_s}"] = (
         f"ppo-rnd-{_s} with a count-based bonus 1/sqrt(N) over visit cells instead of RND"
+    )
+    DESCRIPTIONS[f"ppo-e3b-{_s}"] = (
+        f"ppo-rnd-{_s} with E3B's elliptical episodic bonus over an inverse-dynamics embedding"
+    )
+    DESCRIPTIONS[f"ppo-noveld-{_s}"] = (
+        f"ppo-rnd-{_s} with NovelD: RND novelty gain on first visits in an episode"
     )
 for _s in ("5x5", "8x8"):
     DESCRIPTIONS[f"a2c-x100-{_s}"] = "ablation: the notebook's A2C with the extrinsic weight 100"
@@ -717,7 +881,7 @@ def preset(name: str) -> TrainConfig:
 
 
 def config_fields() -> dict[str, dataclasses.Field]:
-    """Every settable field of a TrainConfig by dotted name (`a2c.lr`, `total_frames`, ...)."""
+    """Every settable field of a TrainConfig by dotted name (`train.lr`, `total_frames`, ...)."""
     out: dict[str, dataclasses.Field] = {}
     for f in dataclasses.fields(TrainConfig):
         if f.name in CONFIG_GROUPS:
@@ -729,7 +893,7 @@ def config_fields() -> dict[str, dataclasses.Field]:
 
 
 def config_value(cfg: TrainConfig, dotted: str) -> Any:
-    """The value of a dotted config field (`"a2c.lr"`)."""
+    """The value of a dotted config field (`"train.lr"`)."""
     obj: Any = cfg
     for part in dotted.split("."):
         obj = getattr(obj, part)
@@ -778,16 +942,24 @@ def parse_value(name: str, text: str, field_type: str) -> Any:
     raise ValueError(f"{name}: {text!r} is not a valid {want}")
 
 
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["a2c.lr=3e-4", "total_frames=2048000"]`` -> ``{"a2c.lr": 0.0003, ...}``: dotted names of
-    any config field, each value converted by the field's type. Raises ValueError naming the
-    first bad item (unknown field, missing '=', a value the type does not take)."""
+def parse_overrides(items: list[str], renamed: Any = None) -> dict[str, Any]:
+    """``["train.lr=3e-4", "total_frames=2048000"]`` -> ``{"train.lr": 0.0003, ...}``: dotted
+    names of any config field, each value converted by the field's type. An old name
+    (:data:`RENAMED`, e.g. ``a2c.lr``) is accepted under its old name (``with_overrides``
+    translates it) and ``renamed(old, new)`` is told of it. Raises ValueError naming the first
+    bad item (unknown field, missing '=', a value the type does not take)."""
     fields = config_fields()
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
             raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
         name, text = (s.strip() for s in item.split("=", 1))
+        if name in RENAMED:
+            field_type = _OLD_TYPES.get(name) or str(fields[RENAMED[name]].type)
+            out[name] = parse_value(name, text, field_type)
+            if renamed is not None:
+                renamed(name, RENAMED[name])
+            continue
         if name not in fields:
             close = [f for f in fields if f.endswith("." + name)]
             hint = f" (did you mean {close[0]}?)" if close else ""

@@ -28,14 +28,14 @@ GOLDEN_FILE = Path(__file__).parent / "golden" / "presets.json"
 UPDATES = 3
 SEED = 0
 
-SMALL_A2C = {"a2c.num_envs": 4}
-SMALL_PPO = {"a2c.num_envs": 2, "a2c.rollout_size": 32, "ppo.minibatches": 2}
+SMALL_A2C = {"train.num_envs": 4}
+SMALL_PPO = {"train.num_envs": 2, "train.rollout_size": 32, "ppo.minibatches": 2}
 EXTRA = {
     # code paths no preset takes
-    "ppo-count-8x8+episodic": ("ppo-count-8x8", {"rnd.bonus": "episodic_count"}),
-    "ppo-rnd-8x8+no-obs-norm": ("ppo-rnd-8x8", {"rnd.obs_norm": False}),
-    "notebook-rnd-8x8+micro": ("notebook-rnd-8x8", {"a2c.micro_batch": 16}),
-    "ppo-rnd-5x5+micro": ("ppo-rnd-5x5", {"a2c.micro_batch": 8}),
+    "ppo-count-8x8+episodic": ("ppo-count-8x8", {"bonus.kind": "episodic_count"}),
+    "ppo-rnd-8x8+no-obs-norm": ("ppo-rnd-8x8", {"bonus.obs_norm": False}),
+    "notebook-rnd-8x8+micro": ("notebook-rnd-8x8", {"train.micro_batch": 16}),
+    "ppo-rnd-5x5+micro": ("ppo-rnd-5x5", {"train.micro_batch": 8}),
 }
 
 
@@ -55,7 +55,7 @@ def case_config(name: str):
     cfg = preset(base)
     small = SMALL_PPO if cfg.algorithm == "ppo" else SMALL_A2C
     overrides = {**small, **extra}
-    overrides.setdefault("rnd.obs_norm_init_steps", 4)
+    overrides.setdefault("bonus.obs_norm_init_steps", 4)
     return cfg.with_overrides(
         {**overrides, "total_frames": UPDATES * cfg.with_overrides(small).frames_per_update}
     )
@@ -96,9 +96,8 @@ def _param_groups(state) -> dict:
     bonus's networks where it has them)."""
     params = state.params
     groups = {"ac": params.ac}
-    pred = getattr(params, "predictor", None)
-    if pred is not None:
-        groups["predictor"] = pred
+    if params.bonus is not None:
+        groups["predictor"] = params.bonus
     return groups
 
 

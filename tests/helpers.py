@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from fake_env import Corridor
 
 from curio_jax import cli
 from curio_jax.config import preset
-from curio_jax.core.a2c import Networks
+from curio_jax.core.bonuses.rnd import predictor_loss_term
 from curio_jax.core.networks import ActorCritic, RNDPredictor, RNDTarget, dummy_obs
 from curio_jax.core.optim import AgentParams
 from curio_jax.core.train import make_train
@@ -119,6 +120,26 @@ def write_run(
     return d
 
 
+@dataclasses.dataclass(frozen=True)
+class Networks:
+    """The notebook's actor-critic and (``rnd``) the RND networks, for tests of the learners'
+    losses: ``term(target_params, obs_rms)`` is the RND predictor's loss as the learners take
+    it (the ``rnd`` bonus's term), None without RND."""
+
+    ac: ActorCritic
+    target: RNDTarget | None = None
+    predictor: RNDPredictor | None = None
+
+    @property
+    def rnd(self) -> bool:
+        return self.predictor is not None
+
+    def term(self, target_params, obs_rms=None, obs_clip=5.0):
+        if not self.rnd:
+            return None
+        return predictor_loss_term(self.target, self.predictor, target_params, obs_rms, obs_clip)
+
+
 def make_networks(rnd: bool) -> Networks:
     """The notebook's actor-critic, with the RND networks when `rnd`."""
     if rnd:
@@ -133,7 +154,7 @@ def init_networks(nets: Networks, key=0):
     params = AgentParams(ac=nets.ac.init(k1, obs)["params"])
     target = None
     if nets.rnd:
-        params = params.replace(predictor=nets.predictor.init(k2, obs)["params"])
+        params = params.replace(bonus=nets.predictor.init(k2, obs)["params"])
         target = nets.target.init(k3, obs)["params"]
     return params, target
 
@@ -150,17 +171,17 @@ def assert_trees_equal(a, b):
 # The tiny training programs the core tests share: a preset shrunk to a few envs and updates
 # on the corridor of fake_env.py (truncation after 4 steps, so both episode-end flags occur).
 TINY_PROGRAMS: dict[str, tuple[str, dict[str, Any]]] = {
-    "a2c": ("notebook-a2c-5x5", {"a2c.num_envs": 4, "a2c.rollout_size": 4, "updates": 6}),
+    "a2c": ("notebook-a2c-5x5", {"train.num_envs": 4, "train.rollout_size": 4, "updates": 6}),
     "ppo-rnd": (  # micro-batches of 4 in minibatches of 16
         "ppo-rnd-5x5",
         {
-            "a2c.num_envs": 4,
-            "a2c.rollout_size": 8,
+            "train.num_envs": 4,
+            "train.rollout_size": 8,
             "updates": 6,
             "ppo.epochs": 2,
             "ppo.minibatches": 2,
-            "rnd.obs_norm_init_steps": 3,
-            "a2c.micro_batch": 4,
+            "bonus.obs_norm_init_steps": 3,
+            "train.micro_batch": 4,
         },
     ),
 }
@@ -173,7 +194,7 @@ def tiny_program(name: str):
     preset_name, overrides = TINY_PROGRAMS[name]
     overrides = dict(overrides)
     updates = overrides.pop("updates")
-    frames = overrides["a2c.num_envs"] * overrides["a2c.rollout_size"] * updates
+    frames = overrides["train.num_envs"] * overrides["train.rollout_size"] * updates
     cfg = preset(preset_name).with_overrides({**overrides, "total_frames": frames})
     train = make_train(cfg, env=Corridor(length=3, max_steps=4))
     train.traces = count_update_traces(train)

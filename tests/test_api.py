@@ -13,7 +13,7 @@ import curio_jax as cj
 
 def test_train_compare_evaluate_export_through_the_package(tmp_path):
     cfg = cj.preset("notebook-a2c-5x5").with_overrides(
-        {"a2c.num_envs": 2, "total_frames": 18 * 32, "log_every": 6}
+        {"train.num_envs": 2, "total_frames": 18 * 32, "log_every": 6}
     )
     out = tmp_path / "run"
     summary = cj.train_run(cfg, out, seeds=2, progress=False, plot=False, tensorboard=False)

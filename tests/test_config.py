@@ -10,7 +10,7 @@ import math
 import pytest
 
 from curio_jax import config
-from curio_jax.config import A2CConfig, EnvConfig, RNDConfig, TrainConfig
+from curio_jax.config import BonusConfig, EnvConfig, TrainConfig, TrainSettings
 
 # (envs, rollout, gamma, threshold, log_every, adv_coef_ext) per the notebook's train(...) calls
 NOTEBOOK = {
@@ -29,13 +29,18 @@ def test_notebook_presets_match_the_seed(name):
     cfg = config.preset(name)
     assert cfg.name == name
     assert cfg.env == EnvConfig(size=size, autoreset="next_step")
-    assert (cfg.a2c.num_envs, cfg.a2c.rollout_size, cfg.a2c.gamma) == (envs, rollout, gamma)
+    assert (cfg.train.num_envs, cfg.train.rollout_size, cfg.train.gamma) == (envs, rollout, gamma)
     assert (cfg.solved_threshold, cfg.log_every) == (threshold, log_every)
-    assert cfg.a2c.adv_coef_ext == adv_ext
-    a = cfg.a2c
-    assert (a.lr, a.rmsprop_decay, a.rmsprop_eps, a.gae_lambda) == (1e-4, 0.99, 1e-8, 0.98)
+    assert cfg.train.adv_coef_ext == adv_ext
+    a = cfg.train
+    assert (a.lr, cfg.a2c.rmsprop_decay, cfg.a2c.rmsprop_eps, a.gae_lambda) == (
+        1e-4,
+        0.99,
+        1e-8,
+        0.98,
+    )
     assert (a.value_coef, a.entropy_coef, a.max_grad_norm, a.hidden_dim) == (0.5, 0.01, 0.5, 64)
-    r = cfg.rnd
+    r = cfg.bonus
     assert r.enabled == ("rnd" in name)
     assert (r.gamma_int, r.adv_coef_int, r.max_grad_norm) == (0.99, 10.0, 0.01)
     assert (r.feature_dim, r.dropout, r.episodic_int, r.obs_norm, r.reward_norm) == (
@@ -51,10 +56,14 @@ def test_notebook_presets_match_the_seed(name):
 @pytest.mark.parametrize("size", ["5x5", "8x8", "16x16"])
 def test_ppo_presets_differ_only_in_the_intrinsic_reward(size):
     rnd = config.preset(f"ppo-rnd-{size}")
-    assert config.diff_configs(rnd, config.preset(f"ppo-{size}")) == ["name", "rnd.enabled"]
+    assert config.diff_configs(rnd, config.preset(f"ppo-{size}")) == ["bonus.kind", "name"]
     count = config.preset(f"ppo-count-{size}")
-    assert config.diff_configs(rnd, count) == ["name", "rnd.bonus", "rnd.obs_norm"]
-    assert count.rnd.bonus == "count" and count.rnd.enabled
+    assert config.diff_configs(rnd, count) == ["bonus.kind", "bonus.obs_norm", "name"]
+    assert count.bonus.kind == "count" and count.bonus.enabled
+    e3b = config.preset(f"ppo-e3b-{size}")
+    assert config.diff_configs(rnd, e3b) == ["bonus.kind", "bonus.obs_norm", "name"]
+    noveld = config.preset(f"ppo-noveld-{size}")
+    assert config.diff_configs(rnd, noveld) == ["bonus.kind", "name"]
 
 
 def test_corrected_presets_differ_only_by_their_switches():
@@ -63,36 +72,36 @@ def test_corrected_presets_differ_only_by_their_switches():
     assert config.diff_configs(base, aligned) == ["name", "shared_permutation"]
     paper = config.preset("rnd-paper-8x8")
     assert config.diff_configs(base, paper) == [
+        "bonus.episodic_int",
+        "bonus.obs_norm",
+        "bonus.reward_norm",
         "bootstrap_truncation",
         "mask_reset_transition",
         "name",
-        "rnd.episodic_int",
-        "rnd.obs_norm",
-        "rnd.reward_norm",
         "shared_permutation",
     ]
     assert not paper.is_notebook_faithful
     assert config.diff_configs(
         config.preset("notebook-a2c-5x5"), config.preset("a2c-x100-5x5")
     ) == [
-        "a2c.adv_coef_ext",
         "name",
+        "train.adv_coef_ext",
     ]
 
 
 @pytest.mark.parametrize(
     "make, field",
     [
-        (lambda: A2CConfig(num_envs=0), "num_envs"),
-        (lambda: A2CConfig(num_envs=-4), "num_envs"),
-        (lambda: A2CConfig(num_envs=2.5), "num_envs"),
-        (lambda: A2CConfig(rollout_size=0), "rollout_size"),
-        (lambda: A2CConfig(lr=-1e-4), "lr"),
-        (lambda: A2CConfig(lr=math.nan), "lr"),
-        (lambda: A2CConfig(gamma=1.5), "gamma"),
-        (lambda: A2CConfig(entropy_coef=-0.1), "entropy_coef"),
-        (lambda: RNDConfig(dropout=1.0), "dropout"),
-        (lambda: RNDConfig(feature_dim=0), "feature_dim"),
+        (lambda: TrainSettings(num_envs=0), "num_envs"),
+        (lambda: TrainSettings(num_envs=-4), "num_envs"),
+        (lambda: TrainSettings(num_envs=2.5), "num_envs"),
+        (lambda: TrainSettings(rollout_size=0), "rollout_size"),
+        (lambda: TrainSettings(lr=-1e-4), "lr"),
+        (lambda: TrainSettings(lr=math.nan), "lr"),
+        (lambda: TrainSettings(gamma=1.5), "gamma"),
+        (lambda: TrainSettings(entropy_coef=-0.1), "entropy_coef"),
+        (lambda: BonusConfig(dropout=1.0), "dropout"),
+        (lambda: BonusConfig(feature_dim=0), "feature_dim"),
         (lambda: EnvConfig(size=4), "size"),
         (lambda: EnvConfig(size=8.0), "size"),
         (lambda: EnvConfig(autoreset="sometimes"), "autoreset"),
@@ -102,7 +111,10 @@ def test_corrected_presets_differ_only_by_their_switches():
         (lambda: config.preset("notebook-rnd-7x7"), "unknown preset"),
         (lambda: config.preset("notebook-rnd-5x5").with_overrides({"a2c.lrr": 1}), "a2c.lrr"),
         (lambda: config.preset("notebook-rnd-5x5").with_overrides({"opt.lr": 1}), "opt"),
-        (lambda: config.preset("notebook-rnd-5x5").with_overrides({"a2c.num_envs": 0}), "num_envs"),
+        (
+            lambda: config.preset("notebook-rnd-5x5").with_overrides({"train.num_envs": 0}),
+            "num_envs",
+        ),
     ],
 )
 def test_invalid_configs_raise_naming_the_field(make, field):
@@ -112,12 +124,12 @@ def test_invalid_configs_raise_naming_the_field(make, field):
 
 def test_overrides_and_derived_values():
     cfg = config.preset("notebook-rnd-8x8").with_overrides(
-        {"a2c.num_envs": 512, "total_frames": 1_000_000, "rnd.gamma_int": 0.95}
+        {"train.num_envs": 512, "total_frames": 1_000_000, "bonus.gamma_int": 0.95}
     )
     assert cfg.frames_per_update == 512 * 16
     assert cfg.num_updates == 1_000_000 // (512 * 16)
-    assert cfg.rnd.gamma_int == 0.95
-    assert config.preset("notebook-rnd-8x8").a2c.num_envs == 32  # presets are never mutated
+    assert cfg.bonus.gamma_int == 0.95
+    assert config.preset("notebook-rnd-8x8").train.num_envs == 32  # presets are never mutated
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.total_frames = 5  # type: ignore[misc]
 
@@ -134,8 +146,8 @@ def test_json_round_trip():
 def test_overrides_are_validated_together():
     # 100,000 envs x 16 steps exceed the preset's budget, but not the new one given alongside
     cfg = config.preset("notebook-rnd-5x5").with_overrides(
-        {"a2c.num_envs": 100_000, "total_frames": 16_000_000}
+        {"train.num_envs": 100_000, "total_frames": 16_000_000}
     )
     assert cfg.num_updates == 10
     with pytest.raises(ValueError, match="total_frames"):
-        config.preset("notebook-rnd-5x5").with_overrides({"a2c.num_envs": 100_000})
+        config.preset("notebook-rnd-5x5").with_overrides({"train.num_envs": 100_000})

@@ -63,16 +63,18 @@ def config_from_args(args: argparse.Namespace, base=None):
             cfg = base
         overrides: dict[str, object] = {}
         if args.num_envs is not None:
-            overrides["a2c.num_envs"] = args.num_envs
+            overrides["train.num_envs"] = args.num_envs
         if args.total_frames is not None:
             overrides["total_frames"] = args.total_frames
         if getattr(args, "log_every", None) is not None:
             overrides["log_every"] = args.log_every
         if getattr(args, "micro_batch", None) is not None:
-            overrides["a2c.micro_batch"] = args.micro_batch
+            overrides["train.micro_batch"] = args.micro_batch
         if getattr(args, "seed_batch", None) is not None:
-            overrides["a2c.seed_batch"] = args.seed_batch
-        overrides.update(config.parse_overrides(getattr(args, "set_fields", None) or []))
+            overrides["train.seed_batch"] = args.seed_batch
+        overrides.update(
+            config.parse_overrides(getattr(args, "set_fields", None) or [], renamed=note_renamed)
+        )
         return cfg.with_overrides(overrides)
     except ValueError as e:
         raise UsageError(one_line(e)) from None
@@ -91,10 +93,24 @@ def read_config_file(path: Path):
         raise ValueError(f"--config {path}: not JSON ({e.msg} at line {e.lineno})") from None
     if not isinstance(data, dict):
         raise ValueError(f"--config {path}: expected a JSON object")
+    renamed: list[str] = []
     try:
-        return TrainConfig.from_dict(data)
+        cfg = TrainConfig.from_dict(data, renamed=lambda old, new: renamed.append(old))
     except (ValueError, TypeError) as e:
         raise ValueError(f"--config {path}: {e}") from None
+    if renamed:
+        print(
+            f"curio-jax: note: --config {path} uses the config's old names ({len(renamed)} "
+            "fields: a2c.* shared settings are now train.*, rnd.* is bonus.*, rnd.enabled and "
+            "rnd.bonus are bonus.kind); read as the new ones",
+            file=sys.stderr,
+        )
+    return cfg
+
+
+def note_renamed(old: str, new: str) -> None:
+    """One line on stderr for a config field given by its old name."""
+    print(f"curio-jax: note: {old} is now {new} (the old name still works)", file=sys.stderr)
 
 
 def start_distributed(args: argparse.Namespace) -> None:

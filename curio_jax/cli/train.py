@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="set any config field by its dotted name (a2c.lr=3e-4, rnd.enabled=true, "
+        help="set any config field by its dotted name (train.lr=3e-4, bonus.kind=rnd, "
         "total_frames=2048000; `curio-jax presets --fields` lists them); repeatable, applied "
         "after the other options, recorded in config.json",
     )
@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
         if project is not None:
             from curio_jax.run.loggers import WandbLogger
 
-            wandb = WandbLogger(project, Path(out), cfg, cfg.rnd.enabled)
+            wandb = WandbLogger(project, Path(out), cfg, cfg.bonus.enabled)
         try:
             return loop.train_run(
                 cfg,

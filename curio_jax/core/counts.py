@@ -2,7 +2,7 @@
 step reaches, `cell` being what `curio_jax.envs.doorkey.visit_index` reads from the state (the
 agent's position, direction, carried key and door state).
 
-Two kinds of counts (`rnd.bonus` in the config):
+Two kinds of counts (`bonus.kind` in the config):
 - ``"count"``: global counts over the whole run, one table per learner ``[K]`` (the bonus of a
   cell decays as the run revisits it, across episodes);
 - ``"episodic_count"``: one table per environment ``[B, K]``, emptied when its episode ends (the

@@ -20,10 +20,12 @@ CLIP_EPS = 1e-6
 
 
 class AgentParams(struct.PyTreeNode):
-    """The optimised parameters: actor-critic and (RND only) the predictor."""
+    """The parameters the learner's optimiser updates: the actor-critic and the bonus's jointly
+    trained parameters (the RND predictor of the ``rnd`` and ``noveld`` bonuses), None for a
+    bonus without any or with an optimiser of its own."""
 
     ac: Params
-    predictor: Params | None = None
+    bonus: Params | None = None
 
 
 def global_norm(tree: Params) -> Array:
@@ -82,21 +84,15 @@ def apply_gradients(
     decay: float,
     eps: float,
     max_grad_norm_ac: float,
-    max_grad_norm_rnd: float,
+    max_grad_norm_bonus: float,
 ) -> tuple[AgentParams, TorchRMSpropState, Array, Array]:
     """Per-group clipping then one RMSprop step over both groups.
 
-    Returns ``(params, opt_state, grad_norm_ac, grad_norm_rnd)`` (pre-clip norms; the predictor
-    norm is 0 when there is no predictor)."""
-    g_ac, norm_ac = clip_grad_norm(grads.ac, max_grad_norm_ac)
-    if grads.predictor is None:
-        g_pred, norm_rnd = None, jnp.zeros((), jnp.float32)
-    else:
-        g_pred, norm_rnd = clip_grad_norm(grads.predictor, max_grad_norm_rnd)
-    updates, opt_state = torch_rmsprop(lr, decay, eps).update(
-        AgentParams(ac=g_ac, predictor=g_pred), opt_state
-    )
-    return optax.apply_updates(params, updates), opt_state, norm_ac, norm_rnd
+    Returns ``(params, opt_state, grad_norm_ac, grad_norm_bonus)`` (pre-clip norms; the bonus
+    norm is 0 when the bonus has no joint parameters)."""
+    clipped, norm_ac, norm_bonus = clip_groups(grads, max_grad_norm_ac, max_grad_norm_bonus)
+    updates, opt_state = torch_rmsprop(lr, decay, eps).update(clipped, opt_state)
+    return optax.apply_updates(params, updates), opt_state, norm_ac, norm_bonus
 
 
 ADAM_B1, ADAM_B2 = 0.9, 0.999
@@ -111,15 +107,16 @@ def adam(eps: float) -> optax.GradientTransformation:
 
 
 def clip_groups(
-    grads: AgentParams, max_grad_norm_ac: float, max_grad_norm_rnd: float
+    grads: AgentParams, max_grad_norm_ac: float, max_grad_norm_bonus: float
 ) -> tuple[AgentParams, Array, Array]:
-    """Global-norm clipping per group (actor-critic, predictor). Returns ``(clipped grads,
-    pre-clip norm of the actor-critic, of the predictor (0 without one))``."""
+    """Global-norm clipping per group (actor-critic, the bonus's joint parameters). Returns
+    ``(clipped grads, pre-clip norm of the actor-critic, of the bonus group (0 without
+    one))``."""
     g_ac, norm_ac = clip_grad_norm(grads.ac, max_grad_norm_ac)
-    if grads.predictor is None:
+    if grads.bonus is None:
         return AgentParams(ac=g_ac), norm_ac, jnp.zeros((), jnp.float32)
-    g_pred, norm_rnd = clip_grad_norm(grads.predictor, max_grad_norm_rnd)
-    return AgentParams(ac=g_ac, predictor=g_pred), norm_ac, norm_rnd
+    g_bonus, norm_bonus = clip_grad_norm(grads.bonus, max_grad_norm_bonus)
+    return AgentParams(ac=g_ac, bonus=g_bonus), norm_ac, norm_bonus
 
 
 def adam_step(
@@ -130,12 +127,12 @@ def adam_step(
     lr: float | Array,
     eps: float,
     max_grad_norm_ac: float,
-    max_grad_norm_rnd: float,
+    max_grad_norm_bonus: float,
 ) -> tuple[AgentParams, Any, Array, Array]:
     """Per-group clipping then one Adam step with learning rate ``lr`` over both groups.
 
-    Returns ``(params, opt_state, grad_norm_ac, grad_norm_rnd)`` (pre-clip norms)."""
-    clipped, norm_ac, norm_rnd = clip_groups(grads, max_grad_norm_ac, max_grad_norm_rnd)
+    Returns ``(params, opt_state, grad_norm_ac, grad_norm_bonus)`` (pre-clip norms)."""
+    clipped, norm_ac, norm_bonus = clip_groups(grads, max_grad_norm_ac, max_grad_norm_bonus)
     scaled, opt_state = adam(eps).update(clipped, opt_state)
     updates = jax.tree.map(lambda u: -lr * u, scaled)
-    return optax.apply_updates(params, updates), opt_state, norm_ac, norm_rnd
+    return optax.apply_updates(params, updates), opt_state, norm_ac, norm_bonus

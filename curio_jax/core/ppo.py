@@ -1,4 +1,4 @@
-"""PPO (+ RND): the clipped-surrogate loss, the minibatch loop and one update on a rollout.
+"""The PPO learner: the clipped-surrogate loss, the minibatch loop and one update on a rollout.
 
 One update (:func:`ppo_update`) takes the flattened rollout (:class:`PPOBatch`, ``N = T * B``
 samples with the behaviour policy's log-probabilities and values and both streams' advantages
@@ -12,12 +12,14 @@ samples, one gradient step each (a ``lax.scan`` over the ``epochs * minibatches`
     value  = mean(max((v - R)^2, (v_old + clip(v - v_old, +-clip_eps) - R)^2))   (clip_value)
              mean((v - R)^2)                                                      (otherwise)
              (+ mean((v_int - R_int)^2), never clipped)
-    rnd    = sum(err * mask) / max(sum(mask), 1),  mask ~ Bernoulli(update_proportion)
-    loss   = policy + value_coef * value - entropy_coef * entropy (+ rnd)
+    bonus  = sum(err * mask) / max(sum(mask), 1),  mask ~ Bernoulli(update_proportion)
+             (the loss of the bonus's jointly trained parameters: the RND predictor's error)
+    loss   = policy + value_coef * value - entropy_coef * entropy (+ bonus)
 
 Every mean is weighted by the sample weights (0 for masked autoreset dummy transitions,
-``mask_reset_transition``) and divided by the minibatch's weight sum; the RND mask multiplies
-the weight. Gradients are clipped by global norm per group (actor-critic, predictor), then one
+``mask_reset_transition``) and divided by the minibatch's weight sum; the bonus's mask
+multiplies the weight. Gradients are clipped by global norm per group (actor-critic, the
+bonus's joint parameters), then one
 Adam step (:func:`curio_jax.core.optim.adam_step`) updates both groups. The logged terms are
 means over the update's ``epochs * minibatches`` steps. Semantics and how they compare with
 CleanRL and purejaxrl: docs/ppo.md.
@@ -32,17 +34,18 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from curio_jax.core.a2c import (
-    Networks,
+from curio_jax.core.agent import (
+    BonusTerm,
+    loss_weight,
     policy_forward,
-    rnd_term,
+    sum_over_pieces,
     total_loss,
     weight_denominator,
     weighted_mean,
 )
 from curio_jax.core.hparams import Hyperparams
-from curio_jax.core.optim import AgentParams, adam_step
-from curio_jax.core.rnd import RunningMeanStd
+from curio_jax.core.networks import ActorCritic
+from curio_jax.core.optim import AgentParams, adam, adam_step
 
 Array = jax.Array
 Params = Any
@@ -54,7 +57,7 @@ ADV_NORM_EPS = 1e-8
 class PPOBatch(struct.PyTreeNode):
     """A flattened rollout (``N = T * B`` samples, time-major order), or a minibatch of it.
 
-    ``adv`` and ``rnd_weight`` are set per minibatch by :func:`prepare_minibatch`."""
+    ``adv`` and ``bonus_weight`` are set per minibatch by :func:`prepare_minibatch`."""
 
     obs: Array  # [N, 7, 7, 3] uint8, the observation the action was chosen from
     action: Array  # [N] int32
@@ -63,15 +66,17 @@ class PPOBatch(struct.PyTreeNode):
     adv_ext: Array  # [N]
     ret_ext: Array  # [N]
     weight: Array  # [N] float32 loss weight: 0 for masked dummy transitions, else 1
-    adv_int: Array | None = None  # [N] (RND)
-    ret_int: Array | None = None  # [N] (RND)
-    target_features: Array | None = None  # [N, F] RND target of the RND loss input (RND)
+    adv_int: Array | None = None  # [N] (intrinsic stream)
+    ret_int: Array | None = None  # [N] (intrinsic stream)
+    bonus_input: Any = None  # [N, ...] what the bonus's loss reads besides obs (e.g. the RND
+    #                          target's features of its input, computed once per update)
     adv: Array | None = None  # [M] combined (and normalised) advantage of a minibatch
-    rnd_weight: Array | None = None  # [M] weight of the RND loss: weight * proportion mask
+    bonus_weight: Array | None = None  # [M] weight of the bonus's loss: weight * proportion mask
 
 
 class PPOLossTerms(struct.PyTreeNode):
-    """The scalar terms of one minibatch's loss (``value_int`` and ``rnd`` are 0 without RND).
+    """The scalar terms of one minibatch's loss (``value_int`` and ``bonus`` are 0 without
+    them).
 
     ``approx_kl`` (``mean((ratio - 1) - log ratio)``, the k3 estimator of KL(old || new)) and
     ``clip_fraction`` (the fraction of samples with ``|ratio - 1| > clip_eps``) are diagnostics
@@ -82,7 +87,7 @@ class PPOLossTerms(struct.PyTreeNode):
     value_ext: Array
     value_int: Array
     entropy: Array
-    rnd: Array
+    bonus: Array
     approx_kl: Array
     clip_fraction: Array
 
@@ -93,7 +98,7 @@ class PPOStepMetrics(struct.PyTreeNode):
 
     loss: PPOLossTerms
     grad_norm_ac: Array
-    grad_norm_rnd: Array  # 0 without RND
+    grad_norm_bonus: Array  # 0 without jointly trained bonus parameters
 
 
 # --------------------------------------------------------------------------- batch
@@ -111,24 +116,19 @@ def flatten_rollout(
     ret_int: Array | None = None,
     is_reset: Array | None = None,
     mask_reset_transition: bool = False,
-    target_features: Array | None = None,
+    bonus_input: Any = None,
 ) -> PPOBatch:
     """``[T, B, ...] -> [T * B, ...]`` in time-major order (no shuffling: the minibatch loop
     draws one permutation per epoch). ``is_reset [T, B]``: autoreset dummy flags, weight 0 with
-    ``mask_reset_transition``. ``target_features [T, B, F]``: the RND target of the RND loss
-    input (computed once per update: the target is frozen and the input statistics fixed)."""
+    ``mask_reset_transition``. ``bonus_input``: a pytree of ``[T, B, ...]`` arrays the bonus's
+    loss reads with obs (the RND target's features, computed once per update)."""
     chex.assert_rank([action, logprob, value_ext, adv_ext, ret_ext], 2)
     n = action.shape[0] * action.shape[1]
 
     def flat(x: Array | None) -> Array | None:
         return None if x is None else x.reshape((n,) + x.shape[2:])
 
-    if mask_reset_transition:
-        if is_reset is None:
-            raise ValueError("mask_reset_transition needs is_reset")
-        weight = 1.0 - is_reset.astype(jnp.float32)
-    else:
-        weight = jnp.ones(action.shape, jnp.float32)
+    weight = loss_weight(is_reset, mask_reset_transition, action.shape)
     return PPOBatch(
         obs=flat(obs),
         action=flat(action),
@@ -139,7 +139,7 @@ def flatten_rollout(
         weight=flat(weight),
         adv_int=flat(adv_int),
         ret_int=flat(ret_int),
-        target_features=flat(target_features),
+        bonus_input=jax.tree.map(flat, bonus_input),
     )
 
 
@@ -177,7 +177,8 @@ def combined_advantage(
 
 def proportion_mask(key: Array, m: int, proportion: Array | float) -> Array:
     """PPO-RND's predictor mask of one minibatch: ``uniform(key, [m]) < proportion`` as
-    float32 0/1 (each sample trains the predictor with probability ``proportion``)."""
+    float32 0/1 (each sample trains the bonus's joint parameters with probability
+    ``proportion``)."""
     return (jax.random.uniform(key, (m,)) < proportion).astype(jnp.float32)
 
 
@@ -187,20 +188,18 @@ def prepare_minibatch(
     coefs: Hyperparams,
     *,
     adv_norm: bool,
-    intrinsic: bool,
-    rnd_loss: bool,
+    bonus_loss: bool,
 ) -> PPOBatch:
-    """Set a gathered minibatch's combined advantage and RND loss weight. ``intrinsic``:
-    combine the intrinsic advantage (RND or a count bonus); ``rnd_loss``: draw the predictor's
-    update-proportion mask (RND only; a count bonus has no predictor)."""
-    adv_int = mb.adv_int if intrinsic else None
-    adv = combined_advantage(mb.adv_ext, adv_int, mb.weight, coefs, adv_norm)
-    rnd_weight = None
-    if rnd_loss:
-        rnd_weight = mb.weight * proportion_mask(
+    """Set a gathered minibatch's combined advantage (the intrinsic one included when the
+    batch carries it) and the weight of the bonus's loss. ``bonus_loss``: the bonus has
+    jointly trained parameters; draw their update-proportion mask."""
+    adv = combined_advantage(mb.adv_ext, mb.adv_int, mb.weight, coefs, adv_norm)
+    bonus_weight = None
+    if bonus_loss:
+        bonus_weight = mb.weight * proportion_mask(
             prop_key, mb.action.shape[0], coefs.update_proportion
         )
-    return mb.replace(adv=adv, rnd_weight=rnd_weight)
+    return mb.replace(adv=adv, bonus_weight=bonus_weight)
 
 
 # --------------------------------------------------------------------------- loss
@@ -208,31 +207,29 @@ def prepare_minibatch(
 
 def ppo_loss(
     params: AgentParams,
-    target_params: Params | None,
     mb: PPOBatch,
     dropout_key: Array,
     coefs: Hyperparams,
-    nets: Networks,
+    ac: ActorCritic,
+    bonus_term: BonusTerm | None = None,
     *,
     clip_value: bool,
-    obs_rms: RunningMeanStd | None = None,
-    obs_clip: float = 5.0,
     denom: Array | None = None,
-    denom_rnd: Array | None = None,
+    denom_bonus: Array | None = None,
 ) -> tuple[Array, PPOLossTerms]:
-    """PPO's loss on a prepared minibatch (``mb.adv`` set; ``mb.rnd_weight`` with RND).
+    """PPO's loss on a prepared minibatch (``mb.adv`` set; ``mb.bonus_weight`` with a
+    ``bonus_term``, the loss of the bonus's jointly trained parameters ``params.bonus``).
 
-    Every term is ``sum(x * weight) / denom`` (the RND term ``sum(err * rnd_weight) /
-    denom_rnd``), the denominators ``max(sum(weights), 1)`` of ``mb`` by default; a piece of a
-    minibatch passes its whole minibatch's, so the pieces' terms add up to the minibatch's.
-    With ``obs_rms`` the RND input (not the actor-critic's) is whitened and clipped.
+    Every term is ``sum(x * weight) / denom`` (the bonus term ``sum(err * bonus_weight) /
+    denom_bonus``), the denominators ``max(sum(weights), 1)`` of ``mb`` by default; a piece of
+    a minibatch passes its whole minibatch's, so the pieces' terms add up to the minibatch's.
     Returns ``(total, PPOLossTerms)``."""
     w = mb.weight
     if denom is None:
         denom = weight_denominator(w)
     wmean = weighted_mean(w, denom)
     eps = coefs.clip_eps
-    logprob, entropy, value_ext, value_int = policy_forward(nets, params, mb.obs, mb.action, wmean)
+    logprob, entropy, value_ext, value_int = policy_forward(ac, params.ac, mb.obs, mb.action, wmean)
     log_ratio = logprob - mb.logprob
     ratio = jnp.exp(log_ratio)
     surrogate = jnp.maximum(-mb.adv * ratio, -mb.adv * jnp.clip(ratio, 1.0 - eps, 1.0 + eps))
@@ -243,25 +240,16 @@ def ppo_loss(
         err_ext = jnp.maximum(err_ext, jnp.square(clipped - mb.ret_ext))
     loss_value_ext = wmean(err_ext)
     zero = jnp.zeros((), jnp.float32)
-    loss_value_int, loss_rnd = zero, zero
-    if nets.intrinsic:
+    loss_value_int, loss_bonus = zero, zero
+    if mb.adv_int is not None:
         loss_value_int = wmean(jnp.square(value_int - mb.ret_int))
-    if nets.rnd:
-        if denom_rnd is None:
-            denom_rnd = weight_denominator(mb.rnd_weight)
-        loss_rnd = rnd_term(
-            nets,
-            target_params,
-            params,
-            mb.obs,
-            mb.target_features,
-            dropout_key,
-            mb.rnd_weight,
-            denom_rnd,
-            obs_rms,
-            obs_clip,
+    if bonus_term is not None:
+        if denom_bonus is None:
+            denom_bonus = weight_denominator(mb.bonus_weight)
+        loss_bonus = bonus_term(
+            params.bonus, mb.obs, mb.bonus_input, dropout_key, mb.bonus_weight, denom_bonus
         )
-    total = total_loss(coefs, loss_policy, loss_value_ext, loss_value_int, entropy, loss_rnd)
+    total = total_loss(coefs, loss_policy, loss_value_ext, loss_value_int, entropy, loss_bonus)
     sg_ratio, sg_log_ratio = jax.lax.stop_gradient(ratio), jax.lax.stop_gradient(log_ratio)
     return total, PPOLossTerms(
         total=total,
@@ -269,37 +257,10 @@ def ppo_loss(
         value_ext=loss_value_ext,
         value_int=loss_value_int,
         entropy=entropy,
-        rnd=loss_rnd,
+        bonus=loss_bonus,
         approx_kl=wmean((sg_ratio - 1.0) - sg_log_ratio),
         clip_fraction=wmean((jnp.abs(sg_ratio - 1.0) > eps).astype(jnp.float32)),
     )
-
-
-def minibatch_grads(
-    grads_of: Any, mb: PPOBatch, dropout_key: Array, micro_batch: int | None
-) -> tuple[AgentParams, PPOLossTerms]:
-    """``grads_of(piece, dropout_key) -> (grads, terms)`` of a whole minibatch: in one call,
-    or (``micro_batch`` below the minibatch size) as the sum over its consecutive pieces of
-    ``micro_batch`` samples (``lax.scan``), piece i with dropout key
-    ``jax.random.split(dropout_key, pieces)[i]``. ``grads_of`` must divide by the whole
-    minibatch's denominators so the pieces add up."""
-    m = mb.action.shape[0]
-    if micro_batch is None or micro_batch >= m:
-        return grads_of(mb, dropout_key)
-    if m % micro_batch:
-        raise ValueError(f"micro_batch={micro_batch} does not divide the minibatch size {m}")
-    pieces = m // micro_batch
-    split = jax.tree.map(lambda x: x.reshape((pieces, micro_batch) + x.shape[1:]), mb)
-
-    def piece(acc, xs):
-        part, key = xs
-        return jax.tree.map(jnp.add, acc, grads_of(part, key)), None
-
-    first = jax.tree.map(lambda x: x[0], split)
-    shapes = jax.eval_shape(grads_of, first, dropout_key)
-    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-    keys = jax.random.split(dropout_key, pieces)
-    return jax.lax.scan(piece, zeros, (split, keys))[0]
 
 
 # --------------------------------------------------------------------------- update
@@ -309,8 +270,8 @@ class UpdateKeys(struct.PyTreeNode):
     """The randomness of one update, per gradient step ``[epochs * minibatches]``."""
 
     indices: Array  # [S, M] int32 samples of each minibatch (minibatch_indices)
-    dropout: Array  # [S] keys of the predictor's dropout
-    proportion: Array  # [S] keys of the RND proportion masks
+    dropout: Array  # [S] keys of the bonus's dropout (RND predictor)
+    proportion: Array  # [S] keys of the bonus's update-proportion masks
 
     @classmethod
     def draw(
@@ -329,69 +290,64 @@ class UpdateKeys(struct.PyTreeNode):
 def ppo_update(
     params: AgentParams,
     opt_state: Any,
-    target_params: Params | None,
     batch: PPOBatch,
     keys: UpdateKeys,
     coefs: Hyperparams,
-    nets: Networks,
+    ac: ActorCritic,
+    bonus_term: BonusTerm | None = None,
     *,
     lr: float | Array,
     adam_eps: float,
     clip_value: bool,
     adv_norm: bool,
     max_grad_norm_ac: float,
-    max_grad_norm_rnd: float,
-    obs_rms: RunningMeanStd | None = None,
-    obs_clip: float = 5.0,
+    max_grad_norm_bonus: float,
     micro_batch: int | None = None,
     sample_sharding: Any = None,
 ) -> tuple[AgentParams, Any, PPOStepMetrics]:
     """All ``epochs * minibatches`` gradient steps of one update on ``batch`` (a ``lax.scan``
     over ``keys``' steps): gather the minibatch, combine (and normalise) its advantages, draw
-    its RND mask, take its gradient (in ``micro_batch`` pieces if smaller than the minibatch),
-    clip per group, one Adam step with learning rate ``lr``.
+    its bonus mask, take its gradient (in ``micro_batch`` pieces if smaller than the
+    minibatch), clip per group, one Adam step with learning rate ``lr``.
 
     Returns the parameters and Adam state after the last step and the steps' mean metrics.
     ``sample_sharding``: the sharding each minibatch is held to (env-sharded runs)."""
+    joint = bonus_term is not None
 
     def step(carry, xs):
         params, opt_state = carry
         idx, k_drop, k_prop = xs
         mb = jax.tree.map(lambda x: x[idx], batch)
-        mb = prepare_minibatch(
-            mb, k_prop, coefs, adv_norm=adv_norm, intrinsic=nets.intrinsic, rnd_loss=nets.rnd
-        )
+        mb = prepare_minibatch(mb, k_prop, coefs, adv_norm=adv_norm, bonus_loss=joint)
         if sample_sharding is not None:
             mb = jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sample_sharding), mb)
         denom = weight_denominator(mb.weight)
-        denom_rnd = weight_denominator(mb.rnd_weight) if nets.rnd else None
+        denom_bonus = weight_denominator(mb.bonus_weight) if joint else None
 
         def grads_of(part: PPOBatch, key: Array) -> tuple[AgentParams, PPOLossTerms]:
             return jax.grad(ppo_loss, has_aux=True)(
                 params,
-                target_params,
                 part,
                 key,
                 coefs,
-                nets,
+                ac,
+                bonus_term,
                 clip_value=clip_value,
-                obs_rms=obs_rms,
-                obs_clip=obs_clip,
                 denom=denom,
-                denom_rnd=denom_rnd,
+                denom_bonus=denom_bonus,
             )
 
-        grads, terms = minibatch_grads(grads_of, mb, k_drop, micro_batch)
-        params, opt_state, norm_ac, norm_rnd = adam_step(
+        grads, terms = sum_over_pieces(grads_of, mb, k_drop, micro_batch)
+        params, opt_state, norm_ac, norm_bonus = adam_step(
             params,
             opt_state,
             grads,
             lr=lr,
             eps=adam_eps,
             max_grad_norm_ac=max_grad_norm_ac,
-            max_grad_norm_rnd=max_grad_norm_rnd,
+            max_grad_norm_bonus=max_grad_norm_bonus,
         )
-        metrics = PPOStepMetrics(loss=terms, grad_norm_ac=norm_ac, grad_norm_rnd=norm_rnd)
+        metrics = PPOStepMetrics(loss=terms, grad_norm_ac=norm_ac, grad_norm_bonus=norm_bonus)
         return (params, opt_state), metrics
 
     (params, opt_state), per_step = jax.lax.scan(
@@ -405,3 +361,70 @@ def annealed_lr(lr: Array, update: Array, num_updates: int) -> Array:
     update that starts after ``update`` updates (``lr`` at the first, ``lr / num_updates`` at
     the last)."""
     return lr * (1.0 - update.astype(jnp.float32) / jnp.float32(num_updates))
+
+
+class PPO:
+    """The PPO learner of a run, its static settings bound once from the config: Adam over the
+    actor-critic and the bonus's joint parameters, and ``ppo.epochs`` shuffles of each rollout
+    into ``ppo.minibatches`` minibatches, one Adam step each."""
+
+    def __init__(self, cfg: Any, ac: ActorCritic, sample_sharding: Any = None):
+        self.cfg, self.ac, self.sample_sharding = cfg, ac, sample_sharding
+
+    def init_opt(self, params: AgentParams, hparams: Hyperparams) -> Any:
+        del hparams
+        return adam(self.cfg.ppo.adam_eps).init(params)
+
+    def learn(
+        self,
+        params: AgentParams,
+        opt_state: Any,
+        hparams: Hyperparams,
+        update: Array,
+        traj: Any,
+        targets: Any,
+        bonus_input: Any,
+        bonus_term: BonusTerm | None,
+        k_batch: Array,
+        k_drop: Array,
+        micro: int | None,
+    ) -> tuple[AgentParams, Any, PPOStepMetrics]:
+        """PPO's learning step on a rollout (:func:`ppo_update`); ``update``: the updates done
+        before this one (the learning-rate schedule)."""
+        cfg = self.cfg
+        batch = flatten_rollout(
+            traj.obs,
+            traj.action,
+            traj.logprob,
+            traj.value_ext,
+            targets.adv_ext,
+            targets.ret_ext,
+            adv_int=targets.adv_int,
+            ret_int=targets.ret_int,
+            is_reset=traj.is_reset,
+            mask_reset_transition=cfg.mask_reset_transition,
+            bonus_input=bonus_input,
+        )
+        keys = UpdateKeys.draw(
+            k_batch, k_drop, cfg.frames_per_update, cfg.ppo.epochs, cfg.ppo.minibatches
+        )
+        lr = hparams.lr
+        if cfg.ppo.anneal_lr:
+            lr = annealed_lr(lr, update, cfg.num_updates)
+        return ppo_update(
+            params,
+            opt_state,
+            batch,
+            keys,
+            hparams,
+            self.ac,
+            bonus_term,
+            lr=lr,
+            adam_eps=cfg.ppo.adam_eps,
+            clip_value=cfg.ppo.clip_value,
+            adv_norm=cfg.ppo.adv_norm,
+            max_grad_norm_ac=cfg.train.max_grad_norm,
+            max_grad_norm_bonus=cfg.bonus.max_grad_norm,
+            micro_batch=micro,
+            sample_sharding=self.sample_sharding,
+        )

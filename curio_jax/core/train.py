@@ -13,12 +13,13 @@
         state, metrics = run(state, 100)
         ...  # I/O on the host
 
-One update = one rollout of ``rollout_size`` steps on ``num_envs`` environments
-(:func:`curio_jax.core.rollout.collect_rollout`), advantages (:mod:`curio_jax.core.returns`),
-intrinsic rewards (:mod:`curio_jax.core.rnd`, or the count bonus of
-:mod:`curio_jax.core.counts`) and the algorithm's learning step:
-A2C's one gradient step (:mod:`curio_jax.core.a2c`) or PPO's epochs of minibatch steps
-(:mod:`curio_jax.core.ppo`), chosen by ``cfg.algorithm``.
+A run is a learner and a bonus, each bound once from the config: the learner (``algorithm``:
+:class:`curio_jax.core.a2c.A2C`, :class:`curio_jax.core.ppo.PPO`) owns its optimiser and its
+learning step; the bonus (``bonus.kind``: :mod:`curio_jax.core.bonuses`) owns its state, its
+reward for a rollout and its own loss. One update (:meth:`Train.update`) reads::
+
+    rollout -> bonus reward -> returns and advantages of both streams -> learn (-> bonus learns)
+
 The traced float coefficients live in :class:`Hyperparams` inside the state, so a sweep can
 ``vmap`` over them together with seeds; everything shape-affecting is static in the config.
 """
@@ -32,48 +33,37 @@ import jax.numpy as jnp
 from flax import struct
 
 from curio_jax.config import TrainConfig, micro_batch_size
-from curio_jax.core.a2c import Networks, StepMetrics, make_batch, map_rows, update_step
-from curio_jax.core.counts import VisitCounts, count_bonus
+from curio_jax.core.a2c import A2C
+from curio_jax.core.bonuses import Bonus, make_bonus
 from curio_jax.core.hparams import Hyperparams
 from curio_jax.core.metrics import UpdateMetrics
-from curio_jax.core.networks import ActorCritic, RNDPredictor, RNDTarget, dummy_obs
-from curio_jax.core.optim import AgentParams, adam, torch_rmsprop
-from curio_jax.core.ppo import (
-    PPOStepMetrics,
-    UpdateKeys,
-    annealed_lr,
-    flatten_rollout,
-    ppo_update,
-)
+from curio_jax.core.networks import ActorCritic, dummy_obs
+from curio_jax.core.optim import AgentParams
+from curio_jax.core.ppo import PPO
 from curio_jax.core.returns import gae_general
-from curio_jax.core.rnd import (
-    RunningMeanStd,
-    init_obs_rms,
-    intrinsic_reward,
-    normalize_intrinsic_reward,
-    normalize_obs,
-)
+from curio_jax.core.rnd import RunningMeanStd, normalize_intrinsic_reward
 from curio_jax.core.rollout import Transition, collect_rollout
 from curio_jax.envs import EpisodeStats, make_doorkey
 
 Array = jax.Array
 
+LEARNERS = {"a2c": A2C, "ppo": PPO}
+"""``algorithm`` -> the learner class."""
+
 
 class LearnerState(struct.PyTreeNode):
     """Everything a run carries from one update to the next (one seed)."""
 
-    params: AgentParams  # optimised: actor-critic (+ RND predictor)
-    target_params: Any  # frozen RND target params, None for plain A2C
-    opt_state: Any  # TorchRMSpropState (A2C) or optax.ScaleByAdamState (PPO)
+    params: AgentParams  # optimised by the learner: actor-critic (+ the bonus's joint params)
+    opt_state: Any  # the learner's optimiser state (RMSprop: A2C; Adam: PPO)
     timestep: Any  # env timestep, batched [B]
     episode_stats: Any  # curio_jax.envs.EpisodeStats over the B envs
     key: Array  # PRNG key of the run
     update: Array  # int32 [] updates done so far
-    obs_rms: RunningMeanStd | None  # RND input statistics [7, 7, 3] (obs_norm only)
-    reward_rms: RunningMeanStd | None  # intrinsic-return statistics [] (reward_norm only)
-    reward_filter: Array | None  # [B] discounted intrinsic return filter (reward_norm only)
     hparams: Hyperparams
-    visits: VisitCounts | None = None  # visit counts of a count bonus (rnd.bonus), else None
+    bonus: Any = None  # the bonus's own state (curio_jax.core.bonuses), None without one
+    reward_rms: RunningMeanStd | None = None  # intrinsic-return statistics [] (reward_norm)
+    reward_filter: Array | None = None  # [B] discounted intrinsic return filter (reward_norm)
 
 
 class Targets(struct.PyTreeNode):
@@ -84,11 +74,8 @@ class Targets(struct.PyTreeNode):
     adv_int: Array | None  # intrinsic stream only
     ret_int: Array | None
     reward_int_mean: Array  # [] mean intrinsic reward used for the advantages (0 without one)
-    obs_rms: RunningMeanStd | None  # updated with the rollout (obs_norm)
     reward_rms: RunningMeanStd | None  # updated (reward_norm)
     reward_filter: Array | None  # [B] (reward_norm)
-    target_obs: Array | None  # [T, B, F] RND target(obs) shared with the reward pass, or None
-    visits: VisitCounts | None = None  # updated with the rollout (count bonus)
 
 
 class TrainOutput(struct.PyTreeNode):
@@ -106,18 +93,20 @@ def _validate(cfg: Any) -> None:
             "shared_permutation is an A2C switch (the notebook's second permutation); PPO's "
             "minibatches always index every array with one permutation"
         )
-    if not cfg.rnd.enabled and cfg.algorithm == "a2c":
-        # (PPO leaves the rnd group inert without rnd.enabled, so that ppo-* and ppo-rnd-*
-        # presets differ in rnd.enabled alone)
-        rnd_only = {
+    if not cfg.bonus.enabled and cfg.algorithm == "a2c":
+        # (PPO leaves the bonus group inert with bonus.kind="none", so that ppo-* and ppo-rnd-*
+        # presets differ in bonus.kind alone)
+        bonus_only = {
             "shared_permutation": cfg.shared_permutation,
-            "rnd.obs_norm": cfg.rnd.obs_norm,
-            "rnd.reward_norm": cfg.rnd.reward_norm,
-            "rnd.episodic_int=False": not cfg.rnd.episodic_int,
+            "bonus.obs_norm": cfg.bonus.obs_norm,
+            "bonus.reward_norm": cfg.bonus.reward_norm,
+            "bonus.episodic_int=False": not cfg.bonus.episodic_int,
         }
-        on = [name for name, v in rnd_only.items() if v]
+        on = [name for name, v in bonus_only.items() if v]
         if on:
-            raise ValueError(f"{', '.join(on)} only apply to RND; set rnd.enabled=True")
+            raise ValueError(
+                f"{', '.join(on)} only apply to an intrinsic bonus; set bonus.kind (e.g. rnd)"
+            )
     if cfg.bootstrap_truncation and cfg.env.autoreset != "next_step":
         raise ValueError(
             "bootstrap_truncation needs the final observation of a truncated episode, which "
@@ -138,20 +127,12 @@ class Train:
         """Env sharding (curio_jax.parallel.sharding.sample_sharding) or None: the sharding the
         flattened training batch is held to, so each device runs the passes of its own
         samples."""
-        ac = ActorCritic(num_actions=env.num_actions, hidden_dim=cfg.a2c.hidden_dim)
-        if cfg.rnd.counts:
-            self.nets = Networks(ac=ac, counts=True)
-        elif cfg.rnd.enabled:
-            self.nets = Networks(
-                ac=ac,
-                target=RNDTarget(feature_dim=cfg.rnd.feature_dim),
-                predictor=RNDPredictor(feature_dim=cfg.rnd.feature_dim, dropout=cfg.rnd.dropout),
-            )
-        else:
-            self.nets = Networks(ac=ac)
-        self.micro_batch = micro_batch_size(cfg.a2c, jax.default_backend(), cfg.minibatch_size)
+        self.ac = ActorCritic(num_actions=env.num_actions, hidden_dim=cfg.train.hidden_dim)
+        self.bonus: Bonus = make_bonus(cfg, env)
+        self.learner = LEARNERS[cfg.algorithm](cfg, self.ac, sample_sharding)
+        self.micro_batch = micro_batch_size(cfg.train, jax.default_backend(), cfg.minibatch_size)
         """Samples per micro-batch of the update's network passes on this backend (the batch
-        size, a PPO minibatch's size for PPO: one pass); see A2CConfig.micro_batch."""
+        size, a PPO minibatch's size for PPO: one pass); see TrainSettings.micro_batch."""
 
     # ---------------------------------------------------------------- init
 
@@ -161,72 +142,39 @@ class Train:
             hparams = Hyperparams.from_config(self.cfg)
         elif not isinstance(hparams, Hyperparams):
             raise ValueError(f"hparams must be a Hyperparams, got {type(hparams).__name__}")
-        cfg, nets = self.cfg, self.nets
-        n = cfg.a2c.num_envs
-        reward_norm = nets.intrinsic and cfg.rnd.reward_norm
-        key, k_ac, k_target, k_pred, k_env, k_norm = jax.random.split(key, 6)
-        obs0 = dummy_obs()
-        params = AgentParams(ac=nets.ac.init(k_ac, obs0)["params"])
-        target_params = None
-        if nets.rnd:
-            target_params = nets.target.init(k_target, obs0)["params"]
-            params = params.replace(predictor=nets.predictor.init(k_pred, obs0)["params"])
+        cfg = self.cfg
+        n = cfg.train.num_envs
+        reward_norm = self.bonus.intrinsic and cfg.bonus.reward_norm
+        key, k_ac, k_b0, k_b1, k_env, k_b2 = jax.random.split(key, 6)
+        bonus_state, bonus_params = self.bonus.init(jnp.stack([k_b0, k_b1, k_b2]), hparams)
+        params = AgentParams(ac=self.ac.init(k_ac, dummy_obs())["params"], bonus=bonus_params)
         timestep = jax.vmap(self.env.reset)(jax.random.split(k_env, n))
         return LearnerState(
             params=params,
-            target_params=target_params,
-            opt_state=self._optimizer(hparams).init(params),
+            opt_state=self.learner.init_opt(params, hparams),
             timestep=timestep,
             episode_stats=EpisodeStats.create(n),
             key=key,
             update=jnp.asarray(0, jnp.int32),
-            obs_rms=self._random_policy_obs_rms(k_norm) if nets.rnd and cfg.rnd.obs_norm else None,
+            hparams=hparams,
+            bonus=bonus_state,
             reward_rms=RunningMeanStd.create(()) if reward_norm else None,
             reward_filter=jnp.zeros((n,), jnp.float32) if reward_norm else None,
-            hparams=hparams,
-            visits=(
-                VisitCounts.create(cfg.rnd.bonus, self.env.num_visit_cells, n)
-                if nets.counts
-                else None
-            ),
         )
-
-    def _optimizer(self, hparams: Hyperparams) -> Any:
-        """The optimiser whose state the run carries: RMSprop (A2C) or Adam (PPO)."""
-        if self.cfg.algorithm == "ppo":
-            return adam(self.cfg.ppo.adam_eps)
-        return torch_rmsprop(hparams.lr)
-
-    def _random_policy_obs_rms(self, key: Array) -> RunningMeanStd:
-        """RND paper: observation statistics from ``obs_norm_init_steps`` uniformly random
-        steps of ``num_envs`` separate environments (discarded afterwards; not counted as
-        frames)."""
-        n, steps = self.cfg.a2c.num_envs, self.cfg.rnd.obs_norm_init_steps
-        k_reset, k_act = jax.random.split(key)
-        timestep = jax.vmap(self.env.reset)(jax.random.split(k_reset, n))
-        env_step = jax.vmap(self.env.step)
-
-        def step(ts, k):
-            action = jax.random.randint(k, (n,), 0, self.env.num_actions, jnp.int32)
-            ts = env_step(ts, action)
-            return ts, ts.observation
-
-        _, obs = jax.lax.scan(step, timestep, jax.random.split(k_act, steps))
-        return init_obs_rms(obs)
 
     # ---------------------------------------------------------------- one update
 
     def update(self, state: LearnerState) -> tuple[LearnerState, UpdateMetrics]:
-        """One rollout, its advantages (and intrinsic rewards), and one learning step: A2C's
-        gradient step on the whole rollout, or PPO's epochs of minibatch steps."""
-        cfg = self.cfg
+        """One rollout, the bonus's rewards, the advantages of both streams, and the learner's
+        step (then the bonus's own, if it learns on its own)."""
+        cfg, bonus = self.cfg, self.bonus
         key, k_roll, k_batch, k_drop = jax.random.split(state.key, 4)
         micro: int | None = self.update_micro_batch()
         if micro == cfg.minibatch_size:
             micro = None  # one pass
 
         def policy_fn(obs: Array) -> tuple[Array, Array, Array]:
-            return self.nets.ac.apply({"params": state.params.ac}, obs)
+            return self.ac.apply({"params": state.params.ac}, obs)
 
         timestep, episode_stats, traj = collect_rollout(
             self.env,
@@ -234,14 +182,35 @@ class Train:
             state.timestep,
             state.episode_stats,
             k_roll,
-            cfg.a2c.rollout_size,
+            cfg.train.rollout_size,
             autoreset=cfg.env.autoreset,
-            cell_fn=jax.vmap(self.env.visit_index) if self.nets.counts else None,
+            cell_fn=bonus.cell_fn(),
         )
         _, last_ext, last_int = policy_fn(timestep.observation)
-        tg = self.targets(state, traj, last_ext, last_int, micro)
-        learn = self._ppo_step if cfg.algorithm == "ppo" else self._a2c_step
-        params, opt_state, step = learn(state, traj, tg, k_batch, k_drop, micro)
+        bonus_state, loss_input, reward_int = state.bonus, None, None
+        if bonus.intrinsic:
+            out = bonus.reward(state.bonus, state.params.bonus, traj, state.hparams, micro)
+            bonus_state, loss_input, reward_int = out.state, out.loss_input, out.reward
+        tg = self.targets(state, traj, last_ext, last_int, reward_int)
+        params, opt_state, step = self.learner.learn(
+            state.params,
+            state.opt_state,
+            state.hparams,
+            state.update,
+            traj,
+            tg,
+            loss_input,
+            bonus.loss_term(bonus_state) if bonus.joint else None,
+            k_batch,
+            k_drop,
+            micro,
+        )
+        loss_bonus, grad_norm_bonus = step.loss.bonus, step.grad_norm_bonus
+        if bonus.intrinsic and not bonus.joint:
+            bonus_state, own = bonus.learn(
+                bonus_state, traj, jax.random.fold_in(k_batch, 1), state.hparams
+            )
+            loss_bonus, grad_norm_bonus = loss_bonus + own.loss, grad_norm_bonus + own.grad_norm
         update = state.update + 1
         new_state = state.replace(
             params=params,
@@ -250,10 +219,9 @@ class Train:
             episode_stats=episode_stats,
             key=key,
             update=update,
-            obs_rms=tg.obs_rms,
+            bonus=bonus_state,
             reward_rms=tg.reward_rms,
             reward_filter=tg.reward_filter,
-            visits=tg.visits,
         )
         metrics = UpdateMetrics(
             frames=update * jnp.int32(cfg.frames_per_update),
@@ -264,10 +232,10 @@ class Train:
             loss_value_ext=step.loss.value_ext,
             loss_value_int=step.loss.value_int,
             entropy=step.loss.entropy,
-            loss_rnd=step.loss.rnd,
+            loss_rnd=loss_bonus,
             reward_int_mean=tg.reward_int_mean,
             grad_norm_ac=step.grad_norm_ac,
-            grad_norm_rnd=step.grad_norm_rnd,
+            grad_norm_rnd=grad_norm_bonus,
         )
         return new_state, metrics
 
@@ -277,15 +245,13 @@ class Train:
         traj: Transition,
         last_ext: Array,
         last_int: Array,
-        micro: int | None,
+        reward_int: Array | None,
     ) -> Targets:
-        """Advantages and returns of both streams, the intrinsic rewards (RND) and the updated
-        running statistics, from a rollout and the values of the observation after it (the
-        part of :meth:`update` between the rollout and the learning step; ``state`` supplies
-        the parameters, statistics and coefficients).
-
-        ``micro``: samples per piece of the RND forward passes (None: one pass)."""
-        cfg, nets, hp = self.cfg, self.nets, state.hparams
+        """Advantages and returns of both streams from a rollout, the values of the
+        observation after it and the bonus's rewards ``reward_int [T, B]`` (None: no intrinsic
+        stream), normalised with ``bonus.reward_norm`` (``state`` supplies the statistics and
+        coefficients)."""
+        cfg, hp = self.cfg, state.hparams
         textbook = cfg.algorithm == "ppo" and cfg.ppo.textbook_gae
         adv_ext, ret_ext = gae_general(
             traj.reward,
@@ -298,48 +264,11 @@ class Train:
             bootstrap_truncation=cfg.bootstrap_truncation,
             textbook=textbook,
         )
-        zero = jnp.zeros((), jnp.float32)
         adv_int = ret_int = None
-        reward_int_mean = zero
-        obs_rms, reward_rms, reward_filter = state.obs_rms, state.reward_rms, state.reward_filter
-        target_obs = None  # target(obs [T, B]) for the RND loss, when shared (below)
-        visits = state.visits
-        reward_int = None
-        if nets.counts:
-            visits, reward_int = count_bonus(visits, traj.cell, traj.done)
-        elif nets.rnd:
-            rnd_next = traj.next_obs
-            target_next = None
-            if cfg.rnd.obs_norm:
-                rnd_next = normalize_obs(rnd_next, obs_rms, cfg.rnd.obs_norm_clip)
-            else:
-                # One target pass for both RND terms: the reward needs target(next_obs[t]) and
-                # the loss target(obs[t]), and obs[t] == next_obs[t - 1] for t >= 1, so run the
-                # frozen target once on [obs[0]; next_obs] ([T + 1, B]) instead of twice on
-                # [T, B] (-0.9 of ~9.7 MFLOP per frame, -9%; benchmarks/NOTES.md). Not with
-                # obs_norm: there the loss input is normalised with the updated statistics.
-                feats = map_rows(
-                    lambda o: nets.target.apply({"params": state.target_params}, o),
-                    jnp.concatenate([traj.obs[:1], traj.next_obs], axis=0),
-                    micro,
-                )
-                target_next, target_obs = feats[1:], feats[:-1]
-            reward_int = map_rows(
-                lambda xs: intrinsic_reward(
-                    nets.target,
-                    nets.predictor,
-                    state.target_params,
-                    state.params.predictor,
-                    xs[0],
-                    target_features=xs[1],
-                ),
-                (rnd_next, target_next),
-                micro,
-            )
-            if cfg.rnd.obs_norm:  # rewards used the old statistics; the loss uses the new
-                obs_rms = obs_rms.update(traj.next_obs.reshape((-1,) + traj.next_obs.shape[2:]))
+        reward_int_mean = jnp.zeros((), jnp.float32)
+        reward_rms, reward_filter = state.reward_rms, state.reward_filter
         if reward_int is not None:
-            if cfg.rnd.reward_norm:
+            if cfg.bonus.reward_norm:
                 reward_int, reward_filter, reward_rms = normalize_intrinsic_reward(
                     reward_int, reward_filter, reward_rms, hp.gamma_int
                 )
@@ -353,7 +282,7 @@ class Train:
                 hp.gamma_int,
                 hp.gae_lambda,
                 bootstrap_truncation=cfg.bootstrap_truncation,
-                episodic=cfg.rnd.episodic_int,
+                episodic=cfg.bonus.episodic_int,
                 textbook=textbook,
             )
         return Targets(
@@ -362,120 +291,8 @@ class Train:
             adv_int=adv_int,
             ret_int=ret_int,
             reward_int_mean=reward_int_mean,
-            obs_rms=obs_rms,
             reward_rms=reward_rms,
             reward_filter=reward_filter,
-            target_obs=target_obs,
-            visits=visits,
-        )
-
-    def _a2c_step(
-        self,
-        state: LearnerState,
-        traj: Transition,
-        tg: Targets,
-        k_batch: Array,
-        k_drop: Array,
-        micro: int | None,
-    ) -> tuple[AgentParams, Any, StepMetrics]:
-        """The notebook's learning step: shuffle the rollout (its permutation quirk unless
-        ``shared_permutation``) and take one RMSprop step on all of it."""
-        cfg = self.cfg
-        batch = make_batch(
-            traj.obs,
-            traj.action,
-            tg.adv_ext,
-            tg.ret_ext,
-            k_batch,
-            adv_int=tg.adv_int,
-            ret_int=tg.ret_int,
-            is_reset=traj.is_reset,
-            shared_permutation=cfg.shared_permutation,
-            mask_reset_transition=cfg.mask_reset_transition,
-            target_features=tg.target_obs,
-        )
-        if self.sample_sharding is not None:
-            batch = jax.tree.map(
-                lambda x: jax.lax.with_sharding_constraint(x, self.sample_sharding), batch
-            )
-        hp = state.hparams
-        return update_step(
-            state.params,
-            state.opt_state,
-            state.target_params,
-            batch,
-            k_drop,
-            hp,
-            self.nets,
-            lr=hp.lr,
-            decay=cfg.a2c.rmsprop_decay,
-            eps=cfg.a2c.rmsprop_eps,
-            max_grad_norm_ac=cfg.a2c.max_grad_norm,
-            max_grad_norm_rnd=cfg.rnd.max_grad_norm,
-            obs_rms=tg.obs_rms,
-            obs_clip=cfg.rnd.obs_norm_clip,
-            micro_batch=micro,
-        )
-
-    def _ppo_step(
-        self,
-        state: LearnerState,
-        traj: Transition,
-        tg: Targets,
-        k_batch: Array,
-        k_drop: Array,
-        micro: int | None,
-    ) -> tuple[AgentParams, Any, PPOStepMetrics]:
-        """PPO's learning step: ``ppo.epochs`` shuffles of the rollout into ``ppo.minibatches``
-        minibatches, one Adam step each (:func:`curio_jax.core.ppo.ppo_update`)."""
-        cfg, nets, hp = self.cfg, self.nets, state.hparams
-        target_obs = tg.target_obs
-        if nets.rnd and target_obs is None:  # obs_norm: the loss input uses the new statistics
-            target_obs = map_rows(
-                lambda o: nets.target.apply(
-                    {"params": state.target_params},
-                    normalize_obs(o, tg.obs_rms, cfg.rnd.obs_norm_clip),
-                ),
-                traj.obs,
-                micro,
-            )
-        batch = flatten_rollout(
-            traj.obs,
-            traj.action,
-            traj.logprob,
-            traj.value_ext,
-            tg.adv_ext,
-            tg.ret_ext,
-            adv_int=tg.adv_int,
-            ret_int=tg.ret_int,
-            is_reset=traj.is_reset,
-            mask_reset_transition=cfg.mask_reset_transition,
-            target_features=target_obs,
-        )
-        keys = UpdateKeys.draw(
-            k_batch, k_drop, cfg.frames_per_update, cfg.ppo.epochs, cfg.ppo.minibatches
-        )
-        lr = hp.lr
-        if cfg.ppo.anneal_lr:
-            lr = annealed_lr(lr, state.update, cfg.num_updates)
-        return ppo_update(
-            state.params,
-            state.opt_state,
-            state.target_params,
-            batch,
-            keys,
-            hp,
-            nets,
-            lr=lr,
-            adam_eps=cfg.ppo.adam_eps,
-            clip_value=cfg.ppo.clip_value,
-            adv_norm=cfg.ppo.adv_norm,
-            max_grad_norm_ac=cfg.a2c.max_grad_norm,
-            max_grad_norm_rnd=cfg.rnd.max_grad_norm,
-            obs_rms=tg.obs_rms,
-            obs_clip=cfg.rnd.obs_norm_clip,
-            micro_batch=micro,
-            sample_sharding=self.sample_sharding,
         )
 
     # ---------------------------------------------------------------- runs
@@ -509,7 +326,7 @@ def make_train(cfg: TrainConfig, env: Any = None, *, sample_sharding: Any = None
     ``env``: defaults to ``curio_jax.envs.make_doorkey(cfg.env.size, cfg.env.autoreset)``; any
     object with ``num_actions``, ``reset(key)`` and ``step(timestep, action)`` returning
     timesteps with ``observation``, ``reward``, ``terminated``, ``truncated``, ``done`` works
-    (probe environments in tests); a count bonus (``rnd.bonus``) also needs the env's
+    (probe environments in tests); a count bonus (``bonus.kind``) also needs the env's
     ``visit_index(timestep)`` and ``num_visit_cells``."""
     _validate(cfg)
     if env is None:
@@ -517,14 +334,6 @@ def make_train(cfg: TrainConfig, env: Any = None, *, sample_sharding: Any = None
     num_actions = getattr(env, "num_actions", None)
     if not isinstance(num_actions, int) or num_actions < 1:
         raise ValueError(f"env.num_actions must be a positive int, got {num_actions!r}")
-    if cfg.rnd.counts:
-        cells = getattr(env, "num_visit_cells", None)
-        if not callable(getattr(env, "visit_index", None)) or not isinstance(cells, int):
-            raise ValueError(
-                f"rnd.bonus={cfg.rnd.bonus!r} counts visit cells: the env needs a "
-                "`visit_index(timestep) -> int32` method and an int `num_visit_cells` "
-                "(curio_jax.envs.make_doorkey has both)"
-            )
     mode = getattr(env, "autoreset_mode", getattr(env, "autoreset", cfg.env.autoreset))
     if mode != cfg.env.autoreset:
         raise ValueError(

@@ -6,7 +6,7 @@ config (seeds, or grid points x seeds) on a device layout.
 
 - the states are a batch along a leading axis, vmapped (with the mesh's ``seed`` axis as the
   SPMD axis when sharded, :mod:`curio_jax.parallel.sharding`);
-- on CPU the seed loop (:func:`seed_loop`, ``A2CConfig.seed_batch``) runs them a few at a time
+- on CPU the seed loop (:func:`seed_loop`, ``TrainSettings.seed_batch``) runs them a few at a time
   inside the one program;
 - the init and every chunk length are compiled ahead of time and cached, so compilation is
   timed apart from training (:attr:`SeedProgram.compile_seconds`).
@@ -104,9 +104,9 @@ class SeedProgram:
         self.key_impl = key_impl if key_impl is not None else jax.random.key_impl(jax.random.key(0))
         """The PRNG implementation of the raw key data the programs take."""
         self.batch = batch
-        self.layout = shd.make_layout(batch, cfg.a2c.num_envs, devices, env_shards)
+        self.layout = shd.make_layout(batch, cfg.train.num_envs, devices, env_shards)
         self.seed_batch = seed_batch_size(
-            cfg.a2c, batch, jax.default_backend(), self.layout.devices
+            cfg.train, batch, jax.default_backend(), self.layout.devices
         )
         self.train: Train = make_train(cfg, env, sample_sharding=shd.sample_sharding(self.layout))
         if self.layout.mesh:

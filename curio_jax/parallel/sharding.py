@@ -36,8 +36,10 @@ from jax.sharding import PartitionSpec as P
 SEED, ENV = "seed", "env"
 
 # per-environment leaves of a LearnerState (axis 1 after the seed axis): everything under
-# `timestep`, the intrinsic-reward filter, and EpisodeStats' running per-env counters
+# `timestep`, the intrinsic-reward filter, EpisodeStats' running per-env counters, and
+# whatever a bonus keeps under a field named `per_env` (episodic tables, E3B's matrices)
 _PER_ENV_ROOTS = ("timestep", "reward_filter")
+_PER_ENV_FIELD = "per_env"
 _PER_ENV_STATS = ("ep_return", "ep_length", "prev_done")
 
 ENV_COORDINATOR = "CURIO_JAX_COORDINATOR"
@@ -175,7 +177,7 @@ def _is_per_env(path: tuple) -> bool:
     names = [getattr(p, "name", getattr(p, "key", None)) for p in path]
     if not names:
         return False
-    if names[0] in _PER_ENV_ROOTS:
+    if names[0] in _PER_ENV_ROOTS or (names[0] == "bonus" and _PER_ENV_FIELD in names):
         return True
     return names[0] == "episode_stats" and names[-1] in _PER_ENV_STATS
 

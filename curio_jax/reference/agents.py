@@ -287,7 +287,7 @@ def make_agent(cfg, env: gym.vector.VectorEnv) -> AgentA2C:
     bad = unsupported_settings(cfg)
     if bad:
         raise ValueError(f"the torch reference does not implement: {', '.join(bad)}")
-    a = cfg.a2c
+    a = cfg.train
     common = dict(
         gamma=a.gamma,
         lr=a.lr,
@@ -295,12 +295,12 @@ def make_agent(cfg, env: gym.vector.VectorEnv) -> AgentA2C:
         ent_coeff=a.entropy_coef,
         hidden_dim=a.hidden_dim,
         gae_lambda=a.gae_lambda,
-        rmsprop_alpha=a.rmsprop_decay,
-        rmsprop_eps=a.rmsprop_eps,
+        rmsprop_alpha=cfg.a2c.rmsprop_decay,
+        rmsprop_eps=cfg.a2c.rmsprop_eps,
     )
-    if not cfg.rnd.enabled:
+    if not cfg.bonus.enabled:
         return AgentA2C(env, max_grad_norm=a.max_grad_norm, adv_coef_ext=a.adv_coef_ext, **common)
-    r = cfg.rnd
+    r = cfg.bonus
     return AgentA2CWithRND(
         env,
         max_grad_norm_ac=a.max_grad_norm,
@@ -324,14 +324,14 @@ def unsupported_settings(cfg) -> list[str]:
         bad.append("bootstrap_truncation")
     if cfg.mask_reset_transition:
         bad.append("mask_reset_transition")
-    if not cfg.rnd.episodic_int:
-        bad.append("rnd.episodic_int=False")
-    if cfg.rnd.obs_norm:
-        bad.append("rnd.obs_norm")
-    if cfg.rnd.reward_norm:
-        bad.append("rnd.reward_norm")
-    if cfg.rnd.bonus != "rnd":
-        bad.append(f"rnd.bonus={cfg.rnd.bonus}")
+    if not cfg.bonus.episodic_int:
+        bad.append("bonus.episodic_int=False")
+    if cfg.bonus.obs_norm:
+        bad.append("bonus.obs_norm")
+    if cfg.bonus.reward_norm:
+        bad.append("bonus.reward_norm")
+    if cfg.bonus.kind not in ("none", "rnd"):
+        bad.append(f"bonus.kind={cfg.bonus.kind}")
     return bad
 
 

@@ -43,6 +43,7 @@ import torch
 from curio_jax.analysis import evaluate as ev
 from curio_jax.config import preset
 from curio_jax.core import a2c, networks, optim, ppo, rnd
+from curio_jax.core.bonuses.rnd import RNDState, predictor_loss_term
 from curio_jax.core.hparams import Hyperparams
 from curio_jax.core.optim import AgentParams, torch_rmsprop
 from curio_jax.core.rollout import Transition
@@ -433,7 +434,9 @@ def flax_params_of(agent: Any) -> dict:
 class JaxLearnerInputs:
     """The JAX learner's view of the reference's batch (same weights, same permutations)."""
 
-    nets: Any  # a2c.Networks
+    ac: Any  # networks.ActorCritic
+    predictor: Any  # networks.RNDPredictor or None
+    bonus_term: Any  # the RND predictor's loss term (bonuses.rnd.predictor_loss_term) or None
     batch: Any  # a2c.Batch
     coefs: Any  # Hyperparams (the loss coefficients)
     params: Any  # AgentParams
@@ -448,11 +451,12 @@ def jax_learner_inputs(
 
     params = flax_params_of(agent)
     rnd_on = kind != "a2c"
-    nets = a2c.Networks(
-        ac=networks.ActorCritic(),
-        target=networks.RNDTarget() if rnd_on else None,
-        predictor=networks.RNDPredictor(dropout=dropout) if rnd_on else None,
-    )
+    predictor = networks.RNDPredictor(dropout=dropout) if rnd_on else None
+    bonus_term = None
+    if rnd_on:
+        bonus_term = predictor_loss_term(
+            networks.RNDTarget(), predictor, params["rnd_target"], None, 5.0
+        )
     pe, pi = p_ext.numpy(), (p_int.numpy() if p_int is not None else None)
     obs = seg.obs.flatten(0, 1).numpy().astype(np.uint8)
     batch = a2c.Batch(
@@ -471,15 +475,23 @@ def jax_learner_inputs(
         value_coef=jnp.float32(agent.vloss_coeff),
         entropy_coef=jnp.float32(agent.ent_coeff),
     )
-    agent_params = AgentParams(ac=params["actor_critic"], predictor=params.get("rnd_predictor"))
-    return JaxLearnerInputs(nets, batch, coefs, agent_params, params.get("rnd_target"))
+    agent_params = AgentParams(ac=params["actor_critic"], bonus=params.get("rnd_predictor"))
+    return JaxLearnerInputs(
+        networks.ActorCritic(),
+        predictor,
+        bonus_term,
+        batch,
+        coefs,
+        agent_params,
+        params.get("rnd_target"),
+    )
 
 
-def dropout_masks(nets: Any, predictor_params: Any, obs: Any, key: Any) -> tuple[tuple, float]:
+def dropout_masks(predictor: Any, predictor_params: Any, obs: Any, key: Any) -> tuple[tuple, float]:
     """The keep-masks Flax's predictor draws for `key` (read from its Dropout outputs) as two
     torch {0, 1} tensors, and the fraction kept (about 0.75 for p = 0.25)."""
 
-    _, state = nets.predictor.apply(
+    _, state = predictor.apply(
         {"params": predictor_params},
         obs,
         deterministic=False,
@@ -526,7 +538,7 @@ LOSS_NAMES = {
     "value_ext": "value_loss_ext",
     "value_int": "value_loss_int",
     "entropy": "entropy",
-    "rnd": "rnd_loss",
+    "bonus": "rnd_loss",
 }
 """curio_jax.core.a2c.LossTerms field -> reference loss-term name."""
 
@@ -547,10 +559,10 @@ def loss_grad_parity(kind: str, seed: int = 1) -> dict:
     key = jax.random.PRNGKey(11)
     masks, keep = None, None
     if kind != "a2c":
-        masks, keep = dropout_masks(j.nets, j.params.predictor, j.batch.obs, key)
+        masks, keep = dropout_masks(j.predictor, j.params.bonus, j.batch.obs, key)
     terms_t, grads_t = loss_and_grads(agent, batch_t, rnd_dropout_masks=masks)
     grads_j, terms_j = jax.grad(a2c.loss_fn, has_aux=True)(
-        j.params, j.target_params, j.batch, key, j.coefs, j.nets
+        j.params, j.batch, key, j.coefs, j.ac, j.bonus_term
     )
     loss = {jn: rel_err(getattr(terms_j, jn), terms_t[tn]) for jn, tn in LOSS_NAMES.items()}
     ref_ac = convert.network_to_flax(grads_t["a2c_params"], "actor_critic")
@@ -559,7 +571,7 @@ def loss_grad_parity(kind: str, seed: int = 1) -> dict:
     if kind != "a2c":
         ref_pred = convert.network_to_flax(grads_t["rnd_params"], "rnd_predictor")
         grads.update(
-            {"predictor" + k: v for k, v in tree_rel_errs(grads_j.predictor, ref_pred).items()}
+            {"predictor" + k: v for k, v in tree_rel_errs(grads_j.bonus, ref_pred).items()}
         )
     else:
         zero_head = not np.any(np.asarray(grads_j.ac["value_int_out"]["kernel"]))
@@ -591,18 +603,18 @@ def update_parity(kind: str, seed: int = 2, steps: int = 2) -> dict:
     params = j.params
     target_before = jax.tree.map(np.copy, j.target_params)
     opt_state = torch_rmsprop(1e-4).init(params)
-    hyper = dict(lr=1e-4, decay=0.99, eps=1e-8, max_grad_norm_ac=ac_clip, max_grad_norm_rnd=0.01)
+    hyper = dict(lr=1e-4, decay=0.99, eps=1e-8, max_grad_norm_ac=ac_clip, max_grad_norm_bonus=0.01)
     out: list[dict] = []
     for step in range(steps):
         key = jax.random.PRNGKey(20 + step)
         rec: dict[str, Any] = {}
         masks = None
         if kind == "rnd":
-            masks, rec["dropout_keep"] = dropout_masks(j.nets, params.predictor, j.batch.obs, key)
+            masks, rec["dropout_keep"] = dropout_masks(j.predictor, params.bonus, j.batch.obs, key)
         loss_and_grads(agent, batch_t, rnd_deterministic=eval_dropout, rnd_dropout_masks=masks)
         norms_t = apply_gradients(agent)
         params, opt_state, metrics = a2c.update_step(
-            params, opt_state, j.target_params, j.batch, key, j.coefs, j.nets, **hyper
+            params, opt_state, j.batch, key, j.coefs, j.ac, j.bonus_term, **hyper
         )
         rec["grad_norm_ac_torch"] = norms_t["grad_norm_ac"]
         rec["grad_norm_ac_rel_err"] = rel_err(metrics.grad_norm_ac, norms_t["grad_norm_ac"])
@@ -610,8 +622,10 @@ def update_parity(kind: str, seed: int = 2, steps: int = 2) -> dict:
         pairs = {"actor_critic": (params.ac, ref["actor_critic"])}
         if ref_kind == "rnd":
             rec["grad_norm_rnd_torch"] = norms_t["grad_norm_rnd"]
-            rec["grad_norm_rnd_rel_err"] = rel_err(metrics.grad_norm_rnd, norms_t["grad_norm_rnd"])
-            pairs["rnd_predictor"] = (params.predictor, ref["rnd_predictor"])
+            rec["grad_norm_rnd_rel_err"] = rel_err(
+                metrics.grad_norm_bonus, norms_t["grad_norm_rnd"]
+            )
+            pairs["rnd_predictor"] = (params.bonus, ref["rnd_predictor"])
             rec["target_frozen"] = all(
                 np.array_equal(np.asarray(x), np.asarray(y))
                 for x, y in zip(
@@ -630,11 +644,11 @@ def update_parity(kind: str, seed: int = 2, steps: int = 2) -> dict:
 
 
 PPO_PARITY_OVERRIDES = {
-    "a2c.num_envs": 8,
-    "a2c.rollout_size": 16,
+    "train.num_envs": 8,
+    "train.rollout_size": 16,
     "total_frames": 8 * 16 * 10,
-    "a2c.max_grad_norm": 0.4,
-    "rnd.max_grad_norm": 0.007,
+    "train.max_grad_norm": 0.4,
+    "bonus.max_grad_norm": 0.007,
 }
 """The PPO parity's config on top of the ppo(-rnd)-5x5 preset: the reference segment's shape
 (8 envs x 16 steps: 4 minibatches of 32, 4 epochs), and clip thresholds within the range of
@@ -642,11 +656,15 @@ the 16 steps' gradient norms (actor-critic ~0.25-0.6, predictor ~0.005-0.01), so
 per-group clipping acts on some steps and not on others."""
 
 
+PPO_TERMS = {"rnd": "bonus"}
+"""The reference's PPO loss-term names that differ from curio_jax.core.ppo.PPOLossTerms'."""
+
+
 def ppo_settings(cfg: Any) -> Any:
     """The reference's PPOSettings of a PPO TrainConfig."""
     from curio_jax.reference.ppo import PPOSettings
 
-    a, r, p = cfg.a2c, cfg.rnd, cfg.ppo
+    a, r, p = cfg.train, cfg.bonus, cfg.ppo
     return PPOSettings(
         epochs=p.epochs,
         minibatches=p.minibatches,
@@ -738,10 +756,9 @@ def ppo_parity(kind: str, seed: int = 3, update: int = 3) -> dict:
 
     params = flax_params_of(agent)
     train = make_train(cfg)
-    nets = train.nets
     hp = Hyperparams.from_config(cfg)
-    agent_params = a2c.AgentParams(
-        ac=params["actor_critic"], predictor=params.get("rnd_predictor") if with_rnd else None
+    agent_params = AgentParams(
+        ac=params["actor_critic"], bonus=params.get("rnd_predictor") if with_rnd else None
     )
     target_params = params.get("rnd_target") if with_rnd else None
     np_ = lambda x: jnp.asarray(x.numpy())  # noqa: E731
@@ -760,23 +777,29 @@ def ppo_parity(kind: str, seed: int = 3, update: int = 3) -> dict:
         is_reset=np_(is_reset).astype(bool),
         next_obs=next_u8,
     )
+    bonus_state = None
+    if with_rnd:
+        bonus_state = RNDState(target_params=target_params, obs_rms=_rms_to_jax(obs_rms_t))
     state = LearnerState(
         params=agent_params,
-        target_params=target_params,
         opt_state=None,
         timestep=None,
         episode_stats=None,
         key=None,
         update=jnp.int32(update),
-        obs_rms=_rms_to_jax(obs_rms_t) if with_rnd else None,
+        hparams=hp,
+        bonus=bonus_state,
         reward_rms=_rms_to_jax(reward_rms_t) if with_rnd else None,
         reward_filter=np_(filter_t) if with_rnd else None,
-        hparams=hp,
     )
-    _, last_ext, last_int = nets.ac.apply(
+    _, last_ext, last_int = train.ac.apply(
         {"params": agent_params.ac}, jnp.asarray(seg.next_start_obs.numpy().astype(np.uint8))
     )
-    tg_j = train.targets(state, traj, last_ext, last_int, None)
+    reward_int = None
+    if with_rnd:
+        paid = train.bonus.reward(bonus_state, agent_params.bonus, traj, hp, None)
+        reward_int, bonus_state = paid.reward, paid.state
+    tg_j = train.targets(state, traj, last_ext, last_int, reward_int)
     targets = {
         "adv_ext": rel_err(tg_j.adv_ext, tg_t.adv_ext.numpy()),
         "ret_ext": rel_err(tg_j.ret_ext, tg_t.ret_ext.numpy()),
@@ -786,17 +809,20 @@ def ppo_parity(kind: str, seed: int = 3, update: int = 3) -> dict:
             reward_int_mean=rel_err(tg_j.reward_int_mean, float(tg_t.reward_int.mean())),
             adv_int=rel_err(tg_j.adv_int, tg_t.adv_int.numpy()),
             ret_int=rel_err(tg_j.ret_int, tg_t.ret_int.numpy()),
-            obs_rms=_rms_errs(tg_j.obs_rms, tg_t.obs_rms),
+            obs_rms=_rms_errs(bonus_state.obs_rms, tg_t.obs_rms),
             reward_rms=_rms_errs(tg_j.reward_rms, tg_t.reward_rms),
             reward_filter=rel_err(tg_j.reward_filter, tg_t.reward_filter.numpy()),
         )
 
     # ------------------------------------------------------------ update
     obs_rms_j = _rms_to_jax(tg_t.obs_rms) if with_rnd else None
-    target_feats = None
+    target_feats, bonus_term = None, None
     if with_rnd:
-        target_feats = nets.target.apply(
+        target_feats = train.bonus.target.apply(
             {"params": target_params}, rnd.normalize_obs(obs_u8, obs_rms_j, s.obs_clip)
+        )
+        bonus_term = predictor_loss_term(
+            train.bonus.target, train.bonus.predictor, target_params, obs_rms_j, s.obs_clip
         )
     flat = lambda x: None if x is None else np_(x)  # noqa: E731
     batch = ppo.flatten_rollout(
@@ -810,7 +836,7 @@ def ppo_parity(kind: str, seed: int = 3, update: int = 3) -> dict:
         ret_int=flat(tg_t.ret_int),
         is_reset=traj.is_reset,
         mask_reset_transition=cfg.mask_reset_transition,
-        target_features=target_feats,
+        bonus_input=target_feats,
     )
     keys = ppo.UpdateKeys.draw(
         jax.random.key(seed + 10), jax.random.key(seed + 20), n, s.epochs, s.minibatches
@@ -823,8 +849,7 @@ def ppo_parity(kind: str, seed: int = 3, update: int = 3) -> dict:
             keys.proportion[i],
             hp,
             adv_norm=s.adv_norm,
-            intrinsic=with_rnd,
-            rnd_loss=with_rnd,
+            bonus_loss=with_rnd,
         )
         prepared.append(mb)
         st = ref_ppo.StepRandomness(indices=torch.as_tensor(np.array(idx), dtype=torch.long))
@@ -834,7 +859,7 @@ def ppo_parity(kind: str, seed: int = 3, update: int = 3) -> dict:
             fractions.append(float(np.mean(np.asarray(mask))))
             rnd_in = rnd.normalize_obs(mb.obs, obs_rms_j, s.obs_clip)
             st.dropout_masks, keep = dropout_masks(
-                nets, agent_params.predictor, rnd_in, keys.dropout[i]
+                train.bonus.predictor, agent_params.bonus, rnd_in, keys.dropout[i]
             )
             keeps.append(keep)
         steps.append(st)
@@ -854,14 +879,12 @@ def ppo_parity(kind: str, seed: int = 3, update: int = 3) -> dict:
     # the first step's loss and gradients (before any parameter moves)
     grads_j, terms_j = jax.grad(ppo.ppo_loss, has_aux=True)(
         agent_params,
-        target_params,
         prepared[0],
         keys.dropout[0],
         hp,
-        nets,
+        train.ac,
+        bonus_term,
         clip_value=s.clip_value,
-        obs_rms=obs_rms_j,
-        obs_clip=s.obs_clip,
     )
     optimizer = ref_ppo.make_optimizer(model, rnd_module, s)
     recs = ref_ppo.ppo_update(model, rnd_module, optimizer, batch_t, steps, s, tg_t.obs_rms, lr)
@@ -869,45 +892,48 @@ def ppo_parity(kind: str, seed: int = 3, update: int = 3) -> dict:
     # each term relative to the largest term (rel_err of the vector of terms): with
     # per-minibatch normalised advantages at ratio 1 the policy term is ~0 by construction
     scale = max(abs(v) for v in first["terms"].values())
-    loss = {k: abs(float(getattr(terms_j, k)) - v) / scale for k, v in first["terms"].items()}
+    loss = {
+        k: abs(float(getattr(terms_j, PPO_TERMS.get(k, k))) - v) / scale
+        for k, v in first["terms"].items()
+    }
     ref_ac = convert.network_to_flax(first["grads"]["a2c_params"], "actor_critic")
     grads = {"ac" + k: v for k, v in tree_rel_errs(grads_j.ac, ref_ac).items()}
     if with_rnd:
         ref_pred = convert.network_to_flax(first["grads"]["rnd_params"], "rnd_predictor")
         grads.update(
-            {"predictor" + k: v for k, v in tree_rel_errs(grads_j.predictor, ref_pred).items()}
+            {"predictor" + k: v for k, v in tree_rel_errs(grads_j.bonus, ref_pred).items()}
         )
     # the whole update
     new_params, _, metrics = ppo.ppo_update(
         agent_params,
         optim.adam(s.adam_eps).init(agent_params),
-        target_params,
         batch,
         keys,
         hp,
-        nets,
+        train.ac,
+        bonus_term,
         lr=lr,
         adam_eps=s.adam_eps,
         clip_value=s.clip_value,
         adv_norm=s.adv_norm,
         max_grad_norm_ac=s.max_grad_norm_ac,
-        max_grad_norm_rnd=s.max_grad_norm_rnd,
-        obs_rms=obs_rms_j,
-        obs_clip=s.obs_clip,
+        max_grad_norm_bonus=s.max_grad_norm_rnd,
     )
     mean_terms = {
-        k: rel_err(getattr(metrics.loss, k), np.mean([r["terms"][k] for r in recs]))
+        k: rel_err(
+            getattr(metrics.loss, PPO_TERMS.get(k, k)), np.mean([r["terms"][k] for r in recs])
+        )
         for k in first["terms"]
     }
     norms = [rel_err(metrics.grad_norm_ac, np.mean([r["grad_norm_ac"] for r in recs]))]
     acted = (sum(r["grad_norm_ac"] > s.max_grad_norm_ac for r in recs), 0)
     if with_rnd:
-        norms.append(rel_err(metrics.grad_norm_rnd, np.mean([r["grad_norm_rnd"] for r in recs])))
+        norms.append(rel_err(metrics.grad_norm_bonus, np.mean([r["grad_norm_rnd"] for r in recs])))
         acted = (acted[0], sum(r["grad_norm_rnd"] > s.max_grad_norm_rnd for r in recs))
     ref = flax_params_of(agent)
     pairs = {"actor_critic": (new_params.ac, ref["actor_critic"])}
     if with_rnd:
-        pairs["rnd_predictor"] = (new_params.predictor, ref["rnd_predictor"])
+        pairs["rnd_predictor"] = (new_params.bonus, ref["rnd_predictor"])
     return {
         "targets": targets,
         "first_step": {"loss": loss, "grads": grads},

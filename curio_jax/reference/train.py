@@ -302,7 +302,7 @@ def run_seed(
         if log is not None:
             log(f"# seed {seed}: resumed at update {state.updates} from {checkpoint}")
     else:
-        env = make_minigrid_env(cfg.env.size, cfg.a2c.num_envs)
+        env = make_minigrid_env(cfg.env.size, cfg.train.num_envs)
     try:
         if state is None:
             init_random(env, seed)
@@ -319,7 +319,7 @@ def run_seed(
         return train_loop(
             env,
             agent,
-            rollout_size=cfg.a2c.rollout_size,
+            rollout_size=cfg.train.rollout_size,
             log_every=cfg.log_every,
             solved_score=cfg.solved_threshold,
             max_updates=cfg.num_updates,
@@ -356,7 +356,7 @@ def summary_dict(cfg: TrainConfig, results: list[SeedResult], threads: int) -> d
         "frames": frames,
         "seconds": seconds,
         "frames_per_sec": frames / seconds if seconds > 0 else None,
-        "num_envs": cfg.a2c.num_envs,
+        "num_envs": cfg.train.num_envs,
         "torch_threads": threads,
         "device": "cpu",
         # the notebook's loop stops a seed when it solves: its final score is then the score at
@@ -475,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = preset(args.preset)
         overrides = {}
         if args.num_envs is not None:
-            overrides["a2c.num_envs"] = args.num_envs
+            overrides["train.num_envs"] = args.num_envs
         if args.total_frames is not None:
             overrides["total_frames"] = args.total_frames
         if args.log_every is not None:

@@ -90,17 +90,50 @@ def state_to_arrays(state: Any) -> dict[str, np.ndarray]:
     return out
 
 
+LEGACY_PREFIXES = (
+    (".params.bonus", ".params.predictor"),
+    (".opt_state.square_avg.bonus", ".opt_state.square_avg.predictor"),
+    (".opt_state.mu.bonus", ".opt_state.mu.predictor"),
+    (".opt_state.nu.bonus", ".opt_state.nu.predictor"),
+    (".bonus.target_params", ".target_params"),
+    (".bonus.obs_rms", ".obs_rms"),
+    (".bonus.per_env.counts", ".visits.counts"),
+    (".bonus.counts", ".visits.counts"),
+)
+"""(current leaf-name prefix, its name in checkpoints written before the learner state was
+reshaped around learner x bonus): the RND predictor was ``params.predictor``, the target,
+input statistics and visit counts top-level fields. A leaf missing from a checkpoint is looked
+up under its old name before the checkpoint is refused."""
+
+
+def _stored_name(name: str, arrays: dict[str, np.ndarray]) -> str:
+    """The name under which leaf ``name`` is stored in ``arrays``: itself, or its name from
+    before the reshaping (:data:`LEGACY_PREFIXES`) when only that is there."""
+    if name in arrays:
+        return name
+    base = name[: -len(_KEY_SUFFIX)] if name.endswith(_KEY_SUFFIX) else name
+    suffix = name[len(base) :]
+    for new, old in LEGACY_PREFIXES:
+        if base == new or base.startswith((new + ".", new + "[")):
+            legacy = old + base[len(new) :] + suffix
+            if legacy in arrays:
+                return legacy
+    return name
+
+
 def arrays_to_state(arrays: dict[str, np.ndarray], template: Any) -> Any:
     """Inverse of `state_to_arrays` given a template with the target structure, shapes and
     dtypes (concrete arrays or `jax.ShapeDtypeStruct`s). The restored arrays are strongly
-    typed (a weakly typed template leaf comes back as an ordinary array of its dtype)."""
+    typed (a weakly typed template leaf comes back as an ordinary array of its dtype). A
+    checkpoint written before the learner x bonus reshaping is read by its old leaf names
+    (:data:`LEGACY_PREFIXES`)."""
     leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
     restored = []
     expected = {META_KEY}
     for path, leaf in leaves:
         name = _leaf_name(path)
         if _is_key(leaf):
-            key = name + _KEY_SUFFIX
+            key = _stored_name(name + _KEY_SUFFIX, arrays)
             expected.add(key)
             if key not in arrays:
                 raise CheckpointError(f"checkpoint has no PRNG key {name}")
@@ -113,10 +146,11 @@ def arrays_to_state(arrays: dict[str, np.ndarray], template: Any) -> Any:
                 )
             restored.append(jax.random.wrap_key_data(data, impl=_key_impl(leaf)))
         else:
-            expected.add(name)
-            if name not in arrays:
+            stored = _stored_name(name, arrays)
+            expected.add(stored)
+            if stored not in arrays:
                 raise CheckpointError(f"checkpoint has no leaf {name}")
-            data = arrays[name]
+            data = arrays[stored]
             if data.shape != tuple(leaf.shape) or data.dtype != leaf.dtype:
                 raise CheckpointError(
                     f"checkpoint leaf {name}: {data.shape} {data.dtype}, expected "

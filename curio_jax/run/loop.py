@@ -59,7 +59,13 @@ from curio_jax.run.loggers import (
     ProgressLogger,
     open_tensorboard,
 )
-from curio_jax.run.params import AgentWeights, ParamsError, check_weights, with_weights
+from curio_jax.run.params import (
+    AgentWeights,
+    ParamsError,
+    check_weights,
+    has_rnd_networks,
+    with_weights,
+)
 from curio_jax.run.rundir import (
     MetricsCSV,
     RunSettings,
@@ -141,11 +147,11 @@ def train_run(
 
 def check_layout(cfg: TrainConfig, batch: int, settings: RunSettings) -> None:
     """RunError, before anything is written, when the ``batch`` learner states one program
-    runs do not fit the devices or ``cfg.a2c.seed_batch`` cannot split them."""
+    runs do not fit the devices or ``cfg.train.seed_batch`` cannot split them."""
 
     try:
-        layout = shd.make_layout(batch, cfg.a2c.num_envs, settings.devices, settings.env_shards)
-        seed_batch_size(cfg.a2c, batch, jax.default_backend(), layout.devices)
+        layout = shd.make_layout(batch, cfg.train.num_envs, settings.devices, settings.env_shards)
+        seed_batch_size(cfg.train, batch, jax.default_backend(), layout.devices)
     except (shd.ShardingError, ValueError) as e:
         raise RunError(str(e)) from None
 
@@ -248,7 +254,7 @@ def run_groups(
 
     what = f"{seeds} seed(s)" if len(groups) == 1 else f"{len(groups)} configs x {seeds} seed(s)"
     progress.info(
-        f"{cfg.name}: {what} x {cfg.a2c.num_envs} envs, {total} updates of {fpu} "
+        f"{cfg.name}: {what} x {cfg.train.num_envs} envs, {total} updates of {fpu} "
         f"frames in chunks of {chunk} on {program.layout.describe()} -> {out}"
     )
     ckpt_dir = out / "checkpoints"
@@ -295,7 +301,7 @@ def run_groups(
     if states is None:
         states = [program.init(part(keys, p), part(hparams, p)) for p in range(parts)]
         if init_from is not None:
-            host = with_weights(to_host(states), init_from, cfg.rnd.enabled, progress.info)
+            host = with_weights(to_host(states), init_from, has_rnd_networks(cfg), progress.info)
             states = [
                 program.place(part(host, p), part(keys, p), part(hparams, p)) for p in range(parts)
             ]
@@ -304,7 +310,7 @@ def run_groups(
     tb = GroupTensorBoard(
         [
             open_tensorboard(
-                settings.tensorboard, g.out, seeds, purge, g.cfg.rnd.enabled, progress.info
+                settings.tensorboard, g.out, seeds, purge, g.cfg.bonus.enabled, progress.info
             )
             if primary
             else None

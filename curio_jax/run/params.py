@@ -25,7 +25,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from curio_jax.config import TrainConfig
+from curio_jax.config import NETWORK_BONUSES, TrainConfig
 from curio_jax.core.train import make_train
 from curio_jax.run import checkpoint as ckpt
 from curio_jax.run import convert
@@ -152,9 +152,9 @@ def load_run_weights(
         return jax.tree.map(lambda x: np.asarray(x[seed_index]), tree)
 
     networks = {"actor_critic": pick(state.params.ac)}
-    if state.params.predictor is not None:
-        networks["rnd_predictor"] = pick(state.params.predictor)
-        networks["rnd_target"] = pick(state.target_params)
+    if getattr(state.bonus, "target_params", None) is not None:
+        networks["rnd_predictor"] = pick(state.params.bonus)
+        networks["rnd_target"] = pick(state.bonus.target_params)
     return AgentWeights(
         networks,
         f"{file} (seed {seed_index} of {seeds}, preset {cfg.name})",
@@ -304,18 +304,20 @@ def with_weights(state: Any, weights: AgentWeights, rnd: bool, note: Callable[[s
     params = state.params.replace(
         ac=_fit(state.params.ac, weights.actor_critic, "actor_critic", where)
     )
-    target = state.target_params
+    bonus = state.bonus
     if rnd:
         if not weights.has_rnd:
             raise ParamsError(f"{where} has no RND networks for this RND run")
         nets = weights.networks
         params = params.replace(
-            predictor=_fit(state.params.predictor, nets["rnd_predictor"], "rnd_predictor", where)
+            bonus=_fit(state.params.bonus, nets["rnd_predictor"], "rnd_predictor", where)
         )
-        target = _fit(state.target_params, nets["rnd_target"], "rnd_target", where)
+        bonus = bonus.replace(
+            target_params=_fit(bonus.target_params, nets["rnd_target"], "rnd_target", where)
+        )
     elif weights.has_rnd:
         note(f"{where}: its RND networks are not used (this run has no RND)")
-    return state.replace(params=params, target_params=target)
+    return state.replace(params=params, bonus=bonus)
 
 
 def check_weights(cfg: TrainConfig, weights: AgentWeights) -> None:
@@ -323,12 +325,16 @@ def check_weights(cfg: TrainConfig, weights: AgentWeights) -> None:
     abstract = jax.eval_shape(
         jax.vmap(make_train(cfg).init), jax.random.split(jax.random.key(0), 1)
     )
-    zeros = jax.tree.map(
-        lambda s: np.zeros(s.shape, s.dtype), (abstract.params, abstract.target_params)
-    )
+    zeros = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), (abstract.params, abstract.bonus))
     with_weights(
-        abstract.replace(params=zeros[0], target_params=zeros[1]),
+        abstract.replace(params=zeros[0], bonus=zeros[1]),
         weights,
-        cfg.rnd.enabled,
+        has_rnd_networks(cfg),
         lambda _: None,
     )
+
+
+def has_rnd_networks(cfg: TrainConfig) -> bool:
+    """Whether runs of ``cfg`` carry the RND target and predictor (bonus.kind rnd or noveld):
+    the networks an export holds besides the actor-critic."""
+    return cfg.bonus.kind in NETWORK_BONUSES

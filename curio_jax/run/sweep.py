@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from curio_jax.config import TrainConfig, diff_configs
+from curio_jax.config import RENAMED, TrainConfig, diff_configs
 from curio_jax.core.hparams import Hyperparams, applies, sweepable
 from curio_jax.parallel.sharding import is_primary
 from curio_jax.run.errors import RunError
@@ -105,14 +105,21 @@ def parse_set(text: str, cfg: TrainConfig) -> Axis:
         raise SweepError(f"--set expects NAME=V1,V2,..., got {text!r}")
     raw_name, raw_values = text.split("=", 1)
     raw_name = raw_name.strip()
-    name = raw_name if raw_name in sweepable() else _by_dotted().get(raw_name)
+    name = (
+        raw_name if raw_name in sweepable() else _by_dotted().get(RENAMED.get(raw_name, raw_name))
+    )
     if name is None:
         raise SweepError(_untraceable_message(raw_name, cfg))
-    if not applies(name, cfg.algorithm):
-        only = Hyperparams.__dataclass_fields__[name].metadata["algorithm"]
+    if not applies(name, cfg):
+        meta = Hyperparams.__dataclass_fields__[name].metadata
+        if meta["algorithm"] not in (None, cfg.algorithm):
+            raise SweepError(
+                f"cannot sweep {raw_name!r}: only algorithm={meta['algorithm']} uses it, and "
+                f"this config's algorithm is {cfg.algorithm}"
+            )
         raise SweepError(
-            f"cannot sweep {raw_name!r}: only algorithm={only} uses it, and this config's "
-            f"algorithm is {cfg.algorithm}"
+            f"cannot sweep {raw_name!r}: only bonus.kind={'/'.join(meta['bonus'])} uses it, "
+            f"and this config's bonus.kind is {cfg.bonus.kind}"
         )
     values: list[float] = []
     for part in raw_values.split(","):

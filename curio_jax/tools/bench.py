@@ -263,15 +263,15 @@ def update_flops(train: Any) -> float:
     micro-batched update does the same arithmetic in a loop XLA would count once."""
 
     cfg = train.cfg
-    train = make_train(cfg.with_overrides({"a2c.micro_batch": 0}), train.env)
+    train = make_train(cfg.with_overrides({"train.micro_batch": 0}), train.env)
     state = jax.eval_shape(train.init, jax.random.key(0))
     upd = compiled_flops(jax.jit(train.update).lower(state).compile())
-    obs = jax.ShapeDtypeStruct((cfg.a2c.num_envs, 7, 7, 3), jnp.uint8)
-    policy = jax.jit(lambda p, o: train.nets.ac.apply({"params": p}, o))
+    obs = jax.ShapeDtypeStruct((cfg.train.num_envs, 7, 7, 3), jnp.uint8)
+    policy = jax.jit(lambda p, o: train.ac.apply({"params": p}, o))
     pol = compiled_flops(policy.lower(state.params.ac, obs).compile())
-    actions = jax.ShapeDtypeStruct((cfg.a2c.num_envs,), jnp.int32)
+    actions = jax.ShapeDtypeStruct((cfg.train.num_envs,), jnp.int32)
     env = compiled_flops(jax.jit(jax.vmap(train.env.step)).lower(state.timestep, actions).compile())
-    return upd + (cfg.a2c.rollout_size - 1) * (pol + env)
+    return upd + (cfg.train.rollout_size - 1) * (pol + env)
 
 
 def peak_device_mb() -> float | None:
@@ -300,8 +300,8 @@ def bench_train_cell(
 ) -> dict:
     """Full-pipeline training throughput (env + rollout + update) of `seeds` seeds of
     `preset` with `num_envs` envs each in one program: a jitted chunk of `updates` updates,
-    compile apart. `micro_batch`: A2CConfig.micro_batch per seed, `seed_batch`:
-    A2CConfig.seed_batch (seeds vmapped together per step of the seed loop); None: automatic.
+    compile apart. `micro_batch`: TrainSettings.micro_batch per seed, `seed_batch`:
+    TrainSettings.seed_batch (seeds vmapped together per step of the seed loop); None: automatic.
     Also reports XLA's FLOP count per frame of the compiled chunk, this process's peak RSS and,
     on an accelerator, the device's peak memory.
     `devices` > 1 spreads the batch with curio_jax.parallel.sharding (seeds over devices; each
@@ -310,7 +310,11 @@ def bench_train_cell(
     import resource
 
     cfg = get_preset(preset).with_overrides(
-        {"a2c.num_envs": num_envs, "a2c.micro_batch": micro_batch, "a2c.seed_batch": seed_batch}
+        {
+            "train.num_envs": num_envs,
+            "train.micro_batch": micro_batch,
+            "train.seed_batch": seed_batch,
+        }
     )
     program = SeedProgram(cfg, seeds, devices=devices, env_shards=env_shards)
     train, layout, sb = program.train, program.layout, program.seed_batch
@@ -381,7 +385,7 @@ def bench_reference_cell(preset: str, num_envs: int, frames: int, threads: int =
     torch.set_num_threads(threads)
     cfg = get_preset(preset).with_overrides(
         {
-            "a2c.num_envs": num_envs,
+            "train.num_envs": num_envs,
             "total_frames": frames,
             "solved_threshold": 2.0,
         }  # returns are <= 1: never "solved"
@@ -417,7 +421,7 @@ def bench_train(
     anchor: str | None = None,
 ) -> list[dict]:
     """Every (devices, num_envs, seeds, micro_batch, seed_batch) cell of curio_jax in its own
-    process (`micro_batches`, `seed_batches`: A2CConfig.micro_batch / seed_batch values, None
+    process (`micro_batches`, `seed_batches`: TrainSettings.micro_batch / seed_batch values, None
     for automatic), the machine's matmul rate, and optionally the reference; records carry the
     fraction of the matmul rate achieved and, for more than one device, the scaling efficiency
     against the one-device cell of the same shape (frames/s per device over one device's
@@ -537,7 +541,7 @@ def bench_train(
 def get_reference_envs(preset: str) -> int:
     """The preset's own num_envs: the reference runs the notebook's setting."""
 
-    return get_preset(preset).a2c.num_envs
+    return get_preset(preset).train.num_envs
 
 
 ANCHORS = ("navix-ppo",)
@@ -559,7 +563,7 @@ def anchor_kwargs(anchor: str, preset: str, num_envs: int, updates: int) -> dict
     return {
         "size": cfg.env.size,
         "num_envs": num_envs,
-        "num_steps": cfg.a2c.rollout_size,
+        "num_steps": cfg.train.rollout_size,
         "epochs": cfg.ppo.epochs,
         "minibatches": cfg.ppo.minibatches,
         "updates": updates,
@@ -576,7 +580,7 @@ def _anchor_records(
     """The anchor's records (median over rounds, tagged with `preset`), and `over_navix_ppo` set
     on the one-device one-seed curio_jax `records` of the same num_envs (logged)."""
     out = []
-    rnd = get_preset(preset).rnd.enabled
+    rnd = get_preset(preset).bonus.enabled
     for n, cell_runs in anchor_runs.items():
         rec = dict(cell_runs[0], preset=preset, anchor=anchor)
         if len(cell_runs) > 1:

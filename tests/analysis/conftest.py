@@ -16,7 +16,9 @@ from curio_jax.run import checkpoint as ckpt
 def run_dir(tmp_path_factory):
     """(run dir, state): a `curio-jax train`-style run directory with 2 seeds and one
     checkpoint (the initial learner state; loading does not care how far it trained)."""
-    cfg = config.preset("notebook-a2c-5x5").with_overrides({"a2c.num_envs": 2, "total_frames": 32})
+    cfg = config.preset("notebook-a2c-5x5").with_overrides(
+        {"train.num_envs": 2, "total_frames": 32}
+    )
     train = make_train(cfg)
     state = jax.jit(jax.vmap(train.init))(jax.random.split(jax.random.key(5), 2))
     d = tmp_path_factory.mktemp("run") / "a2c-run"

@@ -112,7 +112,7 @@ def test_compare_runs_statistics(three_runs):
     assert pair["logrank_p"] == pytest.approx(stats.logrank(ta, ea, tb, eb).pvalue)
     assert pair["logrank_p"] < 0.01
     diffs = pair["config_differences"]
-    assert diffs == ["a2c.adv_coef_ext: 100.0 vs 1.0", "name: a2c-x100-8x8 vs notebook-a2c-8x8"]
+    assert diffs == ["train.adv_coef_ext: 100.0 vs 1.0", "name: a2c-x100-8x8 vs notebook-a2c-8x8"]
 
 
 def test_incompatible_size_is_warned_and_skipped(three_runs):
@@ -145,7 +145,7 @@ def test_a_field_missing_from_an_older_config_counts_as_its_default(tmp_path):
     other = shutil.copytree(same, tmp_path / "other")
     (other / "config.json").write_text(json.dumps(cfg))
     res = compare.compare_runs([old, other], n_boot=N_BOOT)
-    assert res["pairs"][0]["config_differences"] == ["a2c.seed_batch: None vs 2"]
+    assert res["pairs"][0]["config_differences"] == ["train.seed_batch: None vs 2"]
 
 
 def test_threshold_and_budget_differences(tmp_path):
@@ -186,7 +186,7 @@ def test_format_table(three_runs):
     assert "2/6" in a2c8 and "not reached" in a2c8
     assert any(line.startswith("x100") and "a2c8" in line and "0.99" in line for line in lines)
     assert sum(line.startswith("warning: not comparing") for line in lines) == 2
-    assert "x100 vs a2c8: a2c.adv_coef_ext: 100.0 vs 1.0" in text
+    assert "x100 vs a2c8: train.adv_coef_ext: 100.0 vs 1.0" in text
 
 
 def test_plot_writes_png(three_runs, tmp_path):

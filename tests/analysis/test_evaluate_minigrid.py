@@ -36,7 +36,7 @@ def trained_pth(tmp_path_factory):
     from curio_jax.reference import init_random, make_agent, make_minigrid_env
     from curio_jax.reference.train import train_loop
 
-    cfg = config.preset("notebook-rnd-5x5").with_overrides({"a2c.num_envs": 4})
+    cfg = config.preset("notebook-rnd-5x5").with_overrides({"train.num_envs": 4})
     env = make_minigrid_env(5, 4)
     try:
         init_random(env, 3)

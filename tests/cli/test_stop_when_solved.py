@@ -127,7 +127,7 @@ def test_a_sweep_stops_once_every_point_has_solved(tmp_path):
     from curio_jax.run.rundir import RunSettings
 
     cfg = preset("notebook-a2c-5x5").with_overrides(
-        {"a2c.num_envs": 4, "log_every": 8, "total_frames": BUDGET, "solved_threshold": 0.0}
+        {"train.num_envs": 4, "log_every": 8, "total_frames": BUDGET, "solved_threshold": 0.0}
     )
     settings = RunSettings(seeds=2, tensorboard=False, stop_when_solved=True)
     out = tmp_path / "sweep"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -17,6 +18,7 @@ from curio_jax.cli import train as cli_train
 from curio_jax.run import params as params_mod
 from curio_jax.run.rundir import read_rows
 
+LEGACY = Path(__file__).parents[1] / "legacy_runs"
 TINY = [
     "--preset=notebook-a2c-5x5",
     "--seeds=2",
@@ -31,7 +33,16 @@ TINY = [
 def set_run(tmp_path_factory):
     """A tiny run with two --set overrides (one also given by a named option)."""
     out = tmp_path_factory.mktemp("set") / "run"
-    argv = ["train", *TINY, "--set", "a2c.lr=3e-4", "--set", "total_frames=512", "--out", str(out)]
+    argv = [
+        "train",
+        *TINY,
+        "--set",
+        "train.lr=3e-4",
+        "--set",
+        "total_frames=512",
+        "--out",
+        str(out),
+    ]
     code = _main(argv)
     assert code == 0
     return out
@@ -45,8 +56,8 @@ def _main(argv, **hooks):
 
 def test_set_converts_validates_and_records_the_field(set_run):
     cfg = json.loads((set_run / "config.json").read_text())
-    assert cfg["a2c"]["lr"] == 3e-4 and cfg["total_frames"] == 512
-    assert cfg["a2c"]["num_envs"] == 2 and cfg["name"] == "notebook-a2c-5x5"
+    assert cfg["train"]["lr"] == 3e-4 and cfg["total_frames"] == 512
+    assert cfg["train"]["num_envs"] == 2 and cfg["name"] == "notebook-a2c-5x5"
 
 
 def test_config_file_replays_a_run_exactly(set_run, tmp_path):
@@ -62,17 +73,48 @@ def test_config_file_replays_a_run_exactly(set_run, tmp_path):
 @pytest.mark.parametrize(
     "extra, contains",
     [
-        (["--set", "a2c.lr=fast"], "a2c.lr: 'fast' is not a valid float"),
-        (["--set", "lr=0.1"], "unknown config field 'lr' (did you mean a2c.lr?)"),
-        (["--set", "a2c.num_envs=0"], "A2CConfig.num_envs must be an integer >= 1"),
+        (["--set", "train.lr=fast"], "train.lr: 'fast' is not a valid float"),
+        (["--set", "lr=0.1"], "unknown config field 'lr' (did you mean train.lr?)"),
+        (["--set", "train.num_envs=0"], "TrainSettings.num_envs must be an integer >= 1"),
         (["--set", "env.autoreset=never"], "is not one of next_step, same_step"),
         (["--set", "total_frames"], "--set expects KEY=VALUE"),
         (["--set", "rnd.enabled=maybe"], "rnd.enabled: 'maybe' is not a valid bool"),
+        (["--set", "bonus.kind=curiosity"], "BonusConfig.kind must be one of none, rnd"),
+        (["--set", "bonus.kind=e3b", "--set", "bonus.e3b_lambda=-1"], "e3b_lambda must be > 0"),
+        (["--set", "bonus.kind=e3b", "--set", "bonus.e3b_dim=0"], "e3b_dim must be an integer"),
+        (["--set", "bonus.noveld_alpha=-0.5"], "noveld_alpha must be finite and >= 0"),
     ],
 )
 def test_bad_set_values_exit_2_naming_the_field(extra, contains, capsys, tmp_path):
     assert_usage_error(["train", *TINY, *extra, "--out", str(tmp_path / "x")], capsys, contains)
     assert not (tmp_path / "x").exists()
+
+
+def test_an_old_field_name_works_and_prints_one_line_naming_the_new(capsys, tmp_path):
+    """The old name is taken (its value reaches the config: here the error it causes) after
+    one note naming the new field."""
+    argv = ["train", *TINY, "--set", "a2c.num_envs=0", "--out", str(tmp_path / "x")]
+    code, _, err = run_cli(argv, capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 2, err
+    assert (
+        lines[0] == "curio-jax: note: a2c.num_envs is now train.num_envs (the old name still works)"
+    )
+    assert "TrainSettings.num_envs must be an integer >= 1" in lines[1]
+
+
+def test_a_config_file_with_the_old_names_replays_with_one_note(tmp_path, capsys):
+    old = json.loads((LEGACY / "ppo-rnd-5x5" / "config.json").read_text())
+    assert "rnd" in old and "num_envs" in old["a2c"]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    from curio_jax.cli.common import read_config_file
+
+    cfg = read_config_file(path)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "old names" in err[0] and "bonus.kind" in err[0]
+    assert cfg.train.num_envs == old["a2c"]["num_envs"] and cfg.bonus.kind == "rnd"
+    assert cfg.bonus.feature_dim == old["rnd"]["feature_dim"]
 
 
 def test_bad_config_files_exit_2(tmp_path, capsys):
@@ -121,7 +163,9 @@ def test_presets_lists_one_line_each_and_fields(capsys):
     for name, line in zip(config.preset_names(), lines, strict=True):
         assert line.startswith(name) and config.preset_description(name) in line
     code, out, _ = run_cli(["presets", "--fields", "notebook-rnd-8x8"], capsys)
-    assert code == 0 and any(line.split()[:2] == ["a2c.lr", "0.0001"] for line in out.splitlines())
+    assert code == 0 and any(
+        line.split()[:2] == ["train.lr", "0.0001"] for line in out.splitlines()
+    )
     assert_usage_error(["presets", "--fields", "nope"], capsys, "unknown preset")
 
 
@@ -197,7 +241,7 @@ def test_init_from_refuses_networks_that_do_not_fit(set_run, tmp_path, capsys):
 def _tiny_state(seeds):
     from curio_jax.core.train import make_train
 
-    cfg = config.preset("notebook-a2c-5x5").with_overrides({"a2c.num_envs": 2})
+    cfg = config.preset("notebook-a2c-5x5").with_overrides({"train.num_envs": 2})
     train = make_train(cfg)
     return jax.device_get(jax.vmap(train.init)(jax.random.split(jax.random.key(0), seeds)))
 

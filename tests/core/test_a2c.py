@@ -93,7 +93,7 @@ def test_loss_matches_numpy(rnd):
     params, target = _init(nets)
     batch = _random_batch(3, rnd=rnd)
     dkey = jax.random.key(7)
-    total, terms = loss_fn(params, target, batch, dkey, COEFS, nets)
+    total, terms = loss_fn(params, batch, dkey, COEFS, nets.ac, nets.term(target))
 
     logits, v_ext, v_int = (
         np.asarray(x, np.float64) for x in nets.ac.apply({"params": params.ac}, batch.obs)
@@ -110,10 +110,10 @@ def test_loss_matches_numpy(rnd):
         value_int = np.mean((v_int - np.asarray(batch.ret_int)) ** 2)
         t = nets.target.apply({"params": target}, batch.obs)
         p = nets.predictor.apply(
-            {"params": params.predictor}, batch.obs, deterministic=False, rngs={"dropout": dkey}
+            {"params": params.bonus}, batch.obs, deterministic=False, rngs={"dropout": dkey}
         )
         rnd_loss = float(np.mean(np.mean((np.asarray(t) - np.asarray(p)) ** 2, -1)))
-        eval_p = nets.predictor.apply({"params": params.predictor}, batch.obs)
+        eval_p = nets.predictor.apply({"params": params.bonus}, batch.obs)
         assert not np.isclose(rnd_loss, float(jnp.mean(jnp.square(t - eval_p))), rtol=1e-4)
     policy = -np.mean(logp * adv)
     exp_total = policy + 0.5 * (value_ext + value_int) - 0.01 * entropy + rnd_loss
@@ -122,7 +122,7 @@ def test_loss_matches_numpy(rnd):
         value_ext=terms.value_ext,
         value_int=terms.value_int,
         entropy=terms.entropy,
-        rnd=terms.rnd,
+        rnd=terms.bonus,
         total=total,
     )
     exp = dict(
@@ -142,7 +142,7 @@ def test_a2c_intrinsic_head_gets_no_gradient():
     nets = _nets(False)
     params, _ = _init(nets)
     grads, _ = jax.grad(loss_fn, has_aux=True)(
-        params, None, _random_batch(1, rnd=False), jax.random.key(0), COEFS, nets
+        params, _random_batch(1, rnd=False), jax.random.key(0), COEFS, nets.ac
     )
     for name in ("value_int_hidden", "value_int_out"):
         assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(grads.ac[name]))
@@ -166,22 +166,23 @@ def test_masked_samples_get_zero_weight(rnd):
 
     fields = ["obs", "action", "adv_ext", "ret_ext"] + (["adv_int", "ret_int"] if rnd else [])
     changed = batch.replace(**{f: swap(getattr(batch, f), getattr(other, f)) for f in fields})
-    grad_fn = jax.jit(jax.grad(loss_fn, has_aux=True), static_argnums=5)
+    grad_fn = jax.jit(jax.grad(loss_fn, has_aux=True), static_argnums=(4, 5))
+    term = nets.term(target)
     dkey = jax.random.key(0)
-    g1, t1 = grad_fn(params, target, batch, dkey, COEFS, nets)
-    g2, t2 = grad_fn(params, target, changed, dkey, COEFS, nets)
+    g1, t1 = grad_fn(params, batch, dkey, COEFS, nets.ac, term)
+    g2, t2 = grad_fn(params, changed, dkey, COEFS, nets.ac, term)
     np.testing.assert_allclose(float(t1.total), float(t2.total), rtol=1e-6)
     for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
     # control: with all weights 1 the same change does alter loss and gradients
     ones = batch.replace(weight=jnp.ones_like(batch.weight))
-    g3, t3 = grad_fn(params, target, ones, dkey, COEFS, nets)
-    g4, t4 = grad_fn(params, target, changed.replace(weight=ones.weight), dkey, COEFS, nets)
+    g3, t3 = grad_fn(params, ones, dkey, COEFS, nets.ac, term)
+    g4, t4 = grad_fn(params, changed.replace(weight=ones.weight), dkey, COEFS, nets.ac, term)
     assert abs(float(t3.total) - float(t4.total)) > 1e-4
     if not rnd:  # no dropout: the weighted loss equals the unweighted loss on the kept samples
         keep = jax.tree.map(lambda x: x[~masked], batch)
         _, t5 = grad_fn(
-            params, target, keep.replace(weight=jnp.ones(keep.action.shape)), dkey, COEFS, nets
+            params, keep.replace(weight=jnp.ones(keep.action.shape)), dkey, COEFS, nets.ac, term
         )
         np.testing.assert_allclose(float(t5.total), float(t1.total), rtol=1e-5)
 
@@ -193,20 +194,20 @@ def test_update_step_trains_ac_and_predictor_only():
     new, new_state, m = update_step(
         params,
         opt_state,
-        target,
         _random_batch(2),
         jax.random.key(0),
         COEFS,
-        nets,
+        nets.ac,
+        nets.term(target),
         lr=1e-3,
         decay=0.99,
         eps=1e-8,
         max_grad_norm_ac=0.5,
-        max_grad_norm_rnd=0.01,
+        max_grad_norm_bonus=0.01,
     )
-    assert set(vars(new)) == {"ac", "predictor"}  # the target is not an optimised parameter
-    for old, upd in ((params.ac, new.ac), (params.predictor, new.predictor)):
+    assert set(vars(new)) == {"ac", "bonus"}  # the target is not an optimised parameter
+    for old, upd in ((params.ac, new.ac), (params.bonus, new.bonus)):
         diff = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), old, upd)
         assert max(jax.tree.leaves(diff)) > 0
-    assert float(m.grad_norm_ac) > 0 and float(m.grad_norm_rnd) > 0
+    assert float(m.grad_norm_ac) > 0 and float(m.grad_norm_bonus) > 0
     assert jax.tree.structure(new_state.square_avg) == jax.tree.structure(new)

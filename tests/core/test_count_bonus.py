@@ -1,10 +1,8 @@
-"""The count-based bonus as the intrinsic stream of make_train (``rnd.bonus``): it replaces
+"""The count-based bonus as the intrinsic stream of make_train (``bonus.kind``): it replaces
 RND's reward and networks and nothing else, for PPO and A2C, with global and episodic counts;
 the configs and envs it refuses."""
 
 from __future__ import annotations
-
-import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -22,18 +20,18 @@ from curio_jax.envs.doorkey import num_visit_cells, visit_index
 
 NUM_ENVS, ROLLOUT = 4, 8
 TINY = {
-    "a2c.num_envs": NUM_ENVS,
-    "a2c.rollout_size": ROLLOUT,
+    "train.num_envs": NUM_ENVS,
+    "train.rollout_size": ROLLOUT,
     "total_frames": NUM_ENVS * ROLLOUT * 4,
-    "rnd.obs_norm": False,
-    "rnd.reward_norm": False,  # the bonus as paid (test_reward_norm_applies_to_the_bonus)
+    "bonus.obs_norm": False,
+    "bonus.reward_norm": False,  # the bonus as paid (test_reward_norm_applies_to_the_bonus)
 }
 TINY_PPO = {"ppo.epochs": 2, "ppo.minibatches": 2}
 
 
 def count_cfg(name="ppo-rnd-5x5", bonus="count", **extra):
     ppo = TINY_PPO if name.startswith("ppo") else {}
-    return preset(name).with_overrides({**TINY, **ppo, "rnd.bonus": bonus, **extra})
+    return preset(name).with_overrides({**TINY, **ppo, "bonus.kind": bonus, **extra})
 
 
 def _first_update(cfg, env):
@@ -51,26 +49,27 @@ def test_bonus_is_the_intrinsic_reward_of_the_rollout(name, bonus):
     cfg = count_cfg(name, bonus)
     env = CountingCorridor(length=3, max_steps=4)
     train, state, new, m = _first_update(cfg, env)
-    assert train.nets.counts and train.nets.intrinsic and not train.nets.rnd
-    assert state.target_params is None and state.params.predictor is None
-    assert state.obs_rms is None
+    assert train.bonus.kind == bonus and train.bonus.intrinsic and not train.bonus.joint
+    assert state.params.bonus is None
+    counts = state.bonus if bonus == "count" else state.bonus.per_env
     shape = (3,) if bonus == "count" else (NUM_ENVS, 3)
-    assert state.visits.counts.shape == shape and int(state.visits.counts.sum()) == 0
+    assert counts.counts.shape == shape and int(counts.counts.sum()) == 0
 
     # the same rollout, by hand
     _, k_roll, _, _ = jax.random.split(state.key, 4)
 
     def policy(obs):
-        return train.nets.ac.apply({"params": state.params.ac}, obs)
+        return train.ac.apply({"params": state.params.ac}, obs)
 
     _, _, traj = collect_rollout(
         env, policy, state.timestep, state.episode_stats, k_roll, ROLLOUT,
         cell_fn=jax.vmap(env.visit_index),
     )  # fmt: skip
     want_visits, want = count_bonus(VisitCounts.create(bonus, 3, NUM_ENVS), traj.cell, traj.done)
-    assert_trees_equal(new.visits, want_visits)
+    got = new.bonus if bonus == "count" else new.bonus.per_env
+    assert_trees_equal(got, want_visits)
     if bonus == "count":
-        assert int(new.visits.counts.sum()) == NUM_ENVS * ROLLOUT
+        assert int(got.counts.sum()) == NUM_ENVS * ROLLOUT
     np.testing.assert_allclose(float(m.reward_int_mean), float(jnp.mean(want)), rtol=1e-6)
     assert float(m.loss_value_int) > 0
     assert float(m.loss_rnd) == 0.0 and float(m.grad_norm_rnd) == 0.0
@@ -101,7 +100,7 @@ def test_the_bonus_changes_only_the_intrinsic_stream():
     env = CountingCorridor(length=3, max_steps=4)
     cfg = count_cfg(**{"ppo.epochs": 1, "ppo.minibatches": 1})
     _, _, _, m_count = _first_update(cfg, env)
-    _, _, _, m_epi = _first_update(cfg.with_overrides({"rnd.bonus": "episodic_count"}), env)
+    _, _, _, m_epi = _first_update(cfg.with_overrides({"bonus.kind": "episodic_count"}), env)
     for name in ("frames", "episodes", "avg_return_last100", "loss_value_ext", "entropy"):
         np.testing.assert_array_equal(getattr(m_count, name), getattr(m_epi, name), name)
     assert float(m_count.reward_int_mean) != float(m_epi.reward_int_mean)
@@ -109,7 +108,7 @@ def test_the_bonus_changes_only_the_intrinsic_stream():
 
 def test_reward_norm_applies_to_the_bonus():
     env = CountingCorridor(length=3, max_steps=4)
-    _, state, new, m = _first_update(count_cfg(**{"rnd.reward_norm": True}), env)
+    _, state, new, m = _first_update(count_cfg(**{"bonus.reward_norm": True}), env)
     assert state.reward_rms is not None and state.reward_filter.shape == (NUM_ENVS,)
     assert float(new.reward_rms.count) > float(state.reward_rms.count)
     _, _, _, raw = _first_update(count_cfg(), env)
@@ -117,22 +116,22 @@ def test_reward_norm_applies_to_the_bonus():
 
 
 def test_bad_bonus_settings_are_refused():
-    with pytest.raises(ValueError, match="RNDConfig.bonus must be one of rnd, count"):
-        preset("ppo-rnd-5x5").with_overrides({"rnd.bonus": "counts"})
+    with pytest.raises(ValueError, match="BonusConfig.kind must be one of none, rnd, count"):
+        preset("ppo-rnd-5x5").with_overrides({"bonus.kind": "counts"})
     with pytest.raises(ValueError, match="obs_norm normalises the RND networks' input"):
-        preset("ppo-rnd-5x5").with_overrides({"rnd.bonus": "count"})  # the preset has obs_norm
+        preset("ppo-rnd-5x5").with_overrides({"bonus.kind": "count"})  # the preset has obs_norm
     with pytest.raises(ValueError, match="needs a `visit_index"):
         make_train(count_cfg(), env=Corridor(length=3, max_steps=4))
-    # without rnd.enabled the bonus is inert, as the rest of the rnd group
-    plain = count_cfg("ppo-5x5")
+    # with bonus.kind=none no bonus is built, whatever the rest of the bonus group says
+    plain = count_cfg("ppo-5x5").with_overrides({"bonus.kind": "none"})
     train = make_train(plain, env=Corridor(length=3, max_steps=4))
-    assert not train.nets.intrinsic
+    assert not train.bonus.intrinsic
     assert not count_cfg().is_notebook_faithful
 
 
 def test_the_reference_refuses_a_count_bonus():
     agents = pytest.importorskip("curio_jax.reference.agents")
-    assert "rnd.bonus=count" in agents.unsupported_settings(count_cfg("notebook-rnd-5x5"))
+    assert "bonus.kind=count" in agents.unsupported_settings(count_cfg("notebook-rnd-5x5"))
 
 
 def test_doorkey_has_the_visit_cells():
@@ -143,16 +142,17 @@ def test_doorkey_has_the_visit_cells():
     cfg = count_cfg(**{"env.size": 8, "total_frames": NUM_ENVS * ROLLOUT})
     train = make_train(cfg)
     state = jax.jit(train.init)(jax.random.key(0))
-    assert state.visits.counts.shape == (num_visit_cells(8),)
+    assert state.bonus.counts.shape == (num_visit_cells(8),)
 
 
-def test_checkpoint_paths_of_runs_without_counts_are_unchanged():
-    """visits is None without a count bonus: no new leaves, so checkpoints written before the
-    bonus existed still restore."""
-    cfg = preset("ppo-rnd-5x5").with_overrides({**TINY, **TINY_PPO, "rnd.obs_norm": True})
+def test_checkpoint_paths_of_runs_without_counts_have_no_count_leaves():
+    """An RND run's state holds no count table: the bonus state is RND's alone."""
+    cfg = preset("ppo-rnd-5x5").with_overrides({**TINY, **TINY_PPO, "bonus.obs_norm": True})
     train = make_train(cfg, env=Corridor(length=3, max_steps=4))
     state = jax.eval_shape(train.init, jax.random.key(0))
-    assert state.visits is None
     paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(state)[0]]
-    assert not any("visits" in p for p in paths)
-    assert dataclasses.fields(state)[-1].name == "visits"
+    assert not any("counts" in p for p in paths)
+    assert {p.split(".")[2].split("[")[0] for p in paths if p.startswith(".bonus.")} == {
+        "target_params",
+        "obs_rms",
+    }

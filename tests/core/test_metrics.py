@@ -22,7 +22,7 @@ from curio_jax.run.loop import train_run
 from curio_jax.run.rundir import RunSettings, read_rows
 
 CFG = config.preset("notebook-rnd-5x5").with_overrides(
-    {"a2c.num_envs": 2, "total_frames": 18 * 32, "log_every": 6}
+    {"train.num_envs": 2, "total_frames": 18 * 32, "log_every": 6}
 )
 
 

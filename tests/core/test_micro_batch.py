@@ -1,4 +1,4 @@
-"""Micro-batched update (A2CConfig.micro_batch): same step as one pass over the batch, up to
+"""Micro-batched update (TrainSettings.micro_batch): same step as one pass over the batch, up to
 float summation order; the config's resolution and its errors."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from fake_env import Corridor
 
-from curio_jax.config import A2CConfig, micro_batch_size, preset
-from curio_jax.core.a2c import map_rows
+from curio_jax.config import TrainSettings, micro_batch_size, preset
+from curio_jax.core.agent import map_rows
 from curio_jax.core.train import make_train
 
 NUM_ENVS, ROLLOUT, UPDATES = 8, 4, 4  # 32 samples per update
@@ -19,9 +19,9 @@ NUM_ENVS, ROLLOUT, UPDATES = 8, 4, 4  # 32 samples per update
 def _cfg(name: str, micro: int | None, **extra):
     return preset(name).with_overrides(
         {
-            "a2c.num_envs": NUM_ENVS,
-            "a2c.rollout_size": ROLLOUT,
-            "a2c.micro_batch": micro,
+            "train.num_envs": NUM_ENVS,
+            "train.rollout_size": ROLLOUT,
+            "train.micro_batch": micro,
             "total_frames": NUM_ENVS * ROLLOUT * UPDATES,
             **extra,
         }
@@ -49,7 +49,7 @@ def _run(cfg):
     ],
 )
 def test_micro_batch_size(num_envs, rollout, micro, backend, expected):
-    a2c = A2CConfig(num_envs=num_envs, rollout_size=rollout, micro_batch=micro)
+    a2c = TrainSettings(num_envs=num_envs, rollout_size=rollout, micro_batch=micro)
     assert micro_batch_size(a2c, backend) == expected
 
 
@@ -64,7 +64,7 @@ def test_micro_batch_size(num_envs, rollout, micro, backend, expected):
 )
 def test_invalid_micro_batch_raises(micro, match):
     with pytest.raises(ValueError, match=match):
-        A2CConfig(num_envs=32, rollout_size=16, micro_batch=micro)
+        TrainSettings(num_envs=32, rollout_size=16, micro_batch=micro)
 
 
 def test_train_resolves_micro_batch():
@@ -103,9 +103,9 @@ def test_map_rows_allows_none_leaves():
 def test_micro_batched_update_equals_one_pass(name):
     """Dropout off (its masks are drawn per piece): 4 pieces of 8 give the parameters and
     metrics of one pass over the 32 samples, to float32 summation order, after 4 updates."""
-    extra = {} if name.startswith("notebook-a2c") else {"rnd.dropout": 0.0}
+    extra = {} if name.startswith("notebook-a2c") else {"bonus.dropout": 0.0}
     if name.startswith("rnd-paper"):
-        extra["rnd.obs_norm_init_steps"] = 2
+        extra["bonus.obs_norm_init_steps"] = 2
     train, micro = _run(_cfg(name, 8, **extra))
     assert train.micro_batch == 8
     _, whole = _run(_cfg(name, 0, **extra))

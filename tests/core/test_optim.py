@@ -62,7 +62,7 @@ def _run_ours(params, grad_seq, lr, alpha, eps, max_ac, max_pred):
             decay=alpha,
             eps=eps,
             max_grad_norm_ac=max_ac,
-            max_grad_norm_rnd=max_pred,
+            max_grad_norm_bonus=max_pred,
         )
     )
     norms = []
@@ -74,16 +74,16 @@ def _run_ours(params, grad_seq, lr, alpha, eps, max_ac, max_pred):
 
 def test_clip_and_rmsprop_match_numpy_torch_formulas():
     rng = np.random.default_rng(1)
-    params = AgentParams(ac=_tree(rng, AC_SHAPES), predictor=_tree(rng, PRED_SHAPES))
+    params = AgentParams(ac=_tree(rng, AC_SHAPES), bonus=_tree(rng, PRED_SHAPES))
     # grads of varying size: some steps clipped in one group, some in none
     grad_seq = [
-        AgentParams(ac=_tree(rng, AC_SHAPES, s), predictor=_tree(rng, PRED_SHAPES, s / 50))
+        AgentParams(ac=_tree(rng, AC_SHAPES, s), bonus=_tree(rng, PRED_SHAPES, s / 50))
         for s in (1.0, 0.01, 3.0, 0.1, 0.001, 2.0)
     ]
     lr, alpha, eps, max_ac, max_pred = 1e-2, 0.99, 1e-8, 0.5, 0.01
     ours, opt_state, norms = _run_ours(params, grad_seq, lr, alpha, eps, max_ac, max_pred)
 
-    keys = [("ac", k) for k in AC_SHAPES] + [("predictor", k) for k in PRED_SHAPES]
+    keys = [("ac", k) for k in AC_SHAPES] + [("bonus", k) for k in PRED_SHAPES]
 
     def get(tree, gk):
         return np.asarray(getattr(tree, gk[0])[gk[1]], np.float64)
@@ -103,26 +103,26 @@ def test_clip_and_rmsprop_match_numpy_torch_formulas():
 def test_clip_and_rmsprop_match_pytorch():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(2)
-    params = AgentParams(ac=_tree(rng, AC_SHAPES), predictor=_tree(rng, PRED_SHAPES))
+    params = AgentParams(ac=_tree(rng, AC_SHAPES), bonus=_tree(rng, PRED_SHAPES))
     grad_seq = [
-        AgentParams(ac=_tree(rng, AC_SHAPES, s), predictor=_tree(rng, PRED_SHAPES, s / 50))
+        AgentParams(ac=_tree(rng, AC_SHAPES, s), bonus=_tree(rng, PRED_SHAPES, s / 50))
         for s in (1.0, 0.01, 3.0, 0.1, 2.0)
     ]
     lr, max_ac, max_pred = 1e-4, 0.5, 0.01
     ours, _, _ = _run_ours(params, grad_seq, lr, 0.99, 1e-8, max_ac, max_pred)
 
     t_ac = [torch.tensor(np.asarray(params.ac[k]), requires_grad=True) for k in AC_SHAPES]
-    t_pr = [torch.tensor(np.asarray(params.predictor[k]), requires_grad=True) for k in PRED_SHAPES]
+    t_pr = [torch.tensor(np.asarray(params.bonus[k]), requires_grad=True) for k in PRED_SHAPES]
     opt = torch.optim.RMSprop(t_ac + t_pr, lr=lr)
     for g in grad_seq:
         for t, k in zip(t_ac, AC_SHAPES, strict=True):
             t.grad = torch.tensor(np.asarray(g.ac[k]))
         for t, k in zip(t_pr, PRED_SHAPES, strict=True):
-            t.grad = torch.tensor(np.asarray(g.predictor[k]))
+            t.grad = torch.tensor(np.asarray(g.bonus[k]))
         torch.nn.utils.clip_grad_norm_(t_ac, max_ac)
         torch.nn.utils.clip_grad_norm_(t_pr, max_pred)
         opt.step()
     for t, k in zip(t_ac, AC_SHAPES, strict=True):
         np.testing.assert_allclose(ours.ac[k], t.detach().numpy(), rtol=1e-5, atol=1e-6)
     for t, k in zip(t_pr, PRED_SHAPES, strict=True):
-        np.testing.assert_allclose(ours.predictor[k], t.detach().numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(ours.bonus[k], t.detach().numpy(), rtol=1e-5, atol=1e-6)

@@ -14,6 +14,7 @@ from helpers import init_networks as _init
 from helpers import make_networks as _nets
 
 from curio_jax.config import preset
+from curio_jax.core.agent import sum_over_pieces
 from curio_jax.core.hparams import Hyperparams
 from curio_jax.core.metrics import metric_names
 from curio_jax.core.ppo import (
@@ -22,7 +23,6 @@ from curio_jax.core.ppo import (
     annealed_lr,
     combined_advantage,
     flatten_rollout,
-    minibatch_grads,
     minibatch_indices,
     ppo_loss,
     prepare_minibatch,
@@ -58,10 +58,10 @@ def _minibatch(params, nets, key, m=12, weight=None, rnd=True):
         adv_int=jax.random.normal(ks[4], (m,)) if rnd else None,
         ret_int=jax.random.normal(ks[5], (m,)) if rnd else None,
     )
-    rnd_weight = None
+    bonus_weight = None
     if rnd:
-        rnd_weight = w * (jax.random.uniform(ks[6], (m,)) < 0.5).astype(jnp.float32)
-    return mb.replace(adv=jax.random.normal(ks[7], (m,)), rnd_weight=rnd_weight)
+        bonus_weight = w * (jax.random.uniform(ks[6], (m,)) < 0.5).astype(jnp.float32)
+    return mb.replace(adv=jax.random.normal(ks[7], (m,)), bonus_weight=bonus_weight)
 
 
 def _numpy_loss(params, target, mb, dkey, nets, coefs, clip_value):
@@ -87,10 +87,10 @@ def _numpy_loss(params, target, mb, dkey, nets, coefs, clip_value):
         t = f64(nets.target.apply({"params": target}, mb.obs))
         p = f64(
             nets.predictor.apply(
-                {"params": params.predictor}, mb.obs, deterministic=False, rngs={"dropout": dkey}
+                {"params": params.bonus}, mb.obs, deterministic=False, rngs={"dropout": dkey}
             )
         )
-        rw = f64(mb.rnd_weight)
+        rw = f64(mb.bonus_weight)
         rnd_term = np.sum(np.mean((t - p) ** 2, -1) * rw) / max(np.sum(rw), 1.0)
     total = (
         policy
@@ -121,7 +121,9 @@ def test_loss_matches_numpy(rnd, clip_value):
     weight = [1, 1, 0, 1, 1, 1, 1, 1, 0, 1, 1, 1]
     mb = _minibatch(params, nets, 3, weight=weight, rnd=rnd)
     dkey = jax.random.key(7)
-    total, terms = ppo_loss(params, target, mb, dkey, COEFS, nets, clip_value=clip_value)
+    total, terms = ppo_loss(
+        params, mb, dkey, COEFS, nets.ac, nets.term(target), clip_value=clip_value
+    )
     exp = _numpy_loss(params, target, mb, dkey, nets, COEFS, clip_value)
     assert 0 < exp["clip_fraction"] < 1  # both sides of the ratio clip occur
     for k, v in exp.items():
@@ -136,8 +138,8 @@ def test_value_clipping_acts_on_both_sides():
     nets = _nets(False)
     params, _ = _init(nets)
     mb = _minibatch(params, nets, 4, rnd=False)
-    _, plain = ppo_loss(params, None, mb, jax.random.key(0), COEFS, nets, clip_value=False)
-    _, clipped = ppo_loss(params, None, mb, jax.random.key(0), COEFS, nets, clip_value=True)
+    _, plain = ppo_loss(params, mb, jax.random.key(0), COEFS, nets.ac, clip_value=False)
+    _, clipped = ppo_loss(params, mb, jax.random.key(0), COEFS, nets.ac, clip_value=True)
     assert float(clipped.value_ext) > float(plain.value_ext)
     for name in ("policy", "entropy", "approx_kl", "clip_fraction"):
         assert float(getattr(clipped, name)) == float(getattr(plain, name)), name
@@ -156,7 +158,7 @@ def test_loss_at_ratio_one_is_the_policy_gradient_loss():
     for eps in (0.1, 0.3):
         coefs = COEFS.replace(clip_eps=jnp.float32(eps))
         g, terms = jax.grad(ppo_loss, has_aux=True)(
-            params, None, mb, jax.random.key(0), coefs, nets, clip_value=False
+            params, mb, jax.random.key(0), coefs, nets.ac, clip_value=False
         )
         np.testing.assert_allclose(float(terms.policy), -float(jnp.mean(mb.adv)), rtol=1e-5)
         assert float(terms.clip_fraction) == 0.0 and abs(float(terms.approx_kl)) < 1e-6
@@ -217,9 +219,9 @@ def _four_samples(adv_int=None) -> PPOBatch:
 def test_prepare_minibatch_without_rnd_has_no_mask():
     b = _four_samples()
     mb = prepare_minibatch(
-        b, jax.random.key(0), COEFS, adv_norm=False, intrinsic=False, rnd_loss=False
+        b.replace(adv_int=None), jax.random.key(0), COEFS, adv_norm=False, bonus_loss=False
     )
-    assert mb.rnd_weight is None
+    assert mb.bonus_weight is None
     np.testing.assert_array_equal(np.asarray(mb.adv), 2.0 * np.arange(4.0))
 
 
@@ -227,13 +229,13 @@ def test_prepare_minibatch_intrinsic_and_rnd_loss_are_separate_switches():
     """A count bonus combines the intrinsic advantage without a predictor mask; RND does both."""
     b = _four_samples(adv_int=jnp.full(4, 3.0))
     key = jax.random.key(0)
-    counts = prepare_minibatch(b, key, COEFS, adv_norm=False, intrinsic=True, rnd_loss=False)
-    assert counts.rnd_weight is None
+    counts = prepare_minibatch(b, key, COEFS, adv_norm=False, bonus_loss=False)
+    assert counts.bonus_weight is None
     np.testing.assert_array_equal(np.asarray(counts.adv), 2.0 * np.arange(4.0) + 3.0)
-    rnd = prepare_minibatch(b, key, COEFS, adv_norm=False, intrinsic=True, rnd_loss=True)
+    rnd = prepare_minibatch(b, key, COEFS, adv_norm=False, bonus_loss=True)
     np.testing.assert_array_equal(np.asarray(rnd.adv), np.asarray(counts.adv))
     np.testing.assert_array_equal(
-        np.asarray(rnd.rnd_weight), np.asarray(proportion_mask(key, 4, COEFS.update_proportion))
+        np.asarray(rnd.bonus_weight), np.asarray(proportion_mask(key, 4, COEFS.update_proportion))
     )
 
 
@@ -253,7 +255,7 @@ def test_flatten_rollout_is_time_major_and_masks_dummies():
     )
     np.testing.assert_array_equal(np.asarray(batch.adv_ext), np.arange(6.0))
     np.testing.assert_array_equal(np.asarray(batch.weight), [1, 0, 1, 1, 0, 1])
-    assert batch.adv_int is None and batch.target_features is None
+    assert batch.adv_int is None and batch.bonus_input is None
     unmasked = flatten_rollout(
         jnp.zeros((t, b, 7, 7, 3), jnp.uint8), x.astype(jnp.int32), x, x, x, x
     )
@@ -270,15 +272,15 @@ def test_micro_batches_add_up_to_the_minibatch():
 
     def grads_of(part, key):
         return jax.grad(ppo_loss, has_aux=True)(
-            params, None, part, key, COEFS, nets, clip_value=True, denom=denom
+            params, part, key, COEFS, nets.ac, clip_value=True, denom=denom
         )
 
-    g1, t1 = minibatch_grads(grads_of, mb, jax.random.key(0), None)
-    g4, t4 = minibatch_grads(grads_of, mb, jax.random.key(0), 3)
+    g1, t1 = sum_over_pieces(grads_of, mb, jax.random.key(0), None)
+    g4, t4 = sum_over_pieces(grads_of, mb, jax.random.key(0), 3)
     for a, b in zip(jax.tree.leaves((g1, t1)), jax.tree.leaves((g4, t4)), strict=True):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-7)
     with pytest.raises(ValueError, match="does not divide"):
-        minibatch_grads(grads_of, mb, jax.random.key(0), 5)
+        sum_over_pieces(grads_of, mb, jax.random.key(0), 5)
 
 
 def test_annealed_lr():
@@ -296,12 +298,12 @@ def test_update_keys_shapes():
 
 NUM_ENVS, ROLLOUT, UPDATES = 4, 8, 6
 TINY = {
-    "a2c.num_envs": NUM_ENVS,
-    "a2c.rollout_size": ROLLOUT,
+    "train.num_envs": NUM_ENVS,
+    "train.rollout_size": ROLLOUT,
     "total_frames": NUM_ENVS * ROLLOUT * UPDATES,
     "ppo.epochs": 2,
     "ppo.minibatches": 2,
-    "rnd.obs_norm_init_steps": 3,
+    "bonus.obs_norm_init_steps": 3,
 }
 
 
@@ -314,7 +316,7 @@ def ppo_rnd():
     """PPO-RND on the corridor, micro-batches of 4 in minibatches of 16 (helpers.TINY_PROGRAMS;
     its determinism, vmap and chunking contract is in test_program_contract.py)."""
     train, run, updates = tiny_program("ppo-rnd")
-    assert updates == UPDATES and train.cfg.a2c.rollout_size == ROLLOUT
+    assert updates == UPDATES and train.cfg.train.rollout_size == ROLLOUT
     return train, run
 
 
@@ -331,7 +333,7 @@ def test_ppo_state_and_metrics(ppo_rnd):
     for name in ("loss_rnd", "loss_value_int", "reward_int_mean", "grad_norm_rnd", "grad_norm_ac"):
         assert np.all(np.asarray(getattr(m, name)) > 0), name
     n = NUM_ENVS * ROLLOUT
-    np.testing.assert_allclose(float(state.obs_rms.count), 12 + UPDATES * n + 1e-4, rtol=1e-6)
+    np.testing.assert_allclose(float(state.bonus.obs_rms.count), 12 + UPDATES * n + 1e-4, rtol=1e-6)
     np.testing.assert_allclose(float(state.reward_rms.count), UPDATES * n + 1e-4, rtol=1e-6)
 
 
@@ -340,8 +342,8 @@ def test_plain_ppo_builds_no_rnd_and_ignores_the_rnd_group():
     intrinsic stream; the intrinsic value head gets no gradient."""
     train = make_train(tiny("ppo-5x5"), env=Corridor(length=3, max_steps=4))
     state = jax.jit(train.init)(jax.random.key(0))
-    assert train.nets.predictor is None and state.target_params is None
-    assert state.obs_rms is None and state.reward_rms is None and state.reward_filter is None
+    assert train.bonus.kind == "none" and state.params.bonus is None and state.bonus is None
+    assert state.reward_rms is None and state.reward_filter is None
     new, m = jax.jit(train.update)(state)
     for name in ("loss_rnd", "loss_value_int", "reward_int_mean", "grad_norm_rnd"):
         assert float(getattr(m, name)) == 0.0, name
@@ -377,8 +379,8 @@ TWO_STEPS = {"ppo.epochs": 2, "ppo.minibatches": 1}
 METRICS = tuple(n for n in metric_names() if n not in ("avg_return_last100", "episodes"))
 PARTS = {
     "params.ac": lambda s: s.params.ac,
-    "params.predictor": lambda s: s.params.predictor,
-    "obs_rms": lambda s: s.obs_rms,
+    "params.predictor": lambda s: s.params.bonus,
+    "obs_rms": lambda s: s.bonus.obs_rms,
     "reward_rms": lambda s: s.reward_rms,
 }
 NOT_ADVANTAGE = [  # what the policy's advantages cannot reach in one step
@@ -426,10 +428,10 @@ CASES = {
          "params.predictor", "obs_rms", "reward_rms"],
         ["loss_value_ext", "grad_norm_ac", "params.ac"],
     ),
-    "obs_norm": (ONE_STEP, {"rnd.obs_norm": False}, {}, 0, ["loss_value_ext", "entropy"],
+    "obs_norm": (ONE_STEP, {"bonus.obs_norm": False}, {}, 0, ["loss_value_ext", "entropy"],
                  ["loss_rnd", "reward_int_mean", "params.predictor"]),
     "reward_norm": (
-        ONE_STEP, {"rnd.reward_norm": False}, {}, 0,
+        ONE_STEP, {"bonus.reward_norm": False}, {}, 0,
         ["loss_value_ext", "entropy", "loss_rnd", "grad_norm_rnd", "params.predictor",
          "obs_rms"],
         ["reward_int_mean", "loss_value_int"],

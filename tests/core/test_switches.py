@@ -12,7 +12,7 @@ from fake_env import Corridor
 from curio_jax.config import preset
 from curio_jax.core.train import make_train
 
-BASE = {"a2c.num_envs": 4, "a2c.rollout_size": 8, "total_frames": 32}
+BASE = {"train.num_envs": 4, "train.rollout_size": 8, "total_frames": 32}
 
 # switch overrides, metrics that must be unchanged, metrics that must change
 SWITCHES = {
@@ -32,17 +32,17 @@ SWITCHES = {
         ["loss_value_ext", "loss_value_int"],
     ),
     "episodic_int=False": (
-        {"rnd.episodic_int": False},
+        {"bonus.episodic_int": False},
         ["loss_value_ext", "loss_rnd", "reward_int_mean", "entropy"],
         ["loss_value_int"],
     ),
     "obs_norm": (
-        {"rnd.obs_norm": True, "rnd.obs_norm_init_steps": 3},
+        {"bonus.obs_norm": True, "bonus.obs_norm_init_steps": 3},
         ["loss_value_ext", "entropy"],
         ["loss_rnd", "reward_int_mean"],
     ),
     "reward_norm": (
-        {"rnd.reward_norm": True},
+        {"bonus.reward_norm": True},
         ["loss_value_ext", "loss_rnd", "entropy"],
         ["reward_int_mean", "loss_value_int"],
     ),

@@ -22,7 +22,7 @@ from curio_jax.core.train import TrainOutput, make_train
 from curio_jax.envs import EpisodeStats
 
 NUM_ENVS, ROLLOUT, UPDATES = 4, 4, 6
-TINY = {"a2c.num_envs": NUM_ENVS, "a2c.rollout_size": ROLLOUT, "total_frames": 16 * UPDATES}
+TINY = {"train.num_envs": NUM_ENVS, "train.rollout_size": ROLLOUT, "total_frames": 16 * UPDATES}
 
 
 def tiny(name: str, **extra):
@@ -111,10 +111,10 @@ def a2c():
 
 def test_a2c_builds_no_rnd_nets(a2c):
     train, run = a2c
-    assert train.nets.target is None and train.nets.predictor is None
+    assert train.bonus.kind == "none" and not train.bonus.intrinsic
     state, m = run(jax.random.key(0), Hyperparams.from_config(train.cfg))
-    assert state.target_params is None and state.params.predictor is None
-    assert state.obs_rms is None and state.reward_rms is None and state.reward_filter is None
+    assert state.bonus is None and state.params.bonus is None
+    assert state.reward_rms is None and state.reward_filter is None
     for name in ("loss_rnd", "loss_value_int", "reward_int_mean", "grad_norm_rnd"):
         np.testing.assert_array_equal(getattr(m, name), 0.0)
 
@@ -150,7 +150,7 @@ def test_hyperparams_are_used(a2c):
 @pytest.fixture(scope="module")
 def rnd_paper_run():
     """Every correction switch on, on the corridor (truncations at 4 steps)."""
-    cfg = tiny("rnd-paper-5x5", **{"rnd.obs_norm_init_steps": 3})
+    cfg = tiny("rnd-paper-5x5", **{"bonus.obs_norm_init_steps": 3})
     train = make_train(cfg, env=Corridor(length=3, max_steps=4))
     jitted = jax.jit(lambda key: (train.init(key), train(key)))  # one compile for both
     return jitted, jitted(jax.random.key(0))
@@ -161,11 +161,11 @@ def test_rnd_paper_run(rnd_paper_run):
     assert isinstance(out, TrainOutput)
     assert_trees_equal(out, jitted(jax.random.key(0))[1])
     s, m = out.final_state, out.metrics
-    assert_trees_equal(s.target_params, init.target_params)  # frozen
+    assert_trees_equal(s.bonus.target_params, init.bonus.target_params)  # frozen
     n = NUM_ENVS * ROLLOUT
     # obs statistics: random-policy init (3 steps x 4 envs) plus every update's next_obs
-    np.testing.assert_allclose(float(init.obs_rms.count), 12 + 1e-4, rtol=1e-6)
-    np.testing.assert_allclose(float(s.obs_rms.count), 12 + UPDATES * n + 1e-4, rtol=1e-6)
+    np.testing.assert_allclose(float(init.bonus.obs_rms.count), 12 + 1e-4, rtol=1e-6)
+    np.testing.assert_allclose(float(s.bonus.obs_rms.count), 12 + UPDATES * n + 1e-4, rtol=1e-6)
     np.testing.assert_allclose(float(s.reward_rms.count), UPDATES * n + 1e-4, rtol=1e-6)
     assert float(jnp.abs(s.reward_filter).min()) > 0
     for name in ("loss_rnd", "loss_value_int", "reward_int_mean", "grad_norm_rnd"):
@@ -194,10 +194,10 @@ def test_doorkey_run_is_deterministic():
 @pytest.mark.parametrize(
     "cfg, match",
     [
-        (tiny("notebook-a2c-5x5", shared_permutation=True), "only apply to RND"),
-        (tiny("notebook-a2c-5x5", **{"rnd.obs_norm": True}), "rnd.obs_norm"),
-        (tiny("notebook-a2c-5x5", **{"rnd.reward_norm": True}), "rnd.reward_norm"),
-        (tiny("notebook-a2c-5x5", **{"rnd.episodic_int": False}), "episodic_int"),
+        (tiny("notebook-a2c-5x5", shared_permutation=True), "only apply to an intrinsic bonus"),
+        (tiny("notebook-a2c-5x5", **{"bonus.obs_norm": True}), "bonus.obs_norm"),
+        (tiny("notebook-a2c-5x5", **{"bonus.reward_norm": True}), "bonus.reward_norm"),
+        (tiny("notebook-a2c-5x5", **{"bonus.episodic_int": False}), "episodic_int"),
         (
             tiny("rnd-paper-5x5", **{"env.autoreset": "same_step"}),
             "bootstrap_truncation needs the final observation",
@@ -211,7 +211,7 @@ def test_invalid_configs_raise(cfg, match):
 
 def test_invalid_arguments_raise():
     with pytest.raises(ValueError, match="TrainConfig"):
-        make_train({"a2c.num_envs": 4})
+        make_train({"train.num_envs": 4})
     with pytest.raises(ValueError, match="num_actions"):
         make_train(tiny("notebook-a2c-5x5"), env=Corridor(num_actions=0))
     with pytest.raises(ValueError, match="autoreset"):
@@ -222,7 +222,7 @@ def test_invalid_arguments_raise():
     with pytest.raises(ValueError, match="Hyperparams"):
         train.init(jax.random.key(0), {"lr": 1.0})
     with pytest.raises(ValueError):  # config validation
-        dataclasses.replace(train.cfg.a2c, num_envs=0)
+        dataclasses.replace(train.cfg.train, num_envs=0)
 
 
 # --------------------------------------------------------------------------- learning

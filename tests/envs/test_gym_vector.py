@@ -351,7 +351,7 @@ def test_reference_trainer_runs_on_it():
     n = NUM_ENVS[5]
     env = agents.make_minigrid_env(5, n, backend="curio_jax")
     assert isinstance(env.unwrapped, cjgym.DoorKeyVectorEnv)
-    cfg = config.preset("notebook-rnd-5x5").with_overrides({"a2c.num_envs": n})
+    cfg = config.preset("notebook-rnd-5x5").with_overrides({"train.num_envs": n})
     try:
         agents.init_random(env, 3)
         agent = agents.make_agent(cfg, env)

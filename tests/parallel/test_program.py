@@ -1,4 +1,4 @@
-"""The seed loop (A2CConfig.seed_batch): seeds run k at a time inside one program compute what
+"""The seed loop (TrainSettings.seed_batch): seeds run k at a time inside one program compute what
 the all-at-once vmap computes (to float rounding), and with k = 1 exactly what single-seed runs
 compute; the size's resolution and its errors."""
 
@@ -12,7 +12,7 @@ import pytest
 from fake_env import Corridor
 
 from curio_jax import cli
-from curio_jax.config import A2CConfig, preset, seed_batch_size
+from curio_jax.config import TrainSettings, preset, seed_batch_size
 from curio_jax.core.train import make_train
 from curio_jax.parallel.program import seed_loop
 
@@ -21,7 +21,7 @@ SEEDS, UPDATES = 4, 3
 
 def _train():
     cfg = preset("notebook-rnd-5x5").with_overrides(
-        {"a2c.num_envs": 8, "a2c.rollout_size": 4, "total_frames": 8 * 4 * UPDATES}
+        {"train.num_envs": 8, "train.rollout_size": 4, "total_frames": 8 * 4 * UPDATES}
     )
     return make_train(cfg, env=Corridor(length=3, max_steps=4))
 
@@ -98,7 +98,7 @@ def test_seed_loop_rejects_a_size_that_does_not_divide():
     ],
 )
 def test_seed_batch_size(seed_batch, batch, backend, devices, expected):
-    a2c = A2CConfig(seed_batch=seed_batch)
+    a2c = TrainSettings(seed_batch=seed_batch)
     assert seed_batch_size(a2c, batch, backend, devices) == expected
 
 
@@ -112,13 +112,13 @@ def test_seed_batch_size(seed_batch, batch, backend, devices, expected):
 )
 def test_seed_batch_size_errors(seed_batch, batch, devices, match):
     with pytest.raises(ValueError, match=match):
-        seed_batch_size(A2CConfig(seed_batch=seed_batch), batch, "cpu", devices)
+        seed_batch_size(TrainSettings(seed_batch=seed_batch), batch, "cpu", devices)
 
 
 @pytest.mark.parametrize("bad", [-1, 1.5, True, "2"])
 def test_invalid_seed_batch_in_config(bad):
     with pytest.raises(ValueError, match="seed_batch must be None"):
-        A2CConfig(seed_batch=bad)
+        TrainSettings(seed_batch=bad)
 
 
 @pytest.mark.parametrize(

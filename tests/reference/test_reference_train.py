@@ -411,7 +411,7 @@ def test_tiny_training_run_writes_summary_and_metrics(tmp_path):
 def test_run_stops_at_the_first_logged_update_above_threshold():
     # 2 envs, 16 steps per update: every env has ended an episode by update 16 (250-step limit)
     cfg = config.preset("notebook-a2c-5x5").with_overrides(
-        {"a2c.num_envs": 2, "total_frames": 40 * 32, "log_every": 8, "solved_threshold": -1.0}
+        {"train.num_envs": 2, "total_frames": 40 * 32, "log_every": 8, "solved_threshold": -1.0}
     )
     res = ref_train.run_seed(cfg, seed=5, log=None)
     assert ref_train.summary_dict(cfg, [res], 1)["stops_at_solve"] is True
@@ -423,7 +423,7 @@ def test_run_stops_at_the_first_logged_update_above_threshold():
 
 def test_same_seed_same_run_different_seed_different_run():
     cfg = config.preset("notebook-rnd-5x5").with_overrides(
-        {"a2c.num_envs": 2, "total_frames": 4 * 32, "log_every": 2}
+        {"train.num_envs": 2, "total_frames": 4 * 32, "log_every": 2}
     )
     a = ref_train.run_seed(cfg, 7, log=None).metrics
     b = ref_train.run_seed(cfg, 7, log=None).metrics
@@ -608,7 +608,7 @@ def test_resume_without_a_run_is_refused(tmp_path, capsys):
 
 
 def test_init_from_loads_the_notebook_weights(tmp_path):
-    cfg = config.preset("notebook-rnd-5x5").with_overrides({"a2c.num_envs": 2})
+    cfg = config.preset("notebook-rnd-5x5").with_overrides({"train.num_envs": 2})
     env = make_minigrid_env(5, 2)
     try:
         init_random(env, 1)

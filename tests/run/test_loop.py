@@ -394,9 +394,9 @@ def test_config_mismatch_on_resume_names_the_fields(full_run, capsys):
     argv = ["train", "--resume", "--out", str(full), "--preset", "notebook-a2c-5x5"]
     code, out, err = in_process([*argv, "--num-envs", "8", "--seeds", "3"], capsys)
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
-    for field in ("a2c.num_envs", "total_frames", "log_every", "run.seeds"):
+    for field in ("train.num_envs", "total_frames", "log_every", "run.seeds"):
         assert field in err
-    assert "a2c.num_envs (saved 4, given 8)" in err
+    assert "train.num_envs (saved 4, given 8)" in err
     code, _, err = in_process(
         ["train", "--resume", "--out", str(full), "--total-frames", str(48 * FPU)], capsys
     )

@@ -27,7 +27,7 @@ from curio_jax.run.rundir import RunSettings
 SEEDS, ENVS, ROLLOUT, UPDATES, CHUNK = 8, 4, 16, 6, 2
 FRAMES = UPDATES * ENVS * ROLLOUT
 BASE = config.preset("notebook-rnd-5x5").with_overrides(
-    {"a2c.num_envs": ENVS, "total_frames": FRAMES, "log_every": CHUNK}
+    {"train.num_envs": ENVS, "total_frames": FRAMES, "log_every": CHUNK}
 )
 VALUES = (1.0, 10.0, 100.0)
 SETTINGS = RunSettings(seeds=SEEDS, seed=3, checkpoint_every=1, tensorboard=False)
@@ -86,7 +86,7 @@ def test_grid_compiles_once(swept):
 def test_each_grid_point_equals_a_separate_run_bit_for_bit(swept, tmp_path, g):
     out, summaries, _ = swept
     point = out / sweep.point_dir_name({"adv_coef_ext": VALUES[g]})
-    single_cfg = BASE.with_overrides({"a2c.adv_coef_ext": VALUES[g]})
+    single_cfg = BASE.with_overrides({"train.adv_coef_ext": VALUES[g]})
     single = tmp_path / "single"
     summary = runner.train_run(single_cfg, single, SETTINGS, progress=quiet(), plot=False)
 
@@ -189,7 +189,7 @@ def test_resume_compares_the_config_by_value(swept, tmp_path):
         BASE, [sweep.Axis("adv_coef_ext", VALUES)], copy, SETTINGS, resume=True, progress=quiet()
     )
     assert len(summaries) == 3
-    other = BASE.with_overrides({"rnd.gamma_int": 0.9})
+    other = BASE.with_overrides({"bonus.gamma_int": 0.9})
     with pytest.raises(sweep.SweepError, match=r"config \(rnd.gamma_int\)"):
         sweep.sweep_run(other, [sweep.Axis("adv_coef_ext", VALUES)], copy, SETTINGS, resume=True)
 
@@ -203,7 +203,7 @@ def test_existing_directory_needs_overwrite(swept, capsys):
 # --------------------------------------------------------------------------- parsing, refusals
 
 
-@pytest.mark.parametrize("name", ["num_envs", "a2c.num_envs", "a2c.rollout_size", "env.size"])
+@pytest.mark.parametrize("name", ["num_envs", "train.num_envs", "train.rollout_size", "env.size"])
 def test_untraceable_fields_are_refused_with_the_alternative(name):
     with pytest.raises(sweep.SweepError) as e:
         sweep.parse_set(f"{name}=1,2", BASE)
@@ -214,8 +214,8 @@ def test_untraceable_fields_are_refused_with_the_alternative(name):
 
 
 def test_short_and_dotted_names_mean_the_same():
-    assert sweep.parse_set("lr=1e-3,2e-3", BASE) == sweep.parse_set("a2c.lr=0.001,0.002", BASE)
-    assert sweep.parse_set("rnd.gamma_int=0.9", BASE).name == "gamma_int"
+    assert sweep.parse_set("lr=1e-3,2e-3", BASE) == sweep.parse_set("train.lr=0.001,0.002", BASE)
+    assert sweep.parse_set("bonus.gamma_int=0.9", BASE).name == "gamma_int"
 
 
 @pytest.mark.parametrize(
@@ -239,7 +239,7 @@ def test_invalid_grid_point_names_the_point_and_field():
 
 
 def test_repeated_axis_is_refused():
-    axes = [sweep.parse_set("lr=0.1", BASE), sweep.parse_set("a2c.lr=0.2", BASE)]
+    axes = [sweep.parse_set("lr=0.1", BASE), sweep.parse_set("train.lr=0.2", BASE)]
     with pytest.raises(sweep.SweepError, match="more than once"):
         sweep.grid(axes)
 
@@ -309,4 +309,4 @@ def test_cli_sweep_end_to_end(tmp_path, capsys):
     code = cli.main(["compare", *(str(out / n) for n in names), "--n-boot=50"])
     table = capsys.readouterr().out
     assert code == 0
-    assert "a2c.entropy_coef" in table
+    assert "train.entropy_coef" in table

@@ -41,7 +41,7 @@ def test_x100_extrinsic_weight_alone_speeds_up_a2c_on_5x5(tmp_path, capsys):
     print("\n" + compare.format_table(result))
     x1, x100 = result["runs"]
     (pair,) = result["pairs"]
-    assert pair["config_differences"] and "a2c.adv_coef_ext" in pair["config_differences"][0]
+    assert pair["config_differences"] and "train.adv_coef_ext" in pair["config_differences"][0]
     assert x100["n_solved"] >= 3, x100["seeds"]
     assert x100["n_solved"] >= x1["n_solved"]
     m1 = x1["frames_to_solve_median"]["value"]
