@@ -22,8 +22,8 @@ The namespace is there for three reasons:
 registered, and is idempotent.
 
 Constructor keywords (for both `make` and `navix.make`): `autoreset` ("next_step", the
-default, or "same_step"), `rgb_cache` (default True here, unlike `make_doorkey`: a filled
-navix rendering cache, which navix's PPO / PQN and `navix.observations.rgb` need),
+default, or "same_step"), `rgb_cache` (default True, as for `make_doorkey`: a filled navix
+rendering cache, which navix's PPO / PQN and `navix.observations.rgb` need),
 `disable_autoreset` (navix's switch) and `gamma` (the discount navix's agents read from
 `env.gamma`). The observation, reward and dynamics are MiniGrid's and fixed, so navix's
 `observation_fn`, `reward_fn`, ... are refused with a TypeError.

@@ -158,8 +158,8 @@ def test_timestep_stores_only_its_own_fields():
     state holding one) is what it was before the navix interface was added."""
     names = [f.name for f in dataclasses.fields(DoorKeyTimestep)]
     assert names == ["t", "observation", "action", "reward", "terminated", "truncated", "state"]
-    ts = make_doorkey(5).reset(jax.random.key(0))
-    assert ts.state.cache.patches.shape == (0,)  # default: empty rendering cache, as before
+    ts = make_doorkey(5, rgb_cache=False).reset(jax.random.key(0))
+    assert ts.state.cache.patches.shape == (0,)  # the training pipeline's empty cache
     paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(ts)[0]]
     assert not any("step_type" in p or "info" in p for p in paths)
 
@@ -210,7 +210,8 @@ def test_spaces_describe_what_the_env_produces():
 
 
 def test_rgb_cache_enables_navix_rendering_and_changes_nothing_else():
-    plain, cached = make_doorkey(5), make_doorkey(5, rgb_cache=True)
+    plain, cached = make_doorkey(5, rgb_cache=False), make_doorkey(5)
+    assert cached.rgb_cache and not plain.rgb_cache  # filled by default, as in navix
     a, b = plain.reset_to(LAYOUT), cached.reset_to(LAYOUT)
     step_a, step_b, rgb = jax.jit(plain.step), jax.jit(cached.step), jax.jit(nx_observations.rgb)
     frames = [rgb(b.state)]
