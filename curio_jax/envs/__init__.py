@@ -3,7 +3,8 @@
 The DoorKey ids of `NAVIX_IDS` are in navix's registry
 (`navix.make("curio_jax/MiniGrid-DoorKey-8x8-v0")`) from `import curio_jax` on (lazily, see
 `curio_jax.navix_ids`); importing this package registers their full constructors.
-`make("MiniGrid-DoorKey-8x8-v0")` builds the same environment directly. `curio_jax.envs.gymnax` is the gymnax-style functional API."""
+`make("MiniGrid-DoorKey-8x8-v0")` builds the same environment directly.
+`curio_jax.envs.gymnax` is the gymnax-style functional API."""
 
 from curio_jax.envs.doorkey import (
     ACTION_NAMES,
