@@ -1,7 +1,9 @@
 """curio_jax: A2C and A2C + Random Network Distillation on a MiniGrid-faithful DoorKey, in JAX.
 
 Submodules load lazily so that `curio-jax --help` and config handling stay fast (navix and
-JAX are heavy imports).
+JAX are heavy imports). Importing the package registers the `curio_jax/MiniGrid-DoorKey-*`
+ids in navix's registry (`navix.make("curio_jax/MiniGrid-DoorKey-8x8-v0")`) without importing
+navix: see `curio_jax.navix_ids`.
 """
 
 from __future__ import annotations
@@ -9,7 +11,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from curio_jax import navix_ids
+
 __version__ = "0.1.0"
+
+navix_ids.install()  # the curio_jax/ ids in navix's registry, now or when navix is imported
 
 _SUBMODULES = {"config", "envs", "core", "parallel", "run", "analysis", "tools", "cli", "api"}
 _ATTRS = {

@@ -158,7 +158,7 @@ def uniform_stream(seed: int, episodes: int, size: int) -> np.ndarray:
 def sample_layouts(seed: int, episodes: int, size: int) -> list[DoorKeyLayout]:
     """The JAX env's start layouts of `evaluate(..., backend="jax", seed=seed)`."""
     k_layout, _ = _keys(seed)
-    env = make_doorkey(size)
+    env = make_doorkey(size, rgb_cache=False)
     batch = jax.jit(jax.vmap(env.sample_layout))(jax.random.split(k_layout, episodes))
     return unstack_layouts(batch)
 
@@ -185,7 +185,7 @@ def _check_inputs(
 
 @functools.lru_cache(maxsize=16)
 def _jax_program(size: int, hidden_dim: int) -> Callable:
-    env = make_doorkey(size, disable_autoreset=True)
+    env = make_doorkey(size, rgb_cache=False, disable_autoreset=True)
     net = ActorCritic(num_actions=NUM_ACTIONS, hidden_dim=hidden_dim)
 
     def run(params, layouts, uniforms):  # uniforms [N, T]

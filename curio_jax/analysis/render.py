@@ -45,7 +45,7 @@ from curio_jax.envs.frames import render_frame, visible_cells  # noqa: F401 - re
 def _replay_program(size: int):
     """Jitted replay of a padded action sequence [max_steps] without autoreset."""
 
-    env = make_doorkey(size)
+    env = make_doorkey(size, rgb_cache=False)
 
     def run(layout, actions):
         ts0 = env.reset_to(layout)

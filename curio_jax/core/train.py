@@ -43,7 +43,7 @@ from curio_jax.core.ppo import PPO
 from curio_jax.core.returns import gae_general
 from curio_jax.core.rnd import RunningMeanStd, normalize_intrinsic_reward
 from curio_jax.core.rollout import Transition, collect_rollout
-from curio_jax.envs import EpisodeStats, make_doorkey
+from curio_jax.envs import DoorKey, EpisodeStats, make_doorkey
 
 Array = jax.Array
 
@@ -323,14 +323,19 @@ class Train:
 def make_train(cfg: TrainConfig, env: Any = None, *, sample_sharding: Any = None) -> Train:
     """Validate ``cfg`` (ValueError on nonsense, before anything is traced) and build the run.
 
-    ``env``: defaults to ``curio_jax.envs.make_doorkey(cfg.env.size, cfg.env.autoreset)``; any
-    object with ``num_actions``, ``reset(key)`` and ``step(timestep, action)`` returning
-    timesteps with ``observation``, ``reward``, ``terminated``, ``truncated``, ``done`` works
-    (probe environments in tests); a count bonus (``bonus.kind``) also needs the env's
+    ``env``: defaults to ``curio_jax.envs.make_doorkey(cfg.env.size, cfg.env.autoreset,
+    rgb_cache=False)``; a ``DoorKey`` with navix's rendering cache is used without it (the run
+    reads symbolic observations; the cache would only grow the training state and change its
+    checkpoints' shapes, and the dynamics are the same either way). Any object with
+    ``num_actions``, ``reset(key)`` and ``step(timestep, action)`` returning timesteps with
+    ``observation``, ``reward``, ``terminated``, ``truncated``, ``done`` works (probe
+    environments in tests); a count bonus (``bonus.kind``) also needs the env's
     ``visit_index(timestep)`` and ``num_visit_cells``."""
     _validate(cfg)
     if env is None:
-        env = make_doorkey(size=cfg.env.size, autoreset=cfg.env.autoreset)
+        env = make_doorkey(size=cfg.env.size, autoreset=cfg.env.autoreset, rgb_cache=False)
+    elif isinstance(env, DoorKey) and env.rgb_cache:
+        env = env.replace(rgb_cache=False)
     num_actions = getattr(env, "num_actions", None)
     if not isinstance(num_actions, int) or num_actions < 1:
         raise ValueError(f"env.num_actions must be a positive int, got {num_actions!r}")

@@ -1,8 +1,10 @@
 """MiniGrid-faithful DoorKey on navix, layout injection and in-jit episode statistics.
 
-Importing this package registers the DoorKey ids of `NAVIX_IDS` in navix's registry
-(`navix.make("curio_jax/MiniGrid-DoorKey-8x8-v0")`); `make("MiniGrid-DoorKey-8x8-v0")` builds
-the same environment directly. `curio_jax.envs.gymnax` is the gymnax-style functional API."""
+The DoorKey ids of `NAVIX_IDS` are in navix's registry
+(`navix.make("curio_jax/MiniGrid-DoorKey-8x8-v0")`) from `import curio_jax` on (lazily, see
+`curio_jax.navix_ids`); importing this package registers their full constructors.
+`make("MiniGrid-DoorKey-8x8-v0")` builds the same environment directly.
+`curio_jax.envs.gymnax` is the gymnax-style functional API."""
 
 from curio_jax.envs.doorkey import (
     ACTION_NAMES,

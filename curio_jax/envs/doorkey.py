@@ -426,17 +426,17 @@ class DoorKey(Environment):
     Build with :func:`make_doorkey`. `reset`, `reset_to` and `step` are pure and jittable; vmap
     them for batches.
 
-    navix's RGB rendering cache (`State.cache`) is empty by default (observations are symbolic
-    and `curio_jax.analysis.render` draws frames on the host), which keeps the training state
-    small and its checkpoints unchanged; but an empty cache is a zero-size array, which navix's
-    PPO and PQN cannot minibatch (they reshape every leaf of the stored states with a -1 axis) and
-    which navix's `observations.rgb` cannot draw from. `rgb_cache=True` fills it with navix's
-    `RenderingCache` of the layout's grid (u8[size*size+1, 8, 8, 3]), as navix's own
-    environments do; the ids built by name (`curio_jax.envs.make`, `navix.make`) default to
-    it."""
+    navix's RGB rendering cache (`State.cache`) is filled by default, as in navix's own
+    environments: `rgb_cache=True` holds navix's `RenderingCache` of the layout's grid
+    (u8[size*size+1, 8, 8, 3] per environment), which navix's PPO and PQN need (they reshape
+    every leaf of the stored states with a -1 axis, impossible on a zero-size array) and which
+    `navix.observations.rgb` draws from. `rgb_cache=False` leaves it empty (a zero-size array):
+    the observations are symbolic and `curio_jax.analysis.render` draws frames on the host, so
+    curio_jax's own training, evaluation and adapters build their envs that way, which keeps
+    the training state small and its checkpoints unchanged. The cache changes nothing else."""
 
     autoreset_mode: str = struct.field(pytree_node=False, default="next_step")
-    rgb_cache: bool = struct.field(pytree_node=False, default=False)
+    rgb_cache: bool = struct.field(pytree_node=False, default=True)
 
     @property
     def size(self) -> int:
@@ -636,14 +636,15 @@ def max_steps(size: int) -> int:
 def make_doorkey(
     size: int = 8,
     autoreset: str = "next_step",
-    rgb_cache: bool = False,
+    rgb_cache: bool = True,
     disable_autoreset: bool = False,
 ) -> DoorKey:
     """MiniGrid-faithful DoorKey of side `size` (outer walls included; any integer >= 5).
 
     `autoreset`: "next_step" (gymnasium vector envs, navix, the seed) or "same_step" (gymnax).
-    `rgb_cache`: fill navix's rendering cache (needed by navix's PPO / PQN and by
-    `navix.observations.rgb`; see `DoorKey`).
+    `rgb_cache`: fill navix's rendering cache (the default; needed by navix's PPO / PQN and by
+    `navix.observations.rgb`). False leaves it empty, as curio_jax's training does (see
+    `DoorKey`).
     `disable_autoreset`: navix's switch; `step` never resets (replaying or evaluating single
     episodes, whose ends the caller handles)."""
     size = _check_size(size)

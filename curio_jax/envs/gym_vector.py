@@ -71,7 +71,7 @@ class _Programs:
     keeps one executable per batch shape and device): `reset` and `step`."""
 
     def __init__(self, size: int):
-        env = make_doorkey(size, autoreset="next_step")
+        env = make_doorkey(size, autoreset="next_step", rgb_cache=False)
 
         def select(mask, new, old):
             return jax.vmap(lambda m, a, b: jax.tree.map(lambda x, y: jnp.where(m, x, y), a, b))(

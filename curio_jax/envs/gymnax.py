@@ -162,7 +162,7 @@ class DoorKeyGymnax:
         horizon = params.max_steps_in_episode
         if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
             raise ValueError(f"max_steps_in_episode must be a positive int, got {horizon!r}")
-        env = make_doorkey(self.size)
+        env = make_doorkey(self.size, rgb_cache=False)
         return env.replace(max_steps=int(horizon), disable_autoreset=True)
 
     def reset(self, key: Array, params: EnvParams | None = None) -> tuple[Array, EnvState]:

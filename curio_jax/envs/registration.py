@@ -4,9 +4,11 @@
 `gymnasium.make` builds MiniGrid's. The four sizes MiniGrid registers are available: 5x5, 6x6,
 8x8 and 16x16.
 
-navix users build environments with `navix.make(id)`. Importing `curio_jax.envs` registers the
-same four environments in navix's registry under the ids of `NAVIX_IDS`, which are MiniGrid's
-ids in a `curio_jax/` namespace, e.g. `navix.make("curio_jax/MiniGrid-DoorKey-8x8-v0")`.
+navix users build environments with `navix.make(id)`. `import curio_jax` registers the same
+four environments in navix's registry under the ids of `NAVIX_IDS`, which are MiniGrid's ids in
+a `curio_jax/` namespace, e.g. `navix.make("curio_jax/MiniGrid-DoorKey-8x8-v0")`: lazily
+(`curio_jax.navix_ids`: the package's import stays free of navix and JAX), and importing
+`curio_jax.envs` replaces the lazy constructors by the ones of this module.
 The namespace is there for three reasons:
 
 - navix's own, differently behaving DoorKey is `Navix-DoorKey-8x8-v0`; a `curio_jax/` id can
@@ -18,12 +20,12 @@ The namespace is there for three reasons:
 - `namespace/Name-vN` is gymnasium's convention for third-party ids, and navix's registry
   accepts any string.
 
-`register()` (called on import) refuses to overwrite an id that something other than curio_jax
-registered, and is idempotent.
+`register()` (called on importing `curio_jax.envs`) refuses to overwrite an id that something
+other than curio_jax registered, and is idempotent.
 
 Constructor keywords (for both `make` and `navix.make`): `autoreset` ("next_step", the
-default, or "same_step"), `rgb_cache` (default True here, unlike `make_doorkey`: a filled
-navix rendering cache, which navix's PPO / PQN and `navix.observations.rgb` need),
+default, or "same_step"), `rgb_cache` (default True, as for `make_doorkey`: a filled navix
+rendering cache, which navix's PPO / PQN and `navix.observations.rgb` need),
 `disable_autoreset` (navix's switch) and `gamma` (the discount navix's agents read from
 `env.gamma`). The observation, reward and dynamics are MiniGrid's and fixed, so navix's
 `observation_fn`, `reward_fn`, ... are refused with a TypeError.
@@ -38,15 +40,8 @@ from typing import Any
 from navix.environments import registry as nx_registry
 
 from curio_jax.envs.doorkey import DoorKey, make_doorkey
+from curio_jax.navix_ids import ENV_IDS, NAMESPACE, NAVIX_IDS, SIZES, LazyConstructor
 
-SIZES = (5, 6, 8, 16)
-"""The DoorKey sizes MiniGrid registers."""
-ENV_IDS = tuple(f"MiniGrid-DoorKey-{s}x{s}-v0" for s in SIZES)
-"""MiniGrid's ids of the environments `make` builds."""
-NAMESPACE = "curio_jax/"
-"""Prefix of the ids registered in navix's registry."""
-NAVIX_IDS = tuple(NAMESPACE + name for name in ENV_IDS)
-"""The ids under which `register` puts the environments in navix's registry."""
 MAKE_KWARGS = ("autoreset", "rgb_cache", "disable_autoreset", "gamma")
 """Keyword arguments accepted by `make` and by the navix constructors."""
 
@@ -107,12 +102,14 @@ class _NavixConstructor:
 
 
 def register() -> None:
-    """Register `NAVIX_IDS` in navix's registry (idempotent). RuntimeError if one of them is
-    already registered by something other than curio_jax (nothing is registered then)."""
+    """Register `NAVIX_IDS` in navix's registry (idempotent; replaces the lazy constructors of
+    `curio_jax.navix_ids`). RuntimeError if one of them is already registered by something
+    other than curio_jax (nothing is registered then)."""
+    ours = (_NavixConstructor.__qualname__, LazyConstructor.__qualname__)
     table = nx_registry.registry()
     for name in NAVIX_IDS:
         existing = table.get(name)
-        if existing is not None and type(existing).__qualname__ != _NavixConstructor.__qualname__:
+        if existing is not None and type(existing).__qualname__ not in ours:
             raise RuntimeError(
                 f"navix id {name!r} is already registered by {existing!r}; curio_jax will not "
                 "overwrite it"

@@ -198,7 +198,7 @@ class ScriptedEpisode:
 
 @functools.lru_cache(maxsize=8)
 def _replay_program(size: int) -> Callable:
-    env = make_doorkey(size, disable_autoreset=True)
+    env = make_doorkey(size, rgb_cache=False, disable_autoreset=True)
 
     def run(batch, actions):  # actions [N, max_steps]
         ts0 = jax.vmap(lambda lay: env.reset_to(lay, jax.random.key(0)))(batch)
@@ -280,7 +280,7 @@ def lockstep(
     stop at their end or after `max_random_steps` steps (default: the horizon)."""
 
     seed = size if seed is None else seed
-    env = make_doorkey(size)
+    env = make_doorkey(size, rgb_cache=False)
     mg = minigrid_bridge.make_minigrid_doorkey(size)
     try:
         mg.reset(seed=1000 + seed)

@@ -73,7 +73,7 @@ def bench_jax_env(impl: str, size: int, num_envs: int, steps: int = 128, repeats
     possible in one program, so the timed program includes one reset of every env)."""
 
     if impl == "curio_jax":
-        env = make_doorkey(size)
+        env = make_doorkey(size, rgb_cache=False)
     elif impl == "navix_symbolic_first_person":
         env = nx.make(
             f"Navix-DoorKey-{size}x{size}-v0", observation_fn=nx.observations.symbolic_first_person

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("envs", ("curio_jax.envs", "curio_jax.gym")),
+    ("envs", ("curio_jax.envs", "curio_jax.gym", "curio_jax.navix_ids")),
     ("config", ("curio_jax.config", "curio_jax.argparsing")),
     ("core", ("curio_jax.core",)),
     ("parallel", ("curio_jax.parallel",)),

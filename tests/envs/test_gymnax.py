@@ -75,7 +75,8 @@ def test_step_is_navix_same_step_autoreset_with_the_step_key():
     observation, reward and flags on every step (termination, then truncation)."""
     env, _ = gymnax.make("MiniGrid-DoorKey-5x5-v0")
     params = gymnax.EnvParams(max_steps_in_episode=12)
-    navix_env = make_doorkey(5, "same_step").replace(max_steps=12)
+    # the gymnax env's own build: no rendering cache (its state takes the timestep as it is)
+    navix_env = make_doorkey(5, "same_step", rgb_cache=False).replace(max_steps=12)
     navix_step = jax.jit(navix_env.step)
     _, state = env.reset(jax.random.key(0), params)
     state = state.replace(timestep=navix_env.reset_to(LAYOUT, jax.random.key(1)))
@@ -101,7 +102,7 @@ def test_info_episode_statistics_and_bootstrapping_fields():
     env, _ = gymnax.make("MiniGrid-DoorKey-5x5-v0")
     params = gymnax.EnvParams(max_steps_in_episode=12)
     _, state = env.reset(jax.random.key(0), params)
-    state = state.replace(timestep=make_doorkey(5).reset_to(LAYOUT))
+    state = state.replace(timestep=make_doorkey(5, rgb_cache=False).reset_to(LAYOUT))
     actions = list(SOLVE) + [DONE] * 12
     steps = _play(env, params, state, actions, list(jax.random.split(jax.random.key(3), 20)))
     # reference for final_observation: the same episode without any reset

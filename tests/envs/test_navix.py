@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import flax.linen as nn
 import jax
@@ -19,6 +23,9 @@ from navix.agents.agent import derive_episodic_metrics
 from navix.agents.models import Encoder
 from navix.environments import registry as nx_registry
 
+from curio_jax import navix_ids
+from curio_jax.config import preset
+from curio_jax.core.train import make_train
 from curio_jax.envs import (
     ENV_IDS,
     NAVIX_IDS,
@@ -32,6 +39,7 @@ from curio_jax.envs import (
 )
 from curio_jax.envs import registration as reg
 
+ROOT = Path(__file__).resolve().parents[2]
 L, R, F, PICK, DROP, TOG, DONE = range(7)
 # From LAYOUT, these 8 actions pick up the key, open the door and reach the goal.
 SOLVE = (PICK, F, R, TOG, F, F, R, F)
@@ -158,8 +166,8 @@ def test_timestep_stores_only_its_own_fields():
     state holding one) is what it was before the navix interface was added."""
     names = [f.name for f in dataclasses.fields(DoorKeyTimestep)]
     assert names == ["t", "observation", "action", "reward", "terminated", "truncated", "state"]
-    ts = make_doorkey(5).reset(jax.random.key(0))
-    assert ts.state.cache.patches.shape == (0,)  # default: empty rendering cache, as before
+    ts = make_doorkey(5, rgb_cache=False).reset(jax.random.key(0))
+    assert ts.state.cache.patches.shape == (0,)  # the training pipeline's empty cache
     paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(ts)[0]]
     assert not any("step_type" in p or "info" in p for p in paths)
 
@@ -210,7 +218,8 @@ def test_spaces_describe_what_the_env_produces():
 
 
 def test_rgb_cache_enables_navix_rendering_and_changes_nothing_else():
-    plain, cached = make_doorkey(5), make_doorkey(5, rgb_cache=True)
+    plain, cached = make_doorkey(5, rgb_cache=False), make_doorkey(5)
+    assert cached.rgb_cache and not plain.rgb_cache  # filled by default, as in navix
     a, b = plain.reset_to(LAYOUT), cached.reset_to(LAYOUT)
     step_a, step_b, rgb = jax.jit(plain.step), jax.jit(cached.step), jax.jit(nx_observations.rgb)
     frames = [rgb(b.state)]
@@ -286,13 +295,11 @@ class _FlatEncoder(Encoder):
         return carry, nn.tanh(nn.Dense(16)(jnp.ravel(x).astype(jnp.float32) / 10.0))
 
 
-def test_navix_ppo_trains_on_the_registered_env():
-    """Two updates of navix's own PPO on `navix.make("curio_jax/MiniGrid-DoorKey-5x5-v0")` with
-    a 20-step horizon. PPO reads `is_start`, `is_done`, `info["return"]`, `t`, `gamma` and the
-    spaces; its per-step logs must show navix's deferred autoreset: a done at t 19 -> 20 (a
-    truncation, or a success), then the reset step (t 20 in, reward 0, not done), then t 0."""
-    horizon, num_envs, num_steps = 20, 4, 32
-    env = nx.make(NAVIX_IDS[0]).replace(max_steps=horizon)
+def _train_navix_ppo(env, horizon=20, num_envs=4, num_steps=32):
+    """Two updates of navix's own PPO on `env` with a `horizon`-step horizon: (train state,
+    logs). PPO reads `is_start`, `is_done`, `info["return"]`, `t`, `gamma` and the spaces, and
+    minibatches every leaf of the stored env states (a zero-size one breaks it)."""
+    env = env.replace(max_steps=horizon)
     hp = PPOHparams(
         budget=2 * num_envs * num_steps, num_envs=num_envs, num_steps=num_steps, num_minibatches=2
     )
@@ -300,7 +307,15 @@ def test_navix_ppo_trains_on_the_registered_env():
         action_dim=len(env.action_set), actor_encoder=_FlatEncoder(), critic_encoder=_FlatEncoder()
     )
     agent = PPO(hparams=hp, env=env, network=network)
-    train_state, logs = jax.jit(agent.train)(jax.random.key(0))
+    return jax.jit(agent.train)(jax.random.key(0))
+
+
+def test_navix_ppo_trains_on_the_registered_env():
+    """navix's PPO on `navix.make("curio_jax/MiniGrid-DoorKey-5x5-v0")`: its per-step logs must
+    show navix's deferred autoreset: a done at t 19 -> 20 (a truncation, or a success), then
+    the reset step (t 20 in, reward 0, not done), then t 0."""
+    horizon, num_envs = 20, 4
+    train_state, logs = _train_navix_ppo(nx.make(NAVIX_IDS[0]), horizon, num_envs)
     assert isinstance(train_state.env_state, DoorKeyTimestep)
     assert train_state.env_state.t.shape == (num_envs,)
     done = np.asarray(logs["agent/train/done_mask"]).reshape(-1, num_envs)  # [2 * 32, N]
@@ -320,3 +335,116 @@ def test_navix_ppo_trains_on_the_registered_env():
     metrics = derive_episodic_metrics(logs)
     assert np.all(np.isfinite(np.asarray(metrics["agent/episode/length"])))
     assert np.isfinite(np.asarray(logs["agent/diagnostics/total_loss"])).all()
+
+
+def test_navix_ppo_trains_on_make_doorkey_as_it_is():
+    """The README's constructor with no keywords is what navix's agents need: a filled
+    rendering cache (an empty one made PPO's minibatching fail: integer modulo by zero)."""
+    env = make_doorkey(5)
+    assert env.rgb_cache
+    train_state, logs = _train_navix_ppo(env)
+    assert train_state.env_state.state.cache.patches.shape == (4, 5 * 5 + 1, 8, 8, 3)
+    assert np.asarray(logs["agent/train/done_mask"]).sum() >= 4
+    assert np.isfinite(np.asarray(logs["agent/diagnostics/total_loss"])).all()
+
+
+# A fresh interpreter, so that nothing but `import curio_jax` (not curio_jax.envs, which the
+# test session has imported) can have registered the ids.
+_BARE_IMPORT = """
+import sys
+
+import curio_jax
+
+heavy = [m for m in ("jax", "navix", "curio_jax.envs") if m in sys.modules]
+assert not heavy, f"import curio_jax imported {heavy}"
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import navix as nx
+import numpy as np
+from navix.agents import PPO, ActorCritic, PPOHparams
+from navix.agents.models import Encoder
+
+NAME = "curio_jax/MiniGrid-DoorKey-5x5-v0"
+assert NAME in nx.registry() and "curio_jax.envs" not in sys.modules
+env = nx.make(NAME).replace(max_steps=20)
+assert type(env).__module__ == "curio_jax.envs.doorkey" and env.rgb_cache
+assert type(nx.registry()[NAME]).__name__ == "_NavixConstructor"  # the lazy one, replaced
+
+
+class FlatEncoder(Encoder):
+    @nn.compact
+    def __call__(self, carry, x, is_first):
+        return carry, nn.tanh(nn.Dense(16)(jnp.ravel(x).astype(jnp.float32) / 10.0))
+
+
+hp = PPOHparams(budget=2 * 4 * 32, num_envs=4, num_steps=32, num_minibatches=2)
+net = ActorCritic(action_dim=7, actor_encoder=FlatEncoder(), critic_encoder=FlatEncoder())
+_, logs = jax.jit(PPO(hparams=hp, env=env, network=net).train)(jax.random.key(0))
+assert np.asarray(logs["agent/train/done_mask"]).sum() >= 4
+assert np.isfinite(np.asarray(logs["agent/diagnostics/total_loss"])).all()
+print("ok")
+"""
+
+_NAVIX_FIRST = """
+import navix as nx
+import curio_jax
+
+NAME = "curio_jax/MiniGrid-DoorKey-8x8-v0"
+assert type(nx.registry()[NAME]).__name__ == "LazyConstructor"
+env = nx.make(NAME, autoreset="same_step")
+assert env.size == 8 and env.autoreset_mode == "same_step"
+print("ok")
+"""
+
+
+def _fresh_python(code: str) -> None:
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stdout + out.stderr
+
+
+def test_navix_ppo_trains_on_the_id_after_a_bare_import_curio_jax():
+    """`import curio_jax` alone (no JAX, no navix imported) registers the ids: navix.make of
+    one, then navix's PPO on it, in a fresh interpreter."""
+    _fresh_python(_BARE_IMPORT)
+
+
+def test_import_curio_jax_after_navix_registers_the_ids():
+    _fresh_python(_NAVIX_FIRST)
+
+
+def test_registration_accepts_the_lazy_constructors(monkeypatch):
+    """The lazy entries of `curio_jax.navix_ids` build the same env, `register` replaces them,
+    and adding the lazy entries again leaves the full ones alone."""
+    table = {k: v for k, v in nx_registry.registry().items() if k not in NAVIX_IDS}
+    monkeypatch.setattr(nx_registry, "_ENVS_REGISTRY", table)
+    navix_ids.register_lazily(nx_registry)
+    assert all(table[n] == navix_ids.LazyConstructor(n) for n in NAVIX_IDS)
+    env = nx.make(NAVIX_IDS[1], gamma=0.9)
+    assert env == make(NAVIX_IDS[1], gamma=0.9) and env.size == 6 and env.gamma == 0.9
+    register()
+    full = {n: table[n] for n in NAVIX_IDS}
+    assert all(type(c) is reg._NavixConstructor for c in full.values())
+    navix_ids.register_lazily(nx_registry)
+    assert {n: table[n] for n in NAVIX_IDS} == full
+
+
+# --------------------------------------------------------------------------- training pipeline
+
+
+@pytest.mark.parametrize("given", [False, True])
+def test_the_training_state_has_no_rendering_cache(given):
+    """make_train builds its env without navix's cache (and drops it from a DoorKey it is
+    given): the training state, its checkpoints and the programs stay as they were."""
+    cfg = preset("ppo-rnd-5x5").with_overrides(
+        {"a2c.num_envs": 4, "a2c.rollout_size": 4, "total_frames": 16}
+    )
+    train = make_train(cfg, make_doorkey(5) if given else None)
+    assert not train.env.rgb_cache
+    state = jax.eval_shape(train.init, jax.random.key(0))
+    assert state.timestep.state.cache.patches.shape == (4, 0)
