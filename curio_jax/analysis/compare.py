@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from curio_jax.analysis import stats
+from curio_jax.analysis.inputs import load
 from curio_jax.analysis.report import format_table, plot
 from curio_jax.analysis.runs import (
     POOL_SEP,
@@ -43,7 +44,6 @@ from curio_jax.analysis.runs import (
     is_int,
     is_number,
     json_number,
-    load,
     load_recorded,
     load_run,
     load_unfinished,
@@ -221,7 +221,7 @@ def _labels(runs: list[Run]) -> list[str]:
 
 
 def compare_runs(
-    paths: list[str | Path],
+    paths: list[str | Path | Run],
     n_boot: int = 2000,
     alpha: float = 0.05,
     seed: int = 0,
@@ -229,9 +229,14 @@ def compare_runs(
     metrics: Sequence[str] = (),
     unfinished: bool = False,
     until: int | None = None,
+    labels: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Statistics for every run and every pair of runs, in the order given. ``paths``: run
-    directories, or ``FILE.json:LABEL`` for a run recorded in a compare JSON (`load`).
+    directories, or ``FILE.json:LABEL`` for a run recorded in a compare JSON, or any other
+    name `load` reads, or runs already read (`Run`).
+
+    ``labels``: what the result calls the runs (default: the shortest trailing parts of their
+    paths that tell them apart).
 
     ``metrics``: more metrics.csv columns (curio_jax.core.metrics; e.g. ``entropy``) whose mean
     curve over seeds, with its bootstrap band, each run gets under ``metric_curves``.
@@ -261,7 +266,7 @@ def compare_runs(
     metrics = list(metrics)
     if len(set(metrics)) != len(metrics):
         raise ValueError(f"a metric is named twice in {metrics}")
-    runs = [load(p, unfinished) for p in paths]
+    runs = [p if isinstance(p, Run) else load(p, unfinished) for p in paths]
     if until is not None:
         runs = [read_until(r, until) for r in runs]
     for name in metrics:
@@ -274,7 +279,11 @@ def compare_runs(
     own = [r.own_solved_threshold for r in runs]
     if threshold is not None:
         runs = [with_threshold(r, threshold) for r in runs]
-    labels = _labels(runs)
+    if labels is None:
+        labels = _labels(runs)
+    elif len(labels) != len(runs) or len(set(labels)) != len(labels):
+        raise ValueError(f"labels must name each run once, got {list(labels)}")
+    labels = list(labels)
     result: dict[str, Any] = {
         "settings": {"n_boot": n_boot, "alpha": alpha, "seed": seed, "threshold": threshold},
         "runs": [

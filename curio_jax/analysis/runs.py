@@ -4,9 +4,10 @@ A run directory, as written by `curio-jax train` (see docs/rundir.md), holds
 `config.json` (the TrainConfig as a nested dict), `metrics.csv` (one row per logged update per
 seed) and `summary.json` (per-seed frames-to-solve and final score, run totals). `load_run`
 reads and validates one (`load_unfinished` / `load_unfinished_reference` one still running);
-`load` also reads ``FILE.json:LABEL`` (a run recorded in a compare JSON, `load_recorded`) and
-``DIR+DIR`` (run directories of one config made in separate programs, pooled into one run,
-`pool_runs`). `read_until` and `with_threshold` give a run as read up to a frame count or as
+`load_recorded` reads ``FILE.json:LABEL`` (a run recorded in a compare JSON) and `pool_runs`
+pools ``DIR+DIR`` (run directories of one config made in separate programs) into one run
+(`curio_jax.analysis.inputs.load` reads any of them from its name, study records too).
+`read_until` and `with_threshold` give a run as read up to a frame count or as
 scored at another solved threshold. Every failure is a `RunDirError` with a one-line message.
 """
 
@@ -55,6 +56,8 @@ class Run:
     recorded: dict[str, Any] | None = None
     # a pooled run (`pool_runs`): the run directories it pools and each one's own seed numbers
     parts: tuple[tuple[Path, tuple[int, ...]], ...] = ()
+    # a slice record of a study (curio_jax.analysis.records): its run's base seed (run.json's)
+    base_seed: int | None = None
 
     @property
     def size(self) -> int:
@@ -450,27 +453,11 @@ def _cut_unfinished(
 POOL_SEP = "+"
 
 
-def load(spec: str | Path, unfinished: bool = False) -> Run:
-    """A run directory; ``FILE.json:LABEL`` (the run labelled LABEL in a JSON that
-    `compare --json` wrote, see `load_recorded`); or ``DIR+DIR[+...]``, run directories of one
-    config pooled into one run (`pool_runs`). ``unfinished``: see `load_run`. Raises
-    RunDirError with a one-line message."""
-    text = str(spec)
-    if not Path(text).is_dir():
-        file, sep, label = text.rpartition(":")
-        if sep and file and Path(file).is_file():
-            return load_recorded(file, label)
-        if POOL_SEP in text and not Path(text).exists():
-            names = text.split(POOL_SEP)
-            if not all(names):
-                raise RunDirError(f"{text}: an empty name in a pooled run (DIR+DIR[+...])")
-            return pool_runs([load(p, unfinished) for p in names], text)
-    return load_run(spec, unfinished)
-
-
 def _base_seed(run: Run) -> int | None:
     """The base seed of a `curio-jax train` run (run.json "seed"; seed i of it is
     jax.random.split(jax.random.key(base), seeds)[i]), None when run.json does not say."""
+    if run.base_seed is not None:
+        return run.base_seed
     try:
         info = json.loads((run.path / "run.json").read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
