@@ -136,7 +136,9 @@ def markdown(spec: StudySpec, result: dict[str, Any], status: str) -> str:
     """A markdown table of the arms and one of the pairs (for docs/results/)."""
     thr = result["settings"].get("threshold")
     lines = [
-        f"### {spec.name}" + (f" (threshold {thr:g})" if thr is not None else ""),
+        f"### {spec.name}"
+        + (f", {result['study']['group']}" if result.get("study", {}).get("group") else "")
+        + (f" (threshold {thr:g})" if thr is not None else ""),
         "",
         *([spec.description, ""] if spec.description else []),
         f"Records: {status}.",
@@ -172,15 +174,16 @@ def report_study(
     spec: StudySpec, out: str | Path | None = None, *, figure: bool = True
 ) -> dict[str, Any]:
     """Pool every arm's records, compare the arms (at each of the spec's thresholds) and write
-    ``<out>/<name>[_<threshold>].json``, ``.md``, ``.txt`` and ``.png`` (default out: the
-    spec's folder's ``report/``). Returns {"status", "files", "results"}. StudyError for
+    ``<out>/<name>[_<group>][_<threshold>].json``, ``.md``, ``.txt`` and ``.png`` (one
+    comparison per group of arms, e.g. a tuning sweep apart from the final arms; default out:
+    the spec's folder's ``report/``). Returns {"status", "files", "results"}. StudyError for
     records that cannot be used; arms without any record are left out (and named)."""
     out = Path(out) if out is not None else spec.dir / "report"
     found = [arm_records(spec, a) for a in spec.arms if a.cfg is not None]
     status = completeness(spec, found)
-    runs: list[Run] = []
-    labels: list[str] = []
+    groups: dict[str, tuple[list[Run], list[str]]] = {}
     for a in spec.arms:
+        runs, labels = groups.setdefault(a.group, ([], []))
         if a.recorded is not None:
             file, _, label = a.recorded.rpartition(":")
             try:
@@ -194,33 +197,41 @@ def report_study(
         if f.run is not None:
             runs.append(f.run)
             labels.append(a.name)
-    if not [r for r in runs if r.recorded is None]:
+    if not any(f.run is not None for f in found):
         raise StudyError(f"{spec.name}: no slice is recorded yet ({status})")
     out.mkdir(parents=True, exist_ok=True)
     files, results = [], []
-    several = len(spec.thresholds) > 1
-    for t in spec.thresholds:
-        stem = f"{spec.name}_{t:g}" if several else spec.name
-        try:
-            result = compare.compare_runs(
-                runs,
-                n_boot=spec.n_boot,
-                threshold=t,
-                metrics=spec.metrics,
-                labels=labels,
-            )
-        except (compare.RunDirError, ValueError) as e:
-            raise StudyError(str(e)) from None
-        result["study"] = {"name": spec.name, "spec": spec.path.name, "status": status}
-        atomic_write(out / f"{stem}.json", json.dumps(result, indent=2) + "\n")
-        atomic_write(out / f"{stem}.md", markdown(spec, result, status))
-        atomic_write(out / f"{stem}.txt", format_table(result) + "\n")
-        files += [out / f"{stem}.json", out / f"{stem}.md", out / f"{stem}.txt"]
-        if figure:
+    for group, (runs, labels) in groups.items():
+        if not [r for r in runs if r.recorded is None]:
+            continue  # nothing of this group recorded yet
+        for t in spec.thresholds:
+            stem = spec.name + (f"_{group}" if len(groups) > 1 else "")
+            stem += f"_{t:g}" if len(spec.thresholds) > 1 else ""
             try:
-                plot(result, out / f"{stem}.png")
-                files.append(out / f"{stem}.png")
-            except ImportError:
-                pass
-        results.append(result)
+                result = compare.compare_runs(
+                    runs,
+                    n_boot=spec.n_boot,
+                    threshold=t,
+                    metrics=spec.metrics,
+                    labels=labels,
+                )
+            except (compare.RunDirError, ValueError) as e:
+                raise StudyError(str(e)) from None
+            result["study"] = {
+                "name": spec.name,
+                "spec": spec.path.name,
+                "group": group if len(groups) > 1 else None,
+                "status": status,
+            }
+            atomic_write(out / f"{stem}.json", json.dumps(result, indent=2) + "\n")
+            atomic_write(out / f"{stem}.md", markdown(spec, result, status))
+            atomic_write(out / f"{stem}.txt", format_table(result) + "\n")
+            files += [out / f"{stem}.json", out / f"{stem}.md", out / f"{stem}.txt"]
+            if figure:
+                try:
+                    plot(result, out / f"{stem}.png")
+                    files.append(out / f"{stem}.png")
+                except ImportError:
+                    pass
+            results.append(result)
     return {"status": status, "files": files, "results": results}

@@ -73,6 +73,7 @@ ARM_FIELDS = {
             "group",
             "frames_per_sec",
             "checkpoint_every",
+            "stop_when_solved",
         )
     },
 }
@@ -278,9 +279,9 @@ def parse_spec(data: dict[str, Any], path: Path) -> StudySpec:
         where = f"{w}: arms[{i}]"
         if not isinstance(a, dict):
             raise SpecError(f"{where} must be a table")
-        _unknown(where, a, ARM_FIELDS)
         arm_name = _name(f"{where}.name", a.get("name"))
         where = f"{w}: arm {arm_name!r}"
+        _unknown(where, a, ARM_FIELDS)
         if any(b.name == arm_name for b in arms):
             raise SpecError(f"{where}: two arms are named {arm_name!r}")
         arms.append(_arm(where, arm_name, a, defaults, study_set, path))
