@@ -37,11 +37,11 @@ def _progress(progress: bool) -> Progress:
 
 
 def train_run(
-    cfg: TrainConfig | str,
+    cfg: TrainConfig | str | None,
     out: str | Path,
     *,
-    seeds: int = 1,
-    seed: int = 0,
+    seeds: int | None = None,
+    seed: int | None = None,
     resume: bool = False,
     overwrite: bool = False,
     init_from: str | Path | _params.AgentWeights | None = None,
@@ -50,18 +50,28 @@ def train_run(
     plot: bool = True,
     **settings: Any,
 ) -> dict:
-    """Train `seeds` seeds of `cfg` in one program into the run directory `out` (created, or
-    continued with `resume`); returns summary.json as a dict. `init_from`: a run, checkpoint,
-    export or `.pth` every seed starts from. `settings`: the other fields of
-    `curio_jax.run.rundir.RunSettings` (checkpoint_every, keep_checkpoints, tensorboard,
-    devices, env_shards). `callbacks`: objects with `on_chunk(chunk)`, called after every
-    chunk (e.g. `curio_jax.run.loggers.WandbLogger`)."""
+    """Train `seeds` seeds (default 1) of `cfg` in one program into the run directory `out`
+    (created, or continued with `resume`); returns summary.json as a dict. `seed`: the base
+    seed (default 0). `init_from`: a run, checkpoint, export or `.pth` every seed starts from.
+    `settings`: the other fields of `curio_jax.run.rundir.RunSettings` (checkpoint_every,
+    keep_checkpoints, tensorboard, devices, env_shards, stop_when_solved). `callbacks`: objects
+    with `on_chunk(chunk)`, called after every chunk (e.g.
+    `curio_jax.run.loggers.WandbLogger`).
+
+    With `resume`, as `curio-jax train --resume`: `cfg` may be None (the saved config), and
+    the settings not given are the saved run.json's (`curio_jax.run.rundir.resolve_settings`)."""
+    saved_run = None
+    if resume:
+        saved_cfg, saved_run = rundir.read_saved_run(Path(out))
+        cfg = saved_cfg if cfg is None else cfg
+    elif cfg is None:
+        raise ValueError("train_run needs a config (a preset name or a TrainConfig)")
     if init_from is not None and not isinstance(init_from, _params.AgentWeights):
         init_from = _params.load_weights(init_from)
     return loop.train_run(
         _config(cfg),
         Path(out),
-        rundir.RunSettings(seeds=seeds, seed=seed, **settings),
+        rundir.resolve_settings(saved_run, seeds=seeds, seed=seed, **settings),
         resume=resume,
         overwrite=overwrite,
         progress=_progress(progress),

@@ -1,32 +1,13 @@
 #!/usr/bin/env bash
-# The README's 16x16 measurements (issue 5, item 3): the notebook's RND and A2C agents and the
-# aligned-permutation RND variant, 4 seeds each, at the presets' own budget of 19,906,560 frames
-# per seed (3,240 updates of 128 envs x 48 steps), then `compare` at the RND presets' solved
-# threshold 0.95 for every arm (the notebook's A2C preset uses 0.91).
-# These are the commands that made the README's runs: notebook-rnd-16x16 ran with
-# `--micro-batch 128` (commit bea06ed, before the seed loop: 4 seeds vmapped, 128-sample
-# pieces each); the other two with the automatic settings of commit 6c49dd4 (seeds one at a
-# time, 512-sample pieces). RND dropout masks depend on the piece size, so that arm is an
-# equally valid sample either way, not bit-identical to a run with other pieces.
-# 1-2 hours per RND arm on a 2-core CPU (measured: 7,211 s with pauses and other jobs, and 3,794 s; the A2C arm
-# 1,030 s). Usage: scripts/reproduce_16x16.sh [OUT_DIR] (default runs/reproduce-16x16);
-# rerunning resumes an interrupted arm from its last checkpoint and skips finished ones.
+# The README's 16x16 measurements (issue 5, item 3), now the study spec
+# studies/notebook16/study.toml (docs/studies.md): the notebook's RND and A2C agents and the
+# aligned-permutation RND variant, 4 seeds each in one program per arm, at the presets' own
+# budget of 19,906,560 frames per seed, compared at 0.95. The README's runs were made with the
+# train commands of commits bea06ed (notebook-rnd-16x16, --micro-batch 128, kept in the spec)
+# and 6c49dd4 (the other two); their compare JSON is docs/results/16x16/notebook_16x16.json.
+# 1-2 hours per RND arm on a 2-core CPU. Rerunning resumes an interrupted arm and skips
+# recorded ones. Usage: scripts/reproduce_16x16.sh [WORK_DIR] (default runs/studies/notebook16)
 set -euo pipefail
-OUT=${1:-runs/reproduce-16x16}
-mkdir -p "$OUT"
-train() {
-  local preset=$1 dir=$2
-  shift 2
-  if [ -f "$OUT/$dir/summary.json" ]; then return; fi
-  if [ -d "$OUT/$dir" ]; then
-    curio-jax train --resume --out "$OUT/$dir"
-  else
-    curio-jax train --preset "$preset" --seeds 4 --checkpoint-every 1 "$@" --out "$OUT/$dir"
-  fi
-}
-train notebook-rnd-16x16 rnd16-4 --micro-batch 128
-train notebook-a2c-16x16 a2c16-4
-train rnd-aligned-16x16 rndal16-4
-cd "$OUT"
-curio-jax compare rnd16-4 a2c16-4 rndal16-4 --threshold 0.95 --json notebook_16x16.json \
-    --plot notebook_16x16.png
+WORK=${1:-runs/studies/notebook16}
+curio-jax study run studies/notebook16/study.toml --work "$WORK"
+curio-jax study report studies/notebook16/study.toml

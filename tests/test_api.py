@@ -19,6 +19,9 @@ def test_train_compare_evaluate_export_through_the_package(tmp_path):
     summary = cj.train_run(cfg, out, seeds=2, progress=False, plot=False, tensorboard=False)
     assert summary == json.loads((out / "summary.json").read_text())
     assert len(summary["seeds"]) == 2 and summary["frames"] == 2 * 18 * 32
+    # resumed as `train --resume` resumes: the saved config and run.json's seeds
+    again = cj.train_run(None, out, resume=True, progress=False, plot=False, tensorboard=False)
+    assert again["seeds"] == summary["seeds"]
 
     result = cj.compare([out], n_boot=100)
     assert result["runs"][0]["n_seeds"] == 2

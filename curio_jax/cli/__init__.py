@@ -12,14 +12,14 @@ import sys
 from collections.abc import Sequence
 
 from curio_jax.argparsing import OneLineParser, one_line
-from curio_jax.cli import bench, compare, eval, export, presets, sweep, train
+from curio_jax.cli import bench, compare, eval, export, presets, study, sweep, train
 from curio_jax.cli.common import UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="curio-jax", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    for command in (train, sweep, presets, compare, eval, export, bench):
+    for command in (train, sweep, study, presets, compare, eval, export, bench):
         command.register(sub)
     return parser
 

@@ -129,7 +129,7 @@ def run_train(args: argparse.Namespace) -> int:
         for n in args.num_envs:
             for mb in args.micro_batch:
                 config.preset(args.preset).with_overrides(
-                    {"a2c.num_envs": n, "a2c.micro_batch": mb}
+                    {"train.num_envs": n, "train.micro_batch": mb}
                 )
         for sb in args.seed_batch:
             a2c = config.A2CConfig(seed_batch=sb)

@@ -16,8 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         nargs="+",
         metavar="RUN",
         help="a run directory; FILE.json:LABEL for the run labelled LABEL in a JSON that "
-        "`compare --json` wrote (committed results); or DIR+DIR[+...], runs of one config "
-        "pooled into one (seeds run in separate programs; docs/cli.md)",
+        "`compare --json` wrote (committed results); a study's slice record (RECORD.json) or an "
+        "arm's records folder; or DIR+DIR[+...], runs (or records) of one config pooled into one "
+        "(seeds run in separate programs; docs/cli.md, docs/studies.md)",
     )
     cp.add_argument("--json", type=out_path, default=None)
     cp.add_argument("--plot", type=out_path, default=None, metavar="FILE.png")

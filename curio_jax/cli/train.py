@@ -174,20 +174,17 @@ def run(args: argparse.Namespace) -> int:
         cfg = config_from_args(args)
         out = args.out or Path("runs") / cfg.name
 
-    def pick(name: str, default: int) -> int:
-        given = getattr(args, name)
-        return given if given is not None else saved_run.get(name, default)
-
     try:
-        settings = rundir.RunSettings(
-            seeds=pick("seeds", 1),
-            seed=pick("seed", 0),
-            checkpoint_every=pick("checkpoint_every", 10),
-            keep_checkpoints=pick("keep_checkpoints", 3),
+        settings = rundir.resolve_settings(
+            saved_run,
+            seeds=args.seeds,
+            seed=args.seed,
+            checkpoint_every=args.checkpoint_every,
+            keep_checkpoints=args.keep_checkpoints,
             tensorboard=not args.no_tensorboard,
             devices=args.devices,
             env_shards=args.env_shards,
-            stop_when_solved=bool(pick("stop_when_solved", False)),
+            stop_when_solved=args.stop_when_solved,
         )
     except ValueError as e:
         raise UsageError(one_line(e)) from None

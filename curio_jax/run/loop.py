@@ -202,6 +202,186 @@ def _concat(*xs: Any) -> Any:
     return np.concatenate([np.asarray(x) for x in xs])
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """The learner states of one program (groups x seeds, group-major) and how they are held:
+    ``parts`` pieces of ``part_size`` states, each of which the compiled program takes whole
+    (one piece per group unless the groups are vmapped together, or there is one group)."""
+
+    program: SeedProgram
+    parts: int
+    part_size: int
+    keys: Any  # PRNG key data [batch, ...]: every group gets the same seed keys
+    hparams: Any  # stacked Hyperparams [batch]
+
+    def part(self, tree: Any, p: int) -> Any:
+        """Piece ``p`` of a batch-leading tree."""
+        return jax.tree.map(lambda x: x[p * self.part_size : (p + 1) * self.part_size], tree)
+
+    def to_host(self, states: list[Any]) -> Any:
+        """The pieces' states (or any per-piece trees) as one host tree of the whole batch."""
+        hosts = [shd.to_host(s) for s in states]  # collective in a multi-process run
+        return hosts[0] if self.parts == 1 else jax.tree.map(_concat, *hosts)
+
+    def place(self, host: Any) -> list[Any]:
+        """A whole-batch host state split into device pieces."""
+        return [
+            self.program.place(
+                self.part(host, p), self.part(self.keys, p), self.part(self.hparams, p)
+            )
+            for p in range(self.parts)
+        ]
+
+    def init(self) -> list[Any]:
+        """Fresh learner states, one per piece."""
+        return [
+            self.program.init(self.part(self.keys, p), self.part(self.hparams, p))
+            for p in range(self.parts)
+        ]
+
+
+def _build_batch(
+    cfg: TrainConfig, settings: RunSettings, groups: list[RunGroup], vmap_groups: bool
+) -> _Batch:
+    """The program and the layout of its learner states (RunError when the devices cannot
+    hold them)."""
+    seeds = settings.seeds
+    batch = len(groups) * seeds
+    parts = 1 if len(groups) == 1 or vmap_groups else len(groups)
+    key_data, key_impl = seed_keys(settings.seed, seeds)
+    try:
+        program = SeedProgram(
+            cfg,
+            batch // parts,
+            devices=settings.devices,
+            env_shards=settings.env_shards,
+            key_impl=key_impl,
+        )
+    except (shd.ShardingError, ValueError) as e:
+        raise RunError(str(e)) from None
+    return _Batch(
+        program=program,
+        parts=parts,
+        part_size=batch // parts,
+        keys=np.concatenate([key_data] * len(groups)),
+        hparams=stacked_hparams([g.cfg for g in groups for _ in range(seeds)]),
+    )
+
+
+def _resume_state(
+    b: _Batch,
+    out: Path,
+    groups: list[RunGroup],
+    seeds: int,
+    cfg: TrainConfig,
+    progress: Progress,
+    primary: bool,
+) -> tuple[int, RunClock, list[Any] | None]:
+    """Where a resumed run goes on from: (update, clock, device states) of its newest good
+    checkpoint, or (0, a fresh clock, None) without one; every group's metrics.csv is cut back
+    to that update. RunFailure for a checkpoint of another run."""
+    start, clock, states = 0, RunClock(), None
+    template = b.program.abstract_state(b.keys, b.hparams)  # the whole batch (checkpoint layout)
+    restored = _restore(out / "checkpoints", template, cfg.num_updates, out, progress)
+    if restored is not None:
+        start, clock = restored.update, RunClock.from_meta(restored.meta)
+        _check_hparams(restored.state.hparams, b.hparams, groups, seeds)
+        states = b.place(restored.state)
+    if primary:
+        for g in groups:
+            MetricsCSV(g.out / "metrics.csv").truncate(
+                start, seeds, logged_updates(cfg.num_updates, cfg.log_every), progress.info
+            )
+    return start, clock, states
+
+
+def _fresh_states(
+    b: _Batch, cfg: TrainConfig, init_from: AgentWeights | None, progress: Progress
+) -> list[Any]:
+    """Initial learner states; with ``init_from`` every seed's networks are those weights."""
+    states = b.init()
+    if init_from is not None:
+        host = with_weights(b.to_host(states), init_from, has_rnd_networks(cfg), progress.info)
+        states = b.place(host)
+        progress.info(f"starting every seed from {init_from.description}")
+    return states
+
+
+def _open_loggers(
+    groups: list[RunGroup],
+    settings: RunSettings,
+    purge: int | None,
+    progress: Progress,
+    primary: bool,
+) -> tuple[CSVLogger | None, GroupTensorBoard]:
+    """The metrics.csv writer (process 0 only) and TensorBoard writers of every group
+    (``purge``: events from this frame count on are dropped, those of a resumed run's redone
+    chunks)."""
+    csv_log = CSVLogger([g.out / "metrics.csv" for g in groups]) if primary else None
+    tb = GroupTensorBoard(
+        [
+            open_tensorboard(
+                settings.tensorboard,
+                g.out,
+                settings.seeds,
+                purge,
+                g.cfg.bonus.enabled,
+                progress.info,
+            )
+            if primary
+            else None
+            for g in groups
+        ]
+    )
+    return csv_log, tb
+
+
+def _train_chunk(b: _Batch, states: list[Any], n: int, clock: RunClock, base_compile: float):
+    """Run ``n`` updates on every piece (the program compiled ahead of time, so compilation is
+    timed apart): (states, host metrics of the whole batch, steady seconds)."""
+    compiled = b.program.chunk(states[0], n)
+    clock.compile_seconds = base_compile + b.program.compile_seconds
+    t0 = time.perf_counter()
+    part_metrics = []
+    for p in range(b.parts):
+        states[p], m = compiled(states[p])
+        part_metrics.append(m)
+    metrics = b.to_host(part_metrics)
+    return states, metrics, time.perf_counter() - t0
+
+
+def _save_checkpoint(
+    ckpt_dir: Path,
+    update: int,
+    host_state: Any,
+    clock: RunClock,
+    csv_log: CSVLogger,
+    keep: int,
+    last_ckpt: str,
+) -> None:
+    """Write the checkpoint of ``update`` after making the rows up to it durable, then prune
+    old ones; RunFailure (the earlier checkpoints kept) when it cannot be written."""
+    csv_log.sync()  # rows up to the checkpoint survive a power cut
+    try:
+        ckpt.save(ckpt_dir, update, host_state, meta=clock.meta())
+    except OSError as e:
+        raise RunFailure(
+            f"cannot write the checkpoint of update {update}: "
+            f"{e.strerror or e}; the last good state is {last_ckpt} in "
+            f"{ckpt_dir}; free space, then continue with --resume"
+        ) from None
+    ckpt.prune(ckpt_dir, keep)
+
+
+def _is_checkpoint_chunk(update: int, cfg: TrainConfig, settings: RunSettings, stopping: bool):
+    """Every checkpoint_every-th chunk of the run (not of this session), the last, and a stop."""
+    return (
+        (update // cfg.log_every) % settings.checkpoint_every == 0
+        or update >= cfg.num_updates
+        or stopping
+    )
+
+
 def run_groups(
     cfg: TrainConfig,
     out: Path,
@@ -225,65 +405,35 @@ def run_groups(
     a plain run of its seeds and is bit-identical to it on CPU, or, with ``vmap_groups``, as one
     vmapped batch of groups x seeds (more parallel work per call, e.g. for a GPU; XLA's CPU
     reductions depend on the batch size, so the results then equal a plain run only to float
-    rounding). Returns each group's summary dict."""
+    rounding). Returns each group's summary dict.
+
+    The parts: the program and its state layout (`_build_batch`), the resumed state
+    (`_resume_state`) or fresh one (`_fresh_states`, with ``init_from``), stop-at-solve
+    (`_solved_so_far`, `_solved_in`), the loggers (`_open_loggers`), each chunk
+    (`_train_chunk`, then `check_finite`), checkpoints (`_is_checkpoint_chunk`,
+    `_save_checkpoint`), and on an interrupt the command that continues the run."""
     t_segment = time.perf_counter()
     primary = shd.is_primary()
     if not primary:  # only process 0 writes files or prints
         plot, progress = False, Progress(stream=open(os.devnull, "w"), tty=False)  # noqa: SIM115
     total, chunk, fpu, seeds = cfg.num_updates, cfg.log_every, cfg.frames_per_update, settings.seeds
     batch = len(groups) * seeds
-    # the state lives in `parts`, each a batch the compiled programs take whole
-    parts = 1 if len(groups) == 1 or vmap_groups else len(groups)
-    part_size = batch // parts
-    key_data, key_impl = seed_keys(settings.seed, seeds)
-    keys = np.concatenate([key_data] * len(groups))
-    try:
-        program = SeedProgram(
-            cfg,
-            part_size,
-            devices=settings.devices,
-            env_shards=settings.env_shards,
-            key_impl=key_impl,
-        )
-    except (shd.ShardingError, ValueError) as e:
-        raise RunError(str(e)) from None
-    hparams = stacked_hparams([g.cfg for g in groups for _ in range(seeds)])
-
-    def part(tree: Any, p: int) -> Any:
-        return jax.tree.map(lambda x: x[p * part_size : (p + 1) * part_size], tree)
-
+    b = _build_batch(cfg, settings, groups, vmap_groups)
     what = f"{seeds} seed(s)" if len(groups) == 1 else f"{len(groups)} configs x {seeds} seed(s)"
     progress.info(
         f"{cfg.name}: {what} x {cfg.train.num_envs} envs, {total} updates of {fpu} "
-        f"frames in chunks of {chunk} on {program.layout.describe()} -> {out}"
+        f"frames in chunks of {chunk} on {b.program.layout.describe()} -> {out}"
     )
     ckpt_dir = out / "checkpoints"
 
-    def to_host(states: list[Any]) -> Any:
-        hosts = [shd.to_host(s) for s in states]  # collective in a multi-process run
-        return hosts[0] if parts == 1 else jax.tree.map(_concat, *hosts)
-
     clock, states, start = RunClock(), None, 0
     if resume:
-        template = program.abstract_state(keys, hparams)  # the whole batch (checkpoint layout)
-        restored = _restore(ckpt_dir, template, total, out, progress)
-        if restored is not None:
-            start, clock = restored.update, RunClock.from_meta(restored.meta)
-            _check_hparams(restored.state.hparams, hparams, groups, seeds)
-            states = [
-                program.place(part(restored.state, p), part(keys, p), part(hparams, p))
-                for p in range(parts)
-            ]
-        if primary:
-            for g in groups:
-                MetricsCSV(g.out / "metrics.csv").truncate(
-                    start, seeds, logged_updates(total, chunk), progress.info
-                )
+        start, clock, states = _resume_state(b, out, groups, seeds, cfg, progress, primary)
     extra = {
-        "devices": program.layout.devices,
-        "env_shards": program.layout.env_shards,
-        "micro_batch": program.train.update_micro_batch(),  # as resolved on this backend
-        "seed_batch": program.seed_batch,
+        "devices": b.program.layout.devices,
+        "env_shards": b.program.layout.env_shards,
+        "micro_batch": b.program.train.update_micro_batch(),  # as resolved on this backend
+        "seed_batch": b.program.seed_batch,
     }
     stop = settings.stop_when_solved
     solved = _solved_so_far(groups, seeds, start) if stop and start > 0 else np.zeros(batch, bool)
@@ -297,26 +447,10 @@ def run_groups(
     last_ckpt = f"checkpoint update {start}" if states is not None else "no checkpoint yet"
     clock.segments += 1
     base_seconds, base_compile = clock.seconds, clock.compile_seconds
-    purge = start * fpu + 1 if resume else None
     if states is None:
-        states = [program.init(part(keys, p), part(hparams, p)) for p in range(parts)]
-        if init_from is not None:
-            host = with_weights(to_host(states), init_from, has_rnd_networks(cfg), progress.info)
-            states = [
-                program.place(part(host, p), part(keys, p), part(hparams, p)) for p in range(parts)
-            ]
-            progress.info(f"starting every seed from {init_from.description}")
-    csv_log = CSVLogger([g.out / "metrics.csv" for g in groups]) if primary else None
-    tb = GroupTensorBoard(
-        [
-            open_tensorboard(
-                settings.tensorboard, g.out, seeds, purge, g.cfg.bonus.enabled, progress.info
-            )
-            if primary
-            else None
-            for g in groups
-        ]
-    )
+        states = _fresh_states(b, cfg, init_from, progress)
+    purge = start * fpu + 1 if resume else None
+    csv_log, tb = _open_loggers(groups, settings, purge, progress, primary)
     after_chunk: list[Callback] = [tb, ProgressLogger(progress), *callbacks]
     update, seg_frames, seg_seconds = start, 0, 0.0
     try:
@@ -324,23 +458,15 @@ def run_groups(
             # to the next multiple of the chunk: a run extended from a budget that was not one
             # gets back on the grid of a run started with the larger budget
             n = min(chunk - update % chunk, total - update)
-            compiled = program.chunk(states[0], n)  # ahead of time: compilation timed apart
-            clock.compile_seconds = base_compile + program.compile_seconds
-            t0 = time.perf_counter()
-            part_metrics = []
-            for p in range(parts):
-                states[p], m = compiled(states[p])
-                part_metrics.append(m)
-            host = [shd.to_host(m) for m in part_metrics]
-            metrics = host[0] if parts == 1 else jax.tree.map(_concat, *host)
-            seg_seconds += time.perf_counter() - t0
+            states, metrics, seconds = _train_chunk(b, states, n, clock, base_compile)
+            seg_seconds += seconds
             seg_frames += n * fpu * batch
             if state_hook is not None:
                 states = state_hook(update + n, states)
             where = f"; the last good state is kept ({last_ckpt}) in {ckpt_dir}"
             check_finite(
                 metrics,
-                to_host([s.params for s in states]),
+                b.to_host([s.params for s in states]),
                 update,
                 where,
                 label=lambda i: _seed_label(groups, seeds, i),
@@ -359,27 +485,23 @@ def run_groups(
                 extra["stops_at_solve"] = stopping
                 extra["updates_done"] = update
 
-            # every checkpoint_every-th chunk of the run (not of this session) and the last
-            saved = (
-                (update // chunk) % settings.checkpoint_every == 0 or update >= total or stopping
-            )
+            saved = _is_checkpoint_chunk(update, cfg, settings, stopping)
             if saved:
-                host_state = to_host(states)
+                host_state = b.to_host(states)
                 clock.seconds = base_seconds + time.perf_counter() - t_segment
                 clock.steady_seconds += seg_seconds
                 clock.steady_frames += seg_frames
                 seg_seconds, seg_frames = 0.0, 0
                 if primary:
-                    csv_log.sync()  # rows up to the checkpoint survive a power cut
-                    try:
-                        ckpt.save(ckpt_dir, update, host_state, meta=clock.meta())
-                    except OSError as e:
-                        raise RunFailure(
-                            f"cannot write the checkpoint of update {update}: "
-                            f"{e.strerror or e}; the last good state is {last_ckpt} in "
-                            f"{ckpt_dir}; free space, then continue with --resume"
-                        ) from None
-                    ckpt.prune(ckpt_dir, settings.keep_checkpoints)
+                    _save_checkpoint(
+                        ckpt_dir,
+                        update,
+                        host_state,
+                        clock,
+                        csv_log,
+                        settings.keep_checkpoints,
+                        last_ckpt,
+                    )
                 del host_state
                 last_ckpt = f"checkpoint update {update}"
 

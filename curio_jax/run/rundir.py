@@ -111,6 +111,30 @@ def read_saved_run(out: Path) -> tuple[TrainConfig, dict]:
     return cfg, run
 
 
+RESUMED_SETTINGS = ("seeds", "seed", "checkpoint_every", "keep_checkpoints", "stop_when_solved")
+"""The RunSettings fields a resumed run takes from its run.json unless they are given."""
+
+
+def resolve_settings(saved_run: dict | None = None, **given: Any) -> RunSettings:
+    """The RunSettings of a run from ``given`` (RunSettings fields by name). A field of
+    RESUMED_SETTINGS given as None (or not given) is the saved run.json's when ``saved_run``
+    (a run being resumed, `read_saved_run`) records it, else RunSettings' default; so
+    `curio-jax train --resume`, `curio_jax.train_run(resume=True)` and `curio-jax study run`
+    continue a run with the seeds, base seed, checkpoint cadence and stop-at-solve it started
+    with. ValueError for an invalid value."""
+    unknown = sorted(set(given) - set(RunSettings.__dataclass_fields__))
+    if unknown:
+        raise ValueError(f"unknown run setting(s): {', '.join(unknown)}")
+    saved = saved_run or {}
+    values = {k: v for k, v in given.items() if v is not None}
+    for name in RESUMED_SETTINGS:
+        if name not in values and name in saved:
+            values[name] = saved[name]
+    if "stop_when_solved" in values:
+        values["stop_when_solved"] = bool(values["stop_when_solved"])
+    return RunSettings(**values)
+
+
 def _dotted(d: dict, name: str) -> Any:
     for part in name.split("."):
         d = d.get(part) if isinstance(d, dict) else None

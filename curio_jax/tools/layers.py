@@ -10,6 +10,7 @@ Layers, lowest first; a module may import modules of its own layer or lower ones
     parallel    program building: vmap, the seed loop, sharding, compilation
     run         the host run loop: run directory, checkpoints, loggers, resume, sweeps
     analysis    statistics, compare, evaluate, render
+    study       study specs, their slices run anywhere, records kept in the repo, one report
     reference   the PyTorch + gymnasium port of the notebook and the cross-checks
     tools       benchmarks and this check
     cli         the command line (parse, call, print)
@@ -37,6 +38,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("parallel", ("curio_jax.parallel",)),
     ("run", ("curio_jax.run",)),
     ("analysis", ("curio_jax.analysis",)),
+    ("study", ("curio_jax.study",)),
     ("reference", ("curio_jax.reference",)),
     ("tools", ("curio_jax.tools",)),
     ("cli", ("curio_jax.cli", "curio_jax.__main__")),

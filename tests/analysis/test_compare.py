@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from helpers import LOG_POINTS, write_run
 
-from curio_jax.analysis import compare, stats
+from curio_jax.analysis import compare, runs, stats
 from curio_jax.config import preset
 
 N_BOOT = 200
@@ -673,7 +673,7 @@ def test_an_unfinished_run_ends_where_every_seed_has_logged(tmp_path):
     assert run.frames_to_solve == (None, None)
     np.testing.assert_allclose(run.final_scores, [0.99 * 7 / 8, 0.2 * 7 / 8], rtol=1e-5)
     with pytest.raises(compare.RunDirError, match="line .* has 4 fields"):
-        compare._read_metrics(d)  # in a finished run a torn line is an error
+        runs._read_metrics(d)  # in a finished run a torn line is an error
 
 
 def test_an_unfinished_run_needs_its_run_json_and_rows_of_every_seed(tmp_path):

@@ -442,7 +442,7 @@ def test_the_training_state_has_no_rendering_cache(given):
     """make_train builds its env without navix's cache (and drops it from a DoorKey it is
     given): the training state, its checkpoints and the programs stay as they were."""
     cfg = preset("ppo-rnd-5x5").with_overrides(
-        {"a2c.num_envs": 4, "a2c.rollout_size": 4, "total_frames": 16}
+        {"train.num_envs": 4, "train.rollout_size": 4, "total_frames": 16}
     )
     train = make_train(cfg, make_doorkey(5) if given else None)
     assert not train.env.rgb_cache

@@ -15,6 +15,7 @@ from curio_jax.run.rundir import (
     RunSettings,
     prepare_run_dir,
     read_rows,
+    resolve_settings,
     run_record,
     write_run_files,
 )
@@ -74,3 +75,28 @@ def test_extend_is_refused_where_the_budget_shapes_learning(tmp_path):
     assert json.loads((out / "run.json").read_text())["extended"] == [
         {"from_total_frames": flat.total_frames, "to_total_frames": longer.total_frames}
     ]
+
+
+def test_resolve_settings_takes_what_is_not_given_from_the_saved_run():
+    saved = {
+        "seeds": 4,
+        "seed": 100,
+        "checkpoint_every": 2,
+        "keep_checkpoints": 5,
+        "stop_when_solved": True,
+        "chunk_updates": 8,
+    }
+    assert resolve_settings(saved, tensorboard=False) == RunSettings(
+        seeds=4,
+        seed=100,
+        checkpoint_every=2,
+        keep_checkpoints=5,
+        tensorboard=False,
+        stop_when_solved=True,
+    )
+    # given values win; a run.json without the field gives the default
+    got = resolve_settings({"seeds": 4, "seed": 100}, seeds=2, stop_when_solved=None)
+    assert got == RunSettings(seeds=2, seed=100)
+    assert resolve_settings(None, seed=None) == RunSettings()
+    with pytest.raises(ValueError, match="unknown run setting"):
+        resolve_settings(None, seedz=1)
