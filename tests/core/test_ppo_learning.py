@@ -1,4 +1,5 @@
-"""PPO and PPO-RND learn DoorKey-5x5: the presets `ppo-5x5` and `ppo-rnd-5x5` as they are
+"""PPO alone and with each bonus learns DoorKey-5x5: the presets `ppo-5x5`, `ppo-rnd-5x5`,
+`ppo-e3b-5x5` and `ppo-noveld-5x5` as they are
 (1,024,000 frames per seed, 16 envs x 128 steps, 500 updates, logged every 25), 4 seeds
 vmapped in one program.
 
@@ -27,7 +28,7 @@ SEEDS = 4
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["ppo-5x5", "ppo-rnd-5x5"])
+@pytest.mark.parametrize("name", ["ppo-5x5", "ppo-rnd-5x5", "ppo-e3b-5x5", "ppo-noveld-5x5"])
 def test_ppo_learns_doorkey_5x5(name):
     cfg = preset(name).replace(total_frames=FRAMES)
     assert cfg.algorithm == "ppo"
