@@ -1,5 +1,6 @@
 """Golden outputs of every preset's core update, pinned before the core was reshaped around
-learner x bonus (issue: exploration bonuses as components).
+learner x bonus (issue: exploration bonuses as components); the presets added with it
+(``ppo-e3b-*``, ``ppo-noveld-*``) were recorded when they were added.
 
 Each case is a preset (plus a few code paths no preset takes: the episodic count, PPO-RND
 without input normalisation, micro-batched A2C-RND) at a small size: ``CASE_OVERRIDES`` shrink

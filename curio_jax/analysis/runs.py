@@ -164,7 +164,8 @@ def _check_config(path: Path, cfg: Any, where: Path | None = None) -> dict[str, 
 def _frame_budget(path: Path, config: dict[str, Any], summary: dict[str, Any]) -> int:
     """Frames each seed ran: summary.json's "frames_per_seed" when present (its "frames" is the
     total over all seeds), otherwise config.json's total_frames rounded down to whole updates of
-    a2c.num_envs * a2c.rollout_size frames, as TrainConfig.num_updates does."""
+    train.num_envs * train.rollout_size frames (a2c.* in older configs), as
+    TrainConfig.num_updates does."""
     per_seed = summary.get("frames_per_seed")
     if per_seed is not None:
         if not is_int(per_seed) or per_seed < 1:
@@ -177,11 +178,12 @@ def _frame_budget(path: Path, config: dict[str, Any], summary: dict[str, Any]) -
         raise RunDirError(
             f"{path / 'config.json'}: total_frames is missing or not a positive integer"
         )
-    a2c = config.get("a2c")
-    if isinstance(a2c, dict) and is_int(a2c.get("num_envs")) and is_int(a2c.get("rollout_size")):
-        per_update = a2c["num_envs"] * a2c["rollout_size"]
-        if per_update >= 1 and total >= per_update:
-            return total // per_update * per_update
+    for group in ("train", "a2c"):  # a2c: configs written before the groups were renamed
+        g = config.get(group)
+        if isinstance(g, dict) and is_int(g.get("num_envs")) and is_int(g.get("rollout_size")):
+            per_update = g["num_envs"] * g["rollout_size"]
+            if per_update >= 1 and total >= per_update:
+                return total // per_update * per_update
     return total
 
 

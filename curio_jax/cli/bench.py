@@ -132,10 +132,10 @@ def run_train(args: argparse.Namespace) -> int:
                     {"train.num_envs": n, "train.micro_batch": mb}
                 )
         for sb in args.seed_batch:
-            a2c = config.A2CConfig(seed_batch=sb)
+            settings = config.TrainSettings(seed_batch=sb)
             for d in args.devices:
                 for s in args.seeds:
-                    config.seed_batch_size(a2c, s, "cpu", d)
+                    config.seed_batch_size(settings, s, "cpu", d)
     except ValueError as e:
         raise UsageError(one_line(e)) from None
     import jax

@@ -112,7 +112,7 @@ def test_compare_runs_statistics(three_runs):
     assert pair["logrank_p"] == pytest.approx(stats.logrank(ta, ea, tb, eb).pvalue)
     assert pair["logrank_p"] < 0.01
     diffs = pair["config_differences"]
-    assert diffs == ["train.adv_coef_ext: 100.0 vs 1.0", "name: a2c-x100-8x8 vs notebook-a2c-8x8"]
+    assert diffs == ["name: a2c-x100-8x8 vs notebook-a2c-8x8", "train.adv_coef_ext: 100.0 vs 1.0"]
 
 
 def test_incompatible_size_is_warned_and_skipped(three_runs):
@@ -136,12 +136,12 @@ def test_incompatible_size_is_warned_and_skipped(three_runs):
 def test_a_field_missing_from_an_older_config_counts_as_its_default(tmp_path):
     old = write_run(tmp_path, "old", finals=[0.9, 0.8], solves=[100, None])
     cfg = json.loads((old / "config.json").read_text())
-    del cfg["a2c"]["seed_batch"]  # a run directory written before the field existed
+    del cfg["train"]["seed_batch"]  # a run directory written before the field existed
     (old / "config.json").write_text(json.dumps(cfg))
     same = write_run(tmp_path, "same", finals=[0.9, 0.8], solves=[100, None])
     res = compare.compare_runs([old, same], n_boot=N_BOOT)
     assert res["pairs"][0]["config_differences"] == []
-    cfg["a2c"]["seed_batch"] = 2
+    cfg["train"]["seed_batch"] = 2
     other = shutil.copytree(same, tmp_path / "other")
     (other / "config.json").write_text(json.dumps(cfg))
     res = compare.compare_runs([old, other], n_boot=N_BOOT)
@@ -186,7 +186,8 @@ def test_format_table(three_runs):
     assert "2/6" in a2c8 and "not reached" in a2c8
     assert any(line.startswith("x100") and "a2c8" in line and "0.99" in line for line in lines)
     assert sum(line.startswith("warning: not comparing") for line in lines) == 2
-    assert "x100 vs a2c8: train.adv_coef_ext: 100.0 vs 1.0" in text
+    differ = next(line for line in lines if line.strip().startswith("x100 vs a2c8: "))
+    assert "train.adv_coef_ext: 100.0 vs 1.0" in differ
 
 
 def test_plot_writes_png(three_runs, tmp_path):

@@ -44,7 +44,7 @@ def test_run_directory_problems_are_one_line_errors(run_dir, tmp_path):
     bad = tmp_path / "bad"
     (bad / "checkpoints").mkdir(parents=True)
     cfg = json.loads((d / "config.json").read_text())
-    cfg["a2c"]["hidden_dim"] = 32
+    cfg["train"]["hidden_dim"] = 32
     (bad / "config.json").write_text(json.dumps(cfg))
     (bad / "checkpoints" / "ckpt_000000001.npz").write_bytes(
         (d / "checkpoints" / "ckpt_000000001.npz").read_bytes()

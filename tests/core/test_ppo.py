@@ -103,7 +103,7 @@ def _numpy_loss(params, target, mb, dkey, nets, coefs, clip_value):
         "value_ext": value_ext,
         "value_int": value_int,
         "entropy": entropy,
-        "rnd": rnd_term,
+        "bonus": rnd_term,
         "total": total,
         "approx_kl": wmean((ratio - 1) - np.log(ratio)),
         "clip_fraction": wmean(np.abs(ratio - 1) > eps),

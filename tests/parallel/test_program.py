@@ -165,4 +165,4 @@ def test_train_records_the_seed_batch(tmp_path):
     cli.main([*argv, "--seed-batch", "2", "--no-tensorboard", "--no-gif", "--out", str(out)])
     summary = json.loads((out / "summary.json").read_text())
     config = json.loads((out / "config.json").read_text())
-    assert summary["seed_batch"] == 2 and config["a2c"]["seed_batch"] == 2
+    assert summary["seed_batch"] == 2 and config["train"]["seed_batch"] == 2

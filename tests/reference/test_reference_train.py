@@ -389,7 +389,7 @@ def test_tiny_training_run_writes_summary_and_metrics(tmp_path):
     assert summary["frames"] == 512
     assert summary["seconds"] > 0
     assert summary["frames_per_sec"] == pytest.approx(512 / summary["seconds"])
-    assert summary["config"]["a2c"]["num_envs"] == 4
+    assert summary["config"]["train"]["num_envs"] == 4
     # no seed solved, so every final score is at the budget and compare may use them
     assert summary["stops_at_solve"] is False
     assert json.loads((out / "config.json").read_text()) == summary["config"]  # for compare

@@ -189,7 +189,7 @@ def full_run(env, tmp_path_factory):
 def test_train_writes_the_run_directory(full_run):
     out, stdout = full_run
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["name"] == "notebook-a2c-5x5" and cfg["a2c"]["num_envs"] == ENVS
+    assert cfg["name"] == "notebook-a2c-5x5" and cfg["train"]["num_envs"] == ENVS
     assert cfg["total_frames"] == UPDATES * FPU and cfg["log_every"] == CHUNK
     run = json.loads((out / "run.json").read_text())
     assert (run["seeds"], run["seed"], run["chunk_updates"]) == (SEEDS, 0, CHUNK)

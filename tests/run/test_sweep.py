@@ -183,14 +183,14 @@ def test_resume_compares_the_config_by_value(swept, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     record = json.loads((copy / "sweep.json").read_text())
-    del record["config"]["rnd"]["bonus"]
+    del record["config"]["bonus"]["noveld_alpha"]  # a field at its default value
     (copy / "sweep.json").write_text(json.dumps(record, indent=2))
     summaries = sweep.sweep_run(
         BASE, [sweep.Axis("adv_coef_ext", VALUES)], copy, SETTINGS, resume=True, progress=quiet()
     )
     assert len(summaries) == 3
     other = BASE.with_overrides({"bonus.gamma_int": 0.9})
-    with pytest.raises(sweep.SweepError, match=r"config \(rnd.gamma_int\)"):
+    with pytest.raises(sweep.SweepError, match=r"config \(bonus.gamma_int\)"):
         sweep.sweep_run(other, [sweep.Axis("adv_coef_ext", VALUES)], copy, SETTINGS, resume=True)
 
 
@@ -304,7 +304,7 @@ def test_cli_sweep_end_to_end(tmp_path, capsys):
         assert len(summary["seeds"]) == 2
         assert (out / name / "curves.png").is_file()
         cfg = json.loads((out / name / "config.json").read_text())
-        assert cfg["a2c"]["entropy_coef"] == float(name.split("=")[1])
+        assert cfg["train"]["entropy_coef"] == float(name.split("=")[1])
     # each point is a run directory for `compare`, which names the swept difference
     code = cli.main(["compare", *(str(out / n) for n in names), "--n-boot=50"])
     table = capsys.readouterr().out

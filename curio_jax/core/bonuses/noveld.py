@@ -30,7 +30,7 @@ from curio_jax.core.bonuses.base import BonusReward, register
 from curio_jax.core.bonuses.rnd import RND
 from curio_jax.core.hparams import Hyperparams
 from curio_jax.core.noveld import EpisodicVisits, first_visits, noveld_reward, obs_hash
-from curio_jax.core.rnd import RunningMeanStd, intrinsic_reward, normalize_obs
+from curio_jax.core.rnd import RunningMeanStd, normalize_obs
 
 Array = jax.Array
 
@@ -69,18 +69,7 @@ class NovelD(RND):
             feats = map_rows(
                 lambda o: self.target.apply({"params": state.target_params}, o), x, micro
             )
-        mse = map_rows(
-            lambda xs: intrinsic_reward(
-                self.target,
-                self.predictor,
-                state.target_params,
-                params,
-                xs[0],
-                target_features=xs[1],
-            ),
-            (x, feats),
-            micro,
-        )
+        mse = self.errors(state, params, x, feats, micro)
         novelty = jnp.sqrt(mse * self.cfg.bonus.feature_dim)
         per_env, first = first_visits(
             state.per_env, obs_hash(traj.next_obs), traj.done, traj.is_reset

@@ -109,7 +109,15 @@ class RND(Bonus):
                 micro,
             )
             target_feats, target_obs = feats[1:], feats[:-1]
-        reward = map_rows(
+        return self.errors(state, params, obs, target_feats, micro), target_obs
+
+    def errors(
+        self, state: Any, params: Any, x: Array, target_feats: Array | None, micro: int | None
+    ) -> Array:
+        """The predictor's (eval-mode) mean squared error against the target on the networks'
+        inputs ``x [T, B, ...]`` (already normalised with ``obs_norm``), ``[T, B]``;
+        ``target_feats``: the target's features of ``x`` if already computed, else None."""
+        return map_rows(
             lambda xs: intrinsic_reward(
                 self.target,
                 self.predictor,
@@ -118,10 +126,9 @@ class RND(Bonus):
                 xs[0],
                 target_features=xs[1],
             ),
-            (obs, target_feats),
+            (x, target_feats),
             micro,
         )
-        return reward, target_obs
 
     def reward(
         self, state: RNDState, params: Any, traj: Any, hparams: Hyperparams, micro: int | None
