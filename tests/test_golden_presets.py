@@ -5,8 +5,8 @@ On the recording machine and JAX release (tests/golden/presets.json's "machine")
 of every update and every parameter group's SHA-256 must be the same bits. Elsewhere the
 numbers must agree to 1e-4 of each metric's scale (another CPU), or only the structure and the
 schedule (another JAX release; see tests/test_golden.py for why an update may then take another
-path). The default suite checks one case per kind of update; `pytest -m slow` checks them all
-(about 17 s of compiling each on a 2-core CPU).
+path). The default suite checks one case (PPO-RND: the shared loss pieces, the PPO learner and
+the RND bonus); `pytest -m slow` checks them all (about 17 s of compiling each on a 2-core CPU).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from golden_presets import GOLDEN_FILE, cases, run_case
 from golden_runs import machine
 
 RECORDED = json.loads(GOLDEN_FILE.read_text())
-QUICK = ("ppo-rnd-5x5", "ppo-count-8x8+episodic", "notebook-rnd-8x8+micro")
+QUICK = ("ppo-rnd-5x5",)
 
 
 def _regime() -> str:

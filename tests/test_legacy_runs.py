@@ -27,7 +27,7 @@ import pytest
 from golden_runs import machine
 
 LEGACY = Path(__file__).parent / "legacy_runs"
-QUICK = ("ppo-rnd-5x5", "ppo-episodic-5x5")
+QUICK = ("ppo-rnd-5x5",)
 ALL = sorted(p.name for p in LEGACY.iterdir() if p.is_dir())
 
 

@@ -171,22 +171,15 @@ def test_noveld_reward_is_the_novelty_gain_on_first_visits():
     assert float(m.loss_rnd) > 0  # the predictor trains jointly (the learner's Adam)
 
 
-@pytest.mark.parametrize("name", ["ppo-e3b-5x5", "ppo-noveld-5x5"])
-def test_the_new_bonuses_are_deterministic(name):
-    cfg = preset(name).with_overrides(TINY)
-    train = make_train(cfg)
-    run = jax.jit(train)
-    a, b = run(jax.random.key(3)), run(jax.random.key(3))
-    assert_trees_equal(a.final_state.params, b.final_state.params)
-    assert_trees_equal(a.final_state.bonus, b.final_state.bonus)
-    assert_trees_equal(a.metrics, b.metrics)
-
-
 @pytest.mark.parametrize(
     ("name", "coef", "values"),
     [("ppo-e3b-5x5", "e3b_lambda", (0.1, 1.0)), ("ppo-noveld-5x5", "noveld_alpha", (0.0, 0.5))],
 )
-def test_the_new_coefficients_are_traced_and_sweep_in_one_program(name, coef, values):
+def test_the_new_bonuses_are_deterministic_and_their_coefficients_sweep_in_one_program(
+    name, coef, values
+):
+    """One compiled program runs both values of the traced coefficient (one trace), and runs
+    it again to the same bits (same keys, same results)."""
     cfg = preset(name).with_overrides(TINY)
     train = make_train(cfg)
     base = Hyperparams.from_config(cfg)
@@ -201,8 +194,13 @@ def test_the_new_coefficients_are_traced_and_sweep_in_one_program(name, coef, va
         return train.run_chunk(train.init(key, hp), 2)
 
     keys = jax.random.split(jax.random.key(0), len(values))
-    _, metrics = jax.jit(jax.vmap(init_run))(keys, grid)
+    program = jax.jit(jax.vmap(init_run))
+    state, metrics = program(keys, grid)
+    again_state, again = program(keys, grid)
     assert len(traces) == 1
+    assert_trees_equal(metrics, again)
+    assert_trees_equal(state.params, again_state.params)
+    assert_trees_equal(state.bonus, again_state.bonus)
     r = np.asarray(metrics.reward_int_mean)
     assert r.shape == (len(values), 2) and not np.allclose(r[0], r[1])
     # a coefficient of another bonus is not part of the state
