@@ -41,7 +41,7 @@ import jax
 
 from curio_jax.config import preset as get_preset
 from curio_jax.core import a2c, optim
-from curio_jax.core.agent import sum_over_pieces, weight_denominator
+from curio_jax.core.agent import LearnInputs, sum_over_pieces, weight_denominator
 from curio_jax.core.bonuses import Bonus
 from curio_jax.core.rollout import collect_rollout
 from curio_jax.core.train import make_train
@@ -201,10 +201,12 @@ def main() -> None:
 
         def learn(m):
             def fn(params, opt_state, bonus_state, traj, tg, loss_input):
-                return train.learner.learn(
-                    params, opt_state, hp, state.update, traj, tg, loss_input,
-                    term(bonus_state), k_batch, k_drop, m,
+                inputs = LearnInputs(
+                    traj=traj, targets=tg, hparams=hp, update=state.update,
+                    bonus_input=loss_input, k_batch=k_batch, k_drop=k_drop,
+                    bonus_term=term(bonus_state), micro=m,
                 )  # fmt: skip
+                return train.learner.learn(params, opt_state, inputs)
 
             return fn
 

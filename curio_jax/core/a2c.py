@@ -31,8 +31,10 @@ from flax import struct
 
 from curio_jax.core.agent import (
     BonusTerm,
+    LearnInputs,
     loss_weight,
     policy_forward,
+    rollout_fields,
     sum_over_pieces,
     total_loss,
     weight_denominator,
@@ -243,35 +245,16 @@ class A2C:
         return torch_rmsprop(hparams.lr).init(params)
 
     def learn(
-        self,
-        params: AgentParams,
-        opt_state: TorchRMSpropState,
-        hparams: Hyperparams,
-        update: Array,
-        traj: Any,
-        targets: Any,
-        bonus_input: Any,
-        bonus_term: BonusTerm | None,
-        k_batch: Array,
-        k_drop: Array,
-        micro: int | None,
+        self, params: AgentParams, opt_state: TorchRMSpropState, x: LearnInputs
     ) -> tuple[AgentParams, TorchRMSpropState, StepMetrics]:
         """Shuffle the rollout (the notebook's permutation quirk unless
         ``shared_permutation``) and take one RMSprop step on all of it."""
-        del update
         cfg = self.cfg
         batch = make_batch(
-            traj.obs,
-            traj.action,
-            targets.adv_ext,
-            targets.ret_ext,
-            k_batch,
-            adv_int=targets.adv_int,
-            ret_int=targets.ret_int,
-            is_reset=traj.is_reset,
+            **rollout_fields(x),
+            key=x.k_batch,
             shared_permutation=cfg.shared_permutation,
             mask_reset_transition=cfg.mask_reset_transition,
-            bonus_input=bonus_input,
         )
         if self.sample_sharding is not None:
             batch = jax.tree.map(
@@ -281,14 +264,14 @@ class A2C:
             params,
             opt_state,
             batch,
-            k_drop,
-            hparams,
+            x.k_drop,
+            x.hparams,
             self.ac,
-            bonus_term,
-            lr=hparams.lr,
+            x.bonus_term,
+            lr=x.hparams.lr,
             decay=cfg.a2c.rmsprop_decay,
             eps=cfg.a2c.rmsprop_eps,
             max_grad_norm_ac=cfg.train.max_grad_norm,
             max_grad_norm_bonus=cfg.bonus.max_grad_norm,
-            micro_batch=micro,
+            micro_batch=x.micro,
         )

@@ -19,6 +19,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 
 from curio_jax.core.hparams import Hyperparams
 from curio_jax.core.networks import ActorCritic
@@ -26,6 +27,37 @@ from curio_jax.core.networks import ActorCritic
 Array = jax.Array
 BonusTerm = Callable[[Any, Array, Any, Array, Array, Array], Array]
 """A joint bonus's loss on a batch (see the module docstring)."""
+
+
+class LearnInputs(struct.PyTreeNode):
+    """What a learner's ``learn(params, opt_state, x)`` learns from (both learners: A2C and
+    PPO): the rollout, its targets, the bonus's loss term and inputs, and the update's keys."""
+
+    traj: Any  # curio_jax.core.rollout.Transition [T, B]
+    targets: Any  # curio_jax.core.train.Targets: advantages and returns of both streams
+    hparams: Hyperparams  # the traced coefficients
+    update: Array  # int32 [] updates done before this one (learning-rate schedules)
+    bonus_input: Any  # [T, B, ...] what the bonus's loss reads besides obs, or None
+    k_batch: Array  # shuffling (and PPO's update-proportion masks)
+    k_drop: Array  # the bonus's dropout
+    bonus_term: BonusTerm | None = struct.field(pytree_node=False, default=None)
+    micro: int | None = struct.field(pytree_node=False, default=None)  # rows per piece
+
+
+def rollout_fields(x: LearnInputs) -> dict[str, Any]:
+    """The per-sample arrays ``[T, B, ...]`` both learners' batches are made of, by the
+    batch builders' argument names (A2C's ``make_batch``, PPO's ``flatten_rollout``)."""
+    traj, tg = x.traj, x.targets
+    return {
+        "obs": traj.obs,
+        "action": traj.action,
+        "adv_ext": tg.adv_ext,
+        "ret_ext": tg.ret_ext,
+        "adv_int": tg.adv_int,
+        "ret_int": tg.ret_int,
+        "is_reset": traj.is_reset,
+        "bonus_input": x.bonus_input,
+    }
 
 
 def weight_denominator(weight: Array) -> Array:

@@ -34,15 +34,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from curio_jax.core.agent import (
-    BonusTerm,
-    loss_weight,
-    policy_forward,
-    sum_over_pieces,
-    total_loss,
-    weight_denominator,
-    weighted_mean,
-)
+from curio_jax.core import agent
+from curio_jax.core.agent import BonusTerm, LearnInputs
 from curio_jax.core.hparams import Hyperparams
 from curio_jax.core.networks import ActorCritic
 from curio_jax.core.optim import AgentParams, adam, adam_step
@@ -128,7 +121,7 @@ def flatten_rollout(
     def flat(x: Array | None) -> Array | None:
         return None if x is None else x.reshape((n,) + x.shape[2:])
 
-    weight = loss_weight(is_reset, mask_reset_transition, action.shape)
+    weight = agent.loss_weight(is_reset, mask_reset_transition, action.shape)
     return PPOBatch(
         obs=flat(obs),
         action=flat(action),
@@ -169,7 +162,7 @@ def combined_advantage(
         adv = adv + coefs.adv_coef_int * adv_int
     if not normalize:
         return adv
-    denom = weight_denominator(weight)
+    denom = agent.weight_denominator(weight)
     mean = jnp.sum(adv * weight) / denom
     var = jnp.sum(jnp.square(adv - mean) * weight) / denom
     return (adv - mean) / (jnp.sqrt(var) + ADV_NORM_EPS)
@@ -226,10 +219,12 @@ def ppo_loss(
     Returns ``(total, PPOLossTerms)``."""
     w = mb.weight
     if denom is None:
-        denom = weight_denominator(w)
-    wmean = weighted_mean(w, denom)
+        denom = agent.weight_denominator(w)
+    wmean = agent.weighted_mean(w, denom)
     eps = coefs.clip_eps
-    logprob, entropy, value_ext, value_int = policy_forward(ac, params.ac, mb.obs, mb.action, wmean)
+    logprob, entropy, value_ext, value_int = agent.policy_forward(
+        ac, params.ac, mb.obs, mb.action, wmean
+    )
     log_ratio = logprob - mb.logprob
     ratio = jnp.exp(log_ratio)
     surrogate = jnp.maximum(-mb.adv * ratio, -mb.adv * jnp.clip(ratio, 1.0 - eps, 1.0 + eps))
@@ -245,11 +240,13 @@ def ppo_loss(
         loss_value_int = wmean(jnp.square(value_int - mb.ret_int))
     if bonus_term is not None:
         if denom_bonus is None:
-            denom_bonus = weight_denominator(mb.bonus_weight)
+            denom_bonus = agent.weight_denominator(mb.bonus_weight)
         loss_bonus = bonus_term(
             params.bonus, mb.obs, mb.bonus_input, dropout_key, mb.bonus_weight, denom_bonus
         )
-    total = total_loss(coefs, loss_policy, loss_value_ext, loss_value_int, entropy, loss_bonus)
+    total = agent.total_loss(
+        coefs, loss_policy, loss_value_ext, loss_value_int, entropy, loss_bonus
+    )
     sg_ratio, sg_log_ratio = jax.lax.stop_gradient(ratio), jax.lax.stop_gradient(log_ratio)
     return total, PPOLossTerms(
         total=total,
@@ -321,8 +318,8 @@ def ppo_update(
         mb = prepare_minibatch(mb, k_prop, coefs, adv_norm=adv_norm, bonus_loss=joint)
         if sample_sharding is not None:
             mb = jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sample_sharding), mb)
-        denom = weight_denominator(mb.weight)
-        denom_bonus = weight_denominator(mb.bonus_weight) if joint else None
+        denom = agent.weight_denominator(mb.weight)
+        denom_bonus = agent.weight_denominator(mb.bonus_weight) if joint else None
 
         def grads_of(part: PPOBatch, key: Array) -> tuple[AgentParams, PPOLossTerms]:
             return jax.grad(ppo_loss, has_aux=True)(
@@ -337,7 +334,7 @@ def ppo_update(
                 denom_bonus=denom_bonus,
             )
 
-        grads, terms = sum_over_pieces(grads_of, mb, k_drop, micro_batch)
+        grads, terms = agent.sum_over_pieces(grads_of, mb, k_drop, micro_batch)
         params, opt_state, norm_ac, norm_bonus = adam_step(
             params,
             opt_state,
@@ -376,55 +373,37 @@ class PPO:
         return adam(self.cfg.ppo.adam_eps).init(params)
 
     def learn(
-        self,
-        params: AgentParams,
-        opt_state: Any,
-        hparams: Hyperparams,
-        update: Array,
-        traj: Any,
-        targets: Any,
-        bonus_input: Any,
-        bonus_term: BonusTerm | None,
-        k_batch: Array,
-        k_drop: Array,
-        micro: int | None,
+        self, params: AgentParams, opt_state: Any, x: LearnInputs
     ) -> tuple[AgentParams, Any, PPOStepMetrics]:
-        """PPO's learning step on a rollout (:func:`ppo_update`); ``update``: the updates done
-        before this one (the learning-rate schedule)."""
+        """PPO's learning step on a rollout (:func:`ppo_update`), the learning rate annealed
+        over the budget from ``x.update`` (``ppo.anneal_lr``)."""
         cfg = self.cfg
         batch = flatten_rollout(
-            traj.obs,
-            traj.action,
-            traj.logprob,
-            traj.value_ext,
-            targets.adv_ext,
-            targets.ret_ext,
-            adv_int=targets.adv_int,
-            ret_int=targets.ret_int,
-            is_reset=traj.is_reset,
+            **agent.rollout_fields(x),
+            logprob=x.traj.logprob,
+            value_ext=x.traj.value_ext,
             mask_reset_transition=cfg.mask_reset_transition,
-            bonus_input=bonus_input,
         )
         keys = UpdateKeys.draw(
-            k_batch, k_drop, cfg.frames_per_update, cfg.ppo.epochs, cfg.ppo.minibatches
+            x.k_batch, x.k_drop, cfg.frames_per_update, cfg.ppo.epochs, cfg.ppo.minibatches
         )
-        lr = hparams.lr
+        lr = x.hparams.lr
         if cfg.ppo.anneal_lr:
-            lr = annealed_lr(lr, update, cfg.num_updates)
+            lr = annealed_lr(lr, x.update, cfg.num_updates)
         return ppo_update(
             params,
             opt_state,
             batch,
             keys,
-            hparams,
+            x.hparams,
             self.ac,
-            bonus_term,
+            x.bonus_term,
             lr=lr,
             adam_eps=cfg.ppo.adam_eps,
             clip_value=cfg.ppo.clip_value,
             adv_norm=cfg.ppo.adv_norm,
             max_grad_norm_ac=cfg.train.max_grad_norm,
             max_grad_norm_bonus=cfg.bonus.max_grad_norm,
-            micro_batch=micro,
+            micro_batch=x.micro,
             sample_sharding=self.sample_sharding,
         )

@@ -34,6 +34,7 @@ from flax import struct
 
 from curio_jax.config import TrainConfig, micro_batch_size
 from curio_jax.core.a2c import A2C
+from curio_jax.core.agent import LearnInputs
 from curio_jax.core.bonuses import Bonus, make_bonus
 from curio_jax.core.hparams import Hyperparams
 from curio_jax.core.metrics import UpdateMetrics
@@ -192,19 +193,18 @@ class Train:
             out = bonus.reward(state.bonus, state.params.bonus, traj, state.hparams, micro)
             bonus_state, loss_input, reward_int = out.state, out.loss_input, out.reward
         tg = self.targets(state, traj, last_ext, last_int, reward_int)
-        params, opt_state, step = self.learner.learn(
-            state.params,
-            state.opt_state,
-            state.hparams,
-            state.update,
-            traj,
-            tg,
-            loss_input,
-            bonus.loss_term(bonus_state) if bonus.joint else None,
-            k_batch,
-            k_drop,
-            micro,
+        inputs = LearnInputs(
+            traj=traj,
+            targets=tg,
+            hparams=state.hparams,
+            update=state.update,
+            bonus_input=loss_input,
+            k_batch=k_batch,
+            k_drop=k_drop,
+            bonus_term=bonus.loss_term(bonus_state) if bonus.joint else None,
+            micro=micro,
         )
+        params, opt_state, step = self.learner.learn(state.params, state.opt_state, inputs)
         loss_bonus, grad_norm_bonus = step.loss.bonus, step.grad_norm_bonus
         if bonus.intrinsic and not bonus.joint:
             bonus_state, own = bonus.learn(
