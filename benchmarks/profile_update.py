@@ -39,6 +39,7 @@ from collections.abc import Callable
 
 import jax
 
+from curio_jax.config import parse_overrides
 from curio_jax.config import preset as get_preset
 from curio_jax.core import a2c, optim
 from curio_jax.core.agent import LearnInputs, sum_over_pieces, weight_denominator
@@ -89,12 +90,24 @@ def main() -> None:
         help="train.micro_batch: samples per piece (default: automatic; 0: one pass)",
     )
     ap.add_argument("--no-flops", action="store_true", help="skip XLA's FLOP counts")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a config override on top of the preset, as `train --set` (repeatable), e.g. "
+        "ppo.bonus_sample=mask",
+    )
     args = ap.parse_args()
     if args.num_envs < 1 or args.repeats < 1:
         ap.error("--num-envs and --repeats must be positive")
     try:
         cfg = get_preset(args.preset).with_overrides(
-            {"train.num_envs": args.num_envs, "train.micro_batch": args.micro_batch}
+            {
+                "train.num_envs": args.num_envs,
+                "train.micro_batch": args.micro_batch,
+                **parse_overrides(args.set),
+            }
         )
         train = make_train(cfg)
     except ValueError as e:

@@ -222,10 +222,20 @@ BONUS_KINDS = ["none", "rnd", "count", "episodic_count", "e3b", "noveld"]
 registers (curio_jax.core.bonuses.register)."""
 
 
-def register_bonus_kind(kind: str) -> None:
-    """Accept ``kind`` as a ``bonus.kind`` (called by curio_jax.core.bonuses.register)."""
+JOINT_BONUS_KINDS = {"rnd", "noveld"}
+"""The kinds whose parameters the learner's optimiser trains (``Bonus.joint``): where
+``ppo.update_proportion`` and ``ppo.bonus_sample`` act."""
+
+
+def register_bonus_kind(kind: str, joint: bool = False) -> None:
+    """Accept ``kind`` as a ``bonus.kind`` (called by curio_jax.core.bonuses.register);
+    ``joint``: its parameters are trained by the learner's optimiser."""
     if kind not in BONUS_KINDS:
         BONUS_KINDS.append(kind)
+    if joint:
+        JOINT_BONUS_KINDS.add(kind)
+    else:
+        JOINT_BONUS_KINDS.discard(kind)
 
 
 NETWORK_BONUSES = ("rnd", "noveld")
@@ -334,6 +344,10 @@ class BonusConfig:
         return self.kind != "none"
 
 
+BONUS_SAMPLES = ("subset", "mask")
+"""The values of PPOConfig.bonus_sample."""
+
+
 @dataclass(frozen=True)
 class PPOConfig:
     """Proximal Policy Optimisation's own settings, used only with
@@ -364,8 +378,16 @@ class PPOConfig:
     adam_eps: float = 1e-5
     """Adam's epsilon (added after the square root; betas 0.9, 0.999)."""
     update_proportion: float = 0.25
-    """PPO-RND: the fraction of each minibatch's samples the RND predictor trains on (an
-    independent Bernoulli draw per sample and minibatch). Traced (sweepable)."""
+    """PPO with a jointly trained bonus (RND, NovelD): the fraction of each minibatch's
+    samples the predictor trains on, drawn as ``bonus_sample`` says. Traced (sweepable) with
+    ``bonus_sample="mask"`` only: with ``"subset"`` it fixes an array size."""
+    bonus_sample: str = "subset"
+    """How the predictor's samples are drawn from each minibatch of ``M`` samples (docs/ppo.md):
+    ``"subset"``, ``round(update_proportion * M)`` of them (at least 1) drawn without
+    replacement, so the predictor's forward and backward pass run on that many rows only;
+    ``"mask"``, every sample with probability ``update_proportion`` (the RND paper's code: the
+    pass runs on all ``M`` rows, the rest weighted 0). The same expected gradient. A config
+    saved before this field existed reads as ``"mask"``, the draw it ran with."""
     textbook_gae: bool = True
     """GAE as CleanRL and purejaxrl compute it: the trace is cut once, by the step's own done.
     False: the notebook's helper, which also cuts it when the next step is done (see
@@ -386,6 +408,11 @@ class PPOConfig:
         for name in ("clip_value", "anneal_lr", "adv_norm", "textbook_gae"):
             v = getattr(self, name)
             _require(isinstance(v, bool), f"PPOConfig.{name} must be a bool, got {v!r}")
+        _require(
+            self.bonus_sample in BONUS_SAMPLES,
+            f"PPOConfig.bonus_sample must be one of {', '.join(BONUS_SAMPLES)}, "
+            f"got {self.bonus_sample!r}",
+        )
 
 
 @dataclass(frozen=True)
@@ -565,6 +592,9 @@ class TrainConfig:
         new groups (:func:`regroup_legacy`); ``renamed(old, new)`` is called for each old
         field found (the command line prints a line for each)."""
         d = regroup_legacy(d, renamed)
+        if isinstance(d.get("ppo"), dict) and "bonus_sample" not in d["ppo"]:
+            # saved before the subset draw existed: it ran with the Bernoulli mask
+            d["ppo"] = {**d["ppo"], "bonus_sample": "mask"}
         try:
             groups = {name: kind(**d.pop(name, {})) for name, kind in CONFIG_GROUPS.items()}
             return cls(**groups, **d)
@@ -672,14 +702,28 @@ def regroup_legacy(d: dict[str, Any], renamed: Any = None) -> dict[str, Any]:
     return d
 
 
+def trains_joint_bonus(cfg: TrainConfig) -> bool:
+    """PPO with a bonus the learner's optimiser trains: ``ppo.update_proportion`` and
+    ``ppo.bonus_sample`` act."""
+    return cfg.algorithm == "ppo" and cfg.bonus.kind in JOINT_BONUS_KINDS
+
+
 def diff_configs(a: TrainConfig, b: TrainConfig) -> list[str]:
-    """Dotted names of the fields that differ between two configs (for resume checks)."""
+    """Dotted names of the fields that differ between two configs (for resume checks and
+    study records). ``ppo.bonus_sample`` counts only where one of them trains a joint bonus
+    with PPO (elsewhere it changes nothing: a run saved before the field existed, which reads
+    as ``"mask"``, stays the same run as one with today's ``"subset"``)."""
     da, db = a.to_dict(complete=True), b.to_dict(complete=True)
+    inert = set() if trains_joint_bonus(a) or trains_joint_bonus(b) else {"ppo.bonus_sample"}
     out: list[str] = []
     for key in sorted(set(da) | set(db)):
         va, vb = da.get(key), db.get(key)
         if isinstance(va, dict) and isinstance(vb, dict):
-            out += [f"{key}.{k}" for k in sorted(set(va) | set(vb)) if va.get(k) != vb.get(k)]
+            out += [
+                f"{key}.{k}"
+                for k in sorted(set(va) | set(vb))
+                if va.get(k) != vb.get(k) and f"{key}.{k}" not in inert
+            ]
         elif va != vb:
             out.append(key)
     return out

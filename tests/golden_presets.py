@@ -1,6 +1,11 @@
 """Golden outputs of every preset's core update, pinned before the core was reshaped around
 learner x bonus (issue: exploration bonuses as components); the presets added with it
-(``ppo-e3b-*``, ``ppo-noveld-*``) were recorded when they were added.
+(``ppo-e3b-*``, ``ppo-noveld-*``) were recorded when they were added. With the cost work
+(issue: curiosity at close to PPO's cost) the PPO cases keep the predictor's Bernoulli mask
+they were recorded with, cases of the new subset draw were added, and the ``ppo-e3b-*`` cases
+were recorded again: E3B's inverse dynamics now trains on groups of whole env trajectories
+(one embedding per observation), a change of its minibatches. Cases recorded later carry
+their own ``"machine"``.
 
 Each case is a preset (plus a few code paths no preset takes: the episodic count, PPO-RND
 without input normalisation, micro-batched A2C-RND) at a small size: ``CASE_OVERRIDES`` shrink
@@ -12,6 +17,8 @@ release, within a tolerance elsewhere (see that test).
 
 Regenerate (only for an intended change of behaviour, saying why in the commit):
     python tests/golden_presets.py tests/golden/presets.json
+Add the cases that have no record yet (each with the machine it is recorded on):
+    python tests/golden_presets.py tests/golden/presets.json --missing
 """
 
 from __future__ import annotations
@@ -37,7 +44,18 @@ EXTRA = {
     "ppo-rnd-8x8+no-obs-norm": ("ppo-rnd-8x8", {"bonus.obs_norm": False}),
     "notebook-rnd-8x8+micro": ("notebook-rnd-8x8", {"train.micro_batch": 16}),
     "ppo-rnd-5x5+micro": ("ppo-rnd-5x5", {"train.micro_batch": 8}),
+    # the predictor trained on a subset of each minibatch (recorded with it)
+    "ppo-rnd-5x5+subset": ("ppo-rnd-5x5", {"ppo.bonus_sample": "subset"}),
+    "ppo-rnd-5x5+subset+micro": (
+        "ppo-rnd-5x5",
+        {"ppo.bonus_sample": "subset", "train.micro_batch": 4},
+    ),
+    "ppo-noveld-8x8+subset": ("ppo-noveld-8x8", {"ppo.bonus_sample": "subset"}),
 }
+SUBSET_CASES = ("ppo-rnd-5x5+subset", "ppo-rnd-5x5+subset+micro", "ppo-noveld-8x8+subset")
+"""Cases recorded after ``ppo.bonus_sample`` existed, each with the machine it was recorded
+on. Every other PPO case was recorded with the Bernoulli mask, which it keeps
+(``ppo.bonus_sample="mask"``, whatever the preset's default)."""
 
 
 def cases() -> dict[str, tuple[str, dict]]:
@@ -56,6 +74,8 @@ def case_config(name: str):
     cfg = preset(base)
     small = SMALL_PPO if cfg.algorithm == "ppo" else SMALL_A2C
     overrides = {**small, **extra}
+    if cfg.algorithm == "ppo" and name not in SUBSET_CASES:
+        overrides.setdefault("ppo.bonus_sample", "mask")
     overrides.setdefault("bonus.obs_norm_init_steps", 4)
     return cfg.with_overrides(
         {**overrides, "total_frames": UPDATES * cfg.with_overrides(small).frames_per_update}
@@ -102,16 +122,26 @@ def _param_groups(state) -> dict:
     return groups
 
 
-def record(path: Path) -> None:
+def record(path: Path, missing_only: bool = False) -> None:
+    """Record every case into ``path``; ``missing_only``: keep the cases already there and
+    add the others, each with the machine it is recorded on (``"machine"`` of the case)."""
     sys.path.insert(0, str(Path(__file__).parent))
     from golden_runs import machine
 
-    out = {"machine": machine(), "updates": UPDATES, "seed": SEED, "cases": {}}
+    if missing_only:
+        out = json.loads(path.read_text())
+    else:
+        out = {"machine": machine(), "updates": UPDATES, "seed": SEED, "cases": {}}
     for name in cases():
+        if missing_only and name in out["cases"]:
+            continue
         out["cases"][name] = run_case(name)
+        if missing_only:
+            out["cases"][name]["machine"] = machine()
         print(name, flush=True)
     path.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":
-    record(Path(sys.argv[1]) if len(sys.argv) > 1 else GOLDEN_FILE)
+    args = [a for a in sys.argv[1:] if a != "--missing"]
+    record(Path(args[0]) if args else GOLDEN_FILE, missing_only="--missing" in sys.argv)

@@ -66,6 +66,32 @@ def test_ppo_presets_differ_only_in_the_intrinsic_reward(size):
     assert config.diff_configs(rnd, noveld) == ["bonus.kind", "name"]
 
 
+def test_bonus_sample_defaults_to_the_subset_and_old_configs_read_as_the_mask():
+    cfg = config.preset("ppo-rnd-16x16")
+    assert cfg.ppo.bonus_sample == "subset"
+    d = cfg.to_dict()
+    del d["ppo"]["bonus_sample"]  # a config.json written before the field existed
+    old = TrainConfig.from_dict(d)
+    assert old.ppo.bonus_sample == "mask"
+    assert config.diff_configs(old, cfg) == ["ppo.bonus_sample"]  # a joint bonus: it acts
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="bonus_sample"):
+        cfg.with_overrides({"ppo.bonus_sample": "bernoulli"})
+
+
+@pytest.mark.parametrize("name", ["ppo-16x16", "ppo-count-16x16", "ppo-e3b-16x16"])
+def test_bonus_sample_is_not_a_difference_without_a_joint_bonus(name):
+    """Runs saved before the field existed (read as the mask) stay the same runs as today's
+    presets where no predictor trains with the learner: resume and study checks pass."""
+    cfg = config.preset(name)
+    d = cfg.to_dict()
+    del d["ppo"]["bonus_sample"]
+    old = TrainConfig.from_dict(d)
+    assert old.ppo.bonus_sample == "mask" and config.diff_configs(old, cfg) == []
+    # against a config that trains a predictor it counts again
+    assert "ppo.bonus_sample" in config.diff_configs(old, cfg.with_overrides({"bonus.kind": "rnd"}))
+
+
 def test_corrected_presets_differ_only_by_their_switches():
     base = config.preset("notebook-rnd-8x8")
     aligned = config.preset("rnd-aligned-8x8")

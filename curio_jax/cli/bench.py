@@ -41,7 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     be.add_argument("--json", type=out_path, default=None)
     be.set_defaults(func=run_env)
     bt = bench_sub.add_parser("train", help="full-pipeline training frames/s (+ FLOP fraction)")
-    bt.add_argument("--preset", default="notebook-rnd-8x8")
+    bt.add_argument(
+        "--preset",
+        default="notebook-rnd-8x8",
+        help="a preset, or several comma-separated, timed side by side in the same rounds "
+        "with each one's frames/s over the first's (e.g. ppo-16x16,ppo-rnd-16x16)",
+    )
     bt.add_argument("--num-envs", type=int_list, default=[32, 512, 2048])
     bt.add_argument("--seeds", type=int_list, default=[1], help="comma-separated seed counts")
     bt.add_argument(
@@ -124,13 +129,13 @@ def run_train(args: argparse.Namespace) -> int:
     from curio_jax.tools import bench
 
     try:
+        presets = bench.preset_list(args.preset)
         if args.anchor:
-            bench.anchor_kwargs(args.anchor, args.preset, 1, args.updates)
-        for n in args.num_envs:
-            for mb in args.micro_batch:
-                config.preset(args.preset).with_overrides(
-                    {"train.num_envs": n, "train.micro_batch": mb}
-                )
+            bench.anchor_kwargs(args.anchor, presets[0], 1, args.updates)
+        for p in presets:
+            for n in args.num_envs:
+                for mb in args.micro_batch:
+                    config.preset(p).with_overrides({"train.num_envs": n, "train.micro_batch": mb})
         for sb in args.seed_batch:
             settings = config.TrainSettings(seed_batch=sb)
             for d in args.devices:
@@ -153,7 +158,7 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"visible devices: {visible}")
     print(f"device: {bench.device_description()}")
     records = bench.bench_train(
-        args.preset,
+        presets,
         args.num_envs,
         args.seeds,
         updates=args.updates,

@@ -114,6 +114,15 @@ def total_loss(
     )
 
 
+def largest_divisor(n: int, at_most: int) -> int:
+    """The largest divisor of ``n`` that is at most ``at_most`` (at least 1): a piece size
+    that cuts ``n`` rows into equal pieces."""
+    for d in range(min(n, max(at_most, 1)), 0, -1):
+        if n % d == 0:
+            return d
+    return 1
+
+
 def sum_over_pieces(grads_of: Any, batch: Any, dropout_key: Array, micro_batch: int | None) -> Any:
     """``grads_of(piece, dropout_key)`` of a whole batch (a pytree of ``[N, ...]`` arrays):
     in one call, or (``micro_batch`` below ``N``) as the sum over its consecutive pieces of

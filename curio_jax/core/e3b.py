@@ -171,8 +171,55 @@ class E3BNetwork(nn.Module):
     def __call__(self, obs: Array, next_obs: Array) -> Array:
         """Inverse-dynamics logits ``[..., num_actions]`` of the action that led from ``obs`` to
         ``next_obs``."""
-        h = jnp.concatenate([self.embed(obs), self.embed(next_obs)], axis=-1)
+        return self.inverse_dynamics(self.embed(obs), self.embed(next_obs))
+
+    def inverse_dynamics(self, phi: Array, phi_next: Array) -> Array:
+        """The head alone: logits ``[..., num_actions]`` from the two embeddings."""
+        h = jnp.concatenate([phi, phi_next], axis=-1)
         return self.idm_out(nn.relu(self.idm_hidden(h)))
+
+    def trajectories(self, x: Array) -> Array:
+        """Inverse-dynamics logits of every step of trajectories ``x [T + 1, ..., 7, 7, 3]``
+        (each observation followed by the one its step led to): ``[T, ..., num_actions]``,
+        step t's from ``x[t]`` to ``x[t + 1]``, with one embedding per observation (each
+        inner observation is the end of one step and the start of the next)."""
+        phi = self.embed(x)
+        return self.inverse_dynamics(phi[:-1], phi[1:])
+
+
+def weighted_cross_entropy(
+    logits: Array, action: Array, weight: Array, denom: Array | None = None
+) -> Array:
+    """``sum(ce * weight) / denom``, ``ce = -log softmax(logits)[action]``, over every leading
+    axis; ``denom`` by default ``max(sum(weight), 1)`` (a piece of a batch passes its whole
+    batch's, so that the pieces add up)."""
+    logp = jax.nn.log_softmax(logits)
+    ce = -jnp.take_along_axis(logp, action[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    weight = weight.astype(jnp.float32)
+    if denom is None:
+        denom = jnp.maximum(jnp.sum(weight), 1.0)
+    return jnp.sum(ce * weight) / denom
+
+
+def trajectory_inverse_dynamics_loss(
+    params,
+    net: E3BNetwork,
+    x: Array,
+    action: Array,
+    weight: Array,
+    denom: Array | None = None,
+) -> Array:
+    """:func:`inverse_dynamics_loss` of the steps of trajectories: ``x [T + 1, b, 7, 7, 3]``
+    (``obs[0]`` then every step's next observation), ``action``, ``weight [T, b]``; the same
+    loss as the pairs ``(x[t], x[t + 1])`` would give, with one embedding per observation
+    instead of two (:meth:`E3BNetwork.trajectories`). ``denom``: see
+    :func:`weighted_cross_entropy`."""
+    if x.ndim != 5 or action.shape != (x.shape[0] - 1, x.shape[1]):
+        raise ValueError(
+            f"need x [T + 1, b, 7, 7, 3], action and weight [T, b]; got {x.shape}, {action.shape}"
+        )
+    logits = net.apply({"params": params}, x, method=E3BNetwork.trajectories)
+    return weighted_cross_entropy(logits, action, weight, denom)
 
 
 def inverse_dynamics_loss(
@@ -189,7 +236,4 @@ def inverse_dynamics_loss(
     if obs.ndim != 4 or action.shape != obs.shape[:1] or weight.shape != obs.shape[:1]:
         raise ValueError(f"need obs [N, 7, 7, 3], action [N], weight [N]; got {obs.shape}")
     logits = net.apply({"params": params}, obs, next_obs)
-    logp = jax.nn.log_softmax(logits)
-    ce = -jnp.take_along_axis(logp, action[:, None].astype(jnp.int32), axis=-1)[:, 0]
-    weight = weight.astype(jnp.float32)
-    return jnp.sum(ce * weight) / jnp.maximum(jnp.sum(weight), 1.0)
+    return weighted_cross_entropy(logits, action, weight)

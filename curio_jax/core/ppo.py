@@ -175,6 +175,21 @@ def proportion_mask(key: Array, m: int, proportion: Array | float) -> Array:
     return (jax.random.uniform(key, (m,)) < proportion).astype(jnp.float32)
 
 
+def subset_size(m: int, proportion: float) -> int:
+    """The predictor's samples per minibatch of ``m`` with ``ppo.bonus_sample="subset"``:
+    ``round(proportion * m)``, at least 1 (a static array size)."""
+    if not 0.0 < proportion <= 1.0:
+        raise ValueError(f"update_proportion must be in (0, 1], got {proportion!r}")
+    return max(1, min(m, round(proportion * m)))
+
+
+def subset_indices(key: Array, m: int, k: int) -> Array:
+    """PPO-RND's predictor samples of one minibatch with the subset draw: ``k`` of its ``m``
+    positions drawn uniformly without replacement (the first ``k`` of a permutation with
+    ``key``), ``[k]`` int32."""
+    return jax.random.permutation(key, m)[:k].astype(jnp.int32)
+
+
 def prepare_minibatch(
     mb: PPOBatch,
     prop_key: Array,
@@ -301,25 +316,36 @@ def ppo_update(
     max_grad_norm_bonus: float,
     micro_batch: int | None = None,
     sample_sharding: Any = None,
+    bonus_subset: int | None = None,
 ) -> tuple[AgentParams, Any, PPOStepMetrics]:
     """All ``epochs * minibatches`` gradient steps of one update on ``batch`` (a ``lax.scan``
     over ``keys``' steps): gather the minibatch, combine (and normalise) its advantages, draw
-    its bonus mask, take its gradient (in ``micro_batch`` pieces if smaller than the
+    the bonus's samples, take its gradient (in ``micro_batch`` pieces if smaller than the
     minibatch), clip per group, one Adam step with learning rate ``lr``.
+
+    The bonus's samples (with a ``bonus_term``): ``bonus_subset`` None, a Bernoulli mask over
+    the minibatch (``coefs.update_proportion``; the bonus's pass runs on every sample);
+    ``bonus_subset = k``, ``k`` samples drawn without replacement (:func:`subset_indices`),
+    and the bonus's pass runs on those ``k`` alone, its gradient taken apart from the
+    actor-critic's (the two share no parameter; their sum is the loss's gradient).
 
     Returns the parameters and Adam state after the last step and the steps' mean metrics.
     ``sample_sharding``: the sharding each minibatch is held to (env-sharded runs)."""
     joint = bonus_term is not None
+    subset = joint and bonus_subset is not None
+    masked = joint and not subset
 
     def step(carry, xs):
         params, opt_state = carry
         idx, k_drop, k_prop = xs
-        mb = jax.tree.map(lambda x: x[idx], batch)
-        mb = prepare_minibatch(mb, k_prop, coefs, adv_norm=adv_norm, bonus_loss=joint)
+        # with the subset, the bonus's inputs are gathered for its k samples alone (below)
+        src = batch.replace(bonus_input=None) if subset else batch
+        mb = jax.tree.map(lambda x: x[idx], src)
+        mb = prepare_minibatch(mb, k_prop, coefs, adv_norm=adv_norm, bonus_loss=masked)
         if sample_sharding is not None:
             mb = jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sample_sharding), mb)
         denom = agent.weight_denominator(mb.weight)
-        denom_bonus = agent.weight_denominator(mb.bonus_weight) if joint else None
+        denom_bonus = agent.weight_denominator(mb.bonus_weight) if masked else None
 
         def grads_of(part: PPOBatch, key: Array) -> tuple[AgentParams, PPOLossTerms]:
             return jax.grad(ppo_loss, has_aux=True)(
@@ -328,13 +354,26 @@ def ppo_update(
                 key,
                 coefs,
                 ac,
-                bonus_term,
+                None if subset else bonus_term,
                 clip_value=clip_value,
                 denom=denom,
                 denom_bonus=denom_bonus,
             )
 
         grads, terms = agent.sum_over_pieces(grads_of, mb, k_drop, micro_batch)
+        if subset:
+            sel = subset_indices(k_prop, idx.shape[0], bonus_subset)
+            loss_bonus, grads_bonus = subset_bonus_grads(
+                params.bonus,
+                mb.obs[sel],
+                jax.tree.map(lambda x: x[idx[sel]], batch.bonus_input),
+                mb.weight[sel],
+                k_drop,
+                bonus_term,
+                micro_batch,
+            )
+            grads = grads.replace(bonus=grads_bonus)
+            terms = terms.replace(bonus=loss_bonus, total=terms.total + loss_bonus)
         params, opt_state, norm_ac, norm_bonus = adam_step(
             params,
             opt_state,
@@ -351,6 +390,30 @@ def ppo_update(
         step, (params, opt_state), (keys.indices, keys.dropout, keys.proportion)
     )
     return params, opt_state, jax.tree.map(lambda x: jnp.mean(x, axis=0), per_step)
+
+
+def subset_bonus_grads(
+    bonus_params: Any,
+    obs: Array,
+    loss_input: Any,
+    weight: Array,
+    dropout_key: Array,
+    bonus_term: BonusTerm,
+    micro_batch: int | None,
+) -> tuple[Array, Any]:
+    """The bonus's loss and its gradient in ``bonus_params`` on the ``k`` samples it trains on
+    (``obs [k, ...]``, ``loss_input [k, ...]`` or None, ``weight [k]``): the weighted mean of
+    its error over them, computed in pieces of at most ``micro_batch`` rows (piece i with
+    dropout key ``split(dropout_key, pieces)[i]``, or ``dropout_key`` in one piece)."""
+    k = weight.shape[0]
+    denom = agent.weight_denominator(weight)
+
+    def grads_of(piece: Any, key: Array) -> tuple[Array, Any]:
+        o, li, w = piece
+        return jax.value_and_grad(bonus_term)(bonus_params, o, li, key, w, denom)
+
+    rows = None if micro_batch is None else agent.largest_divisor(k, micro_batch)
+    return agent.sum_over_pieces(grads_of, (obs, loss_input, weight), dropout_key, rows)
 
 
 def annealed_lr(lr: Array, update: Array, num_updates: int) -> Array:
@@ -406,4 +469,13 @@ class PPO:
             max_grad_norm_bonus=cfg.bonus.max_grad_norm,
             micro_batch=x.micro,
             sample_sharding=self.sample_sharding,
+            bonus_subset=self.bonus_subset(),
         )
+
+    def bonus_subset(self) -> int | None:
+        """The predictor's samples per minibatch with ``ppo.bonus_sample="subset"``
+        (:func:`subset_size` of ``ppo.update_proportion``), None with the mask."""
+        p = self.cfg.ppo
+        if p.bonus_sample != "subset":
+            return None
+        return subset_size(self.cfg.minibatch_size, p.update_proportion)

@@ -208,7 +208,7 @@ class Train:
         loss_bonus, grad_norm_bonus = step.loss.bonus, step.grad_norm_bonus
         if bonus.intrinsic and not bonus.joint:
             bonus_state, own = bonus.learn(
-                bonus_state, traj, jax.random.fold_in(k_batch, 1), state.hparams
+                bonus_state, traj, jax.random.fold_in(k_batch, 1), state.hparams, micro
             )
             loss_bonus, grad_norm_bonus = loss_bonus + own.loss, grad_norm_bonus + own.grad_norm
         update = state.update + 1

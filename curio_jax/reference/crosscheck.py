@@ -649,11 +649,14 @@ PPO_PARITY_OVERRIDES = {
     "total_frames": 8 * 16 * 10,
     "train.max_grad_norm": 0.4,
     "bonus.max_grad_norm": 0.007,
+    "ppo.bonus_sample": "mask",
 }
 """The PPO parity's config on top of the ppo(-rnd)-5x5 preset: the reference segment's shape
-(8 envs x 16 steps: 4 minibatches of 32, 4 epochs), and clip thresholds within the range of
+(8 envs x 16 steps: 4 minibatches of 32, 4 epochs), clip thresholds within the range of
 the 16 steps' gradient norms (actor-critic ~0.25-0.6, predictor ~0.005-0.01), so that the
-per-group clipping acts on some steps and not on others."""
+per-group clipping acts on some steps and not on others, and the predictor's Bernoulli
+mask (the draw the reference implements; the subset draw has the same expected gradient,
+tests/core/test_ppo.py)."""
 
 
 PPO_TERMS = {"rnd": "bonus"}

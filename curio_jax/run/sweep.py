@@ -121,6 +121,13 @@ def parse_set(text: str, cfg: TrainConfig) -> Axis:
             f"cannot sweep {raw_name!r}: only bonus.kind={'/'.join(meta['bonus'])} uses it, "
             f"and this config's bonus.kind is {cfg.bonus.kind}"
         )
+    if name == "update_proportion" and cfg.ppo.bonus_sample == "subset":
+        raise SweepError(
+            f"cannot sweep {raw_name!r} with ppo.bonus_sample=subset: there it fixes how many "
+            "samples of each minibatch the predictor trains on, an array size one program "
+            "cannot vary; sweep it with ppo.bonus_sample=mask (the Bernoulli draw, the same "
+            "expected gradient), or run one config per value"
+        )
     values: list[float] = []
     for part in raw_values.split(","):
         try:

@@ -13,7 +13,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -405,7 +405,7 @@ def bench_reference_cell(preset: str, num_envs: int, frames: int, threads: int =
 
 
 def bench_train(
-    preset: str,
+    preset: str | Sequence[str],
     num_envs: list[int],
     seeds: list[int],
     updates: int = 10,
@@ -420,36 +420,51 @@ def bench_train(
     count_flops: bool = True,
     anchor: str | None = None,
 ) -> list[dict]:
-    """Every (devices, num_envs, seeds, micro_batch, seed_batch) cell of curio_jax in its own
-    process (`micro_batches`, `seed_batches`: TrainSettings.micro_batch / seed_batch values, None
-    for automatic), the machine's matmul rate, and optionally the reference; records carry the
-    fraction of the matmul rate achieved and, for more than one device, the scaling efficiency
-    against the one-device cell of the same shape (frames/s per device over one device's
-    frames/s). `rounds` > 1 times every cell that many times, round-robin (so a slow spell of a
-    shared machine hits all cells alike), and reports each cell's median, with every round's
-    figure in `frames_per_sec_rounds`. Each cell's figure is logged as soon as it is measured
-    (a run cut short keeps what it printed). `count_flops=False`: no FLOP count, no fraction.
+    """Every (preset, devices, num_envs, seeds, micro_batch, seed_batch) cell of curio_jax in
+    its own process (`micro_batches`, `seed_batches`: TrainSettings.micro_batch / seed_batch
+    values, None for automatic), the machine's matmul rate, and optionally the reference;
+    records carry the fraction of the matmul rate achieved and, for more than one device, the
+    scaling efficiency against the one-device cell of the same shape (frames/s per device over
+    one device's frames/s). `rounds` > 1 times every cell that many times, round-robin (so a
+    slow spell of a shared machine hits all cells alike), and reports each cell's median, with
+    every round's figure in `frames_per_sec_rounds`. Each cell's figure is logged as soon as it
+    is measured (a run cut short keeps what it printed). `count_flops=False`: no FLOP count, no
+    fraction.
 
-    `anchor="navix-ppo"` (PPO presets only): in every round, after the curio_jax cells, one
-    `bench_navix_ppo` cell per `num_envs` in its own process, matched to the preset
-    (`anchor_kwargs`); its record (impl "navix_ppo", the median over rounds as above) follows
-    the curio_jax records, and every one-device one-seed curio_jax cell of the same `num_envs`
-    gets `over_navix_ppo`, its frames/s over navix's of this run."""
+    Several presets (a list, or a comma-separated string) are timed side by side in the same
+    rounds; every record of a later preset gets `over_baseline`, its frames/s over the first
+    preset's cell of the same shape (``baseline``: that preset), and a table of the ratios
+    closes the log.
+
+    `anchor="navix-ppo"` (PPO presets only): in every round, after the curio_jax cells, navix's
+    own PPO per `num_envs` in its own process, matched to the first preset (`anchor_kwargs`),
+    once with the notebook's torso and once with navix's default `ConvEncoder`
+    (`bench_navix_ppo`'s `encoder`); their records (impl "navix_ppo", the median over rounds as
+    above) follow the curio_jax records, and every one-device one-seed curio_jax cell of the
+    same `num_envs` gets `over_navix_ppo` (its frames/s over navix's with the notebook's torso)
+    and `over_navix_ppo_conv` (over navix's with its ConvEncoder)."""
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
+    presets = preset_list(preset)
     anchor_cells = (
-        {n: anchor_kwargs(anchor, preset, n, updates) for n in num_envs} if anchor else {}
+        {
+            (n, enc): {**anchor_kwargs(anchor, presets[0], n, updates), "encoder": enc}
+            for n in num_envs
+            for enc in NAVIX_ENCODERS
+        }
+        if anchor
+        else {}
     )
     rate = run_isolated("matmul_gflops")
     log(f"dense float32 matmul rate: {rate['gflops']:,.1f} GFLOP/s")
-    cells = list(itertools.product(devices, seeds, num_envs, micro_batches, seed_batches))
+    cells = list(itertools.product(presets, devices, seeds, num_envs, micro_batches, seed_batches))
     runs: list[list[dict]] = [[] for _ in cells]
-    anchor_runs: dict[int, list[dict]] = {}
+    anchor_runs: dict[tuple[int, str], list[dict]] = {}
     for r in range(rounds):
-        for i, (d, s, n, mb, sb) in enumerate(cells):
+        for i, (p, d, s, n, mb, sb) in enumerate(cells):
             rec = run_isolated(
                 "bench_train_cell",
-                preset=preset,
+                preset=p,
                 num_envs=n,
                 seeds=s,
                 updates=updates,
@@ -461,30 +476,22 @@ def bench_train(
             )
             runs[i].append(rec)
             log(
-                f"  round {r + 1}/{rounds}: devices {d} envs {n} seeds {s} micro-batch "
+                f"  round {r + 1}/{rounds}: {p} devices {d} envs {n} seeds {s} micro-batch "
                 f"{rec['micro_batch']} seed-batch {rec['seed_batch']}: "
                 f"{rec['frames_per_sec']:,.0f} frames/s, compile {rec['compile_seconds']:.1f} s"
             )
-        for n, kwargs in anchor_cells.items():
+        for (n, enc), kwargs in anchor_cells.items():
             rec = run_isolated("bench_navix_ppo", **kwargs)
-            anchor_runs.setdefault(n, []).append(rec)
+            anchor_runs.setdefault((n, enc), []).append(rec)
             log(
-                f"  round {r + 1}/{rounds}: {anchor} anchor envs {n}: "
+                f"  round {r + 1}/{rounds}: {anchor} ({enc} encoder) anchor envs {n}: "
                 f"{rec['frames_per_sec']:,.0f} frames/s, compile {rec['compile_seconds']:.1f} s"
             )
     records = []
-    one_device: dict[tuple[int, int], float] = {}
-    for (d, s, n, _, _), cell_runs in zip(cells, runs, strict=True):
-        rec = dict(cell_runs[0])
-        if rounds > 1:
-            fps = [x["frames_per_sec"] for x in cell_runs]
-            rec["frames_per_sec"] = float(statistics.median(fps))
-            rec["frames_per_sec_rounds"] = fps
-            compiles = [x["compile_seconds"] for x in cell_runs]
-            rec["compile_seconds"] = float(statistics.median(compiles))
-            rec["peak_rss_mb"] = max(x["peak_rss_mb"] for x in cell_runs)
-            dev_peaks = [x["peak_device_mb"] for x in cell_runs if x.get("peak_device_mb")]
-            rec["peak_device_mb"] = max(dev_peaks) if dev_peaks else None
+    one_device: dict[tuple[str, int, int], float] = {}
+    for (p, d, s, n, _, _), cell_runs in zip(cells, runs, strict=True):
+        rec = _median_record(cell_runs)
+        rec["preset"] = p
         rec["matmul_gflops"] = rate["gflops"]
         rec["fraction_of_matmul_rate"] = (
             None
@@ -492,50 +499,106 @@ def bench_train(
             else rec["frames_per_sec"] * rec["flops_per_frame"] / (rate["gflops"] * 1e9)
         )
         if d == 1:
-            one_device.setdefault((s, n), rec["frames_per_sec"])
-        elif (s, n) in one_device:
-            rec["scaling_efficiency"] = rec["frames_per_sec"] / (d * one_device[(s, n)])
-        flop_text = (
-            "FLOPs not counted"
-            if rec["flops_per_frame"] is None
-            else f"{rec['flops_per_frame'] / 1e6:.2f} MFLOP/frame  "
-            f"{100 * rec['fraction_of_matmul_rate']:.0f}% of matmul"
-        )
-        scaling = (
-            f"  scaling {100 * rec['scaling_efficiency']:.0f}%"
-            if "scaling_efficiency" in rec
-            else ""
-        )
-        dev_mem = (
-            f"  peak device memory {rec['peak_device_mb']:,.0f} MB"
-            if rec.get("peak_device_mb")
-            else ""
-        )
-        spread = ""
-        if rounds > 1:
-            lo, hi = min(rec["frames_per_sec_rounds"]), max(rec["frames_per_sec_rounds"])
-            spread = f" (median of {rounds}: {lo:,.0f}-{hi:,.0f})"
-        log(
-            f"curio_jax  {preset}  devices {d}  envs {n:>5}  seeds {s:>3}  "
-            f"micro-batch {rec['micro_batch']:>5}  seed-batch {rec['seed_batch']:>3}  "
-            f"{rec['frames_per_sec']:>10,.0f} frames/s{spread}  {flop_text}  "
-            f"compile {rec['compile_seconds']:.1f}s  "
-            f"peak RSS {rec['peak_rss_mb']:,.0f} MB{dev_mem}{scaling}"
-        )
+            one_device.setdefault((p, s, n), rec["frames_per_sec"])
+        elif (p, s, n) in one_device:
+            rec["scaling_efficiency"] = rec["frames_per_sec"] / (d * one_device[(p, s, n)])
+        _log_cell(rec, p, d, n, s, rounds, log)
         records.append(rec)
+    if len(presets) > 1:
+        _ratios_to_baseline(records, cells, presets[0], log)
     if anchor:
-        records += _anchor_records(preset, anchor, anchor_runs, records, log)
+        records += _anchor_records(presets[0], anchor, anchor_runs, records, log)
     if with_reference:
-        n_ref = get_reference_envs(preset)
+        n_ref = get_reference_envs(presets[0])
         rec = run_isolated(
-            "bench_reference_cell", preset=preset, num_envs=n_ref, frames=reference_frames
+            "bench_reference_cell", preset=presets[0], num_envs=n_ref, frames=reference_frames
         )
-        log(f"torch_reference  {preset}  envs {n_ref:>5}  {rec['frames_per_sec']:>10,.0f} frames/s")
-        best = max(r["frames_per_sec"] for r in records)
+        log(
+            f"torch_reference  {presets[0]}  envs {n_ref:>5}  "
+            f"{rec['frames_per_sec']:>10,.0f} frames/s"
+        )
+        best = max(r["frames_per_sec"] for r in records if r["preset"] == presets[0])
         rec["curio_jax_best_over_reference"] = best / rec["frames_per_sec"]
         log(f"curio_jax (best cell) / reference: {rec['curio_jax_best_over_reference']:.1f}x")
         records.append(rec)
     return records
+
+
+def preset_list(preset: str | Sequence[str]) -> list[str]:
+    """The presets of `bench train --preset`: a list, or one comma-separated string; each
+    must be a preset (ValueError otherwise) and appear once."""
+    names = [p.strip() for p in preset.split(",")] if isinstance(preset, str) else list(preset)
+    if not names or any(not p for p in names):
+        raise ValueError(f"no preset in {preset!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"a preset is repeated in {preset!r}")
+    for p in names:
+        get_preset(p)  # ValueError naming an unknown preset
+    return names
+
+
+def _median_record(cell_runs: list[dict]) -> dict:
+    """One cell's record over its rounds: the first round's, with the median frames/s and
+    compile time, every round's frames/s, and the largest peak memories."""
+    rec = dict(cell_runs[0])
+    if len(cell_runs) > 1:
+        fps = [x["frames_per_sec"] for x in cell_runs]
+        rec["frames_per_sec"] = float(statistics.median(fps))
+        rec["frames_per_sec_rounds"] = fps
+        rec["compile_seconds"] = float(statistics.median(x["compile_seconds"] for x in cell_runs))
+        if "peak_rss_mb" in rec:
+            rec["peak_rss_mb"] = max(x["peak_rss_mb"] for x in cell_runs)
+            dev_peaks = [x["peak_device_mb"] for x in cell_runs if x.get("peak_device_mb")]
+            rec["peak_device_mb"] = max(dev_peaks) if dev_peaks else None
+    return rec
+
+
+def _log_cell(
+    rec: dict, preset: str, d: int, n: int, s: int, rounds: int, log: Callable[[str], None]
+) -> None:
+    flop_text = (
+        "FLOPs not counted"
+        if rec["flops_per_frame"] is None
+        else f"{rec['flops_per_frame'] / 1e6:.2f} MFLOP/frame  "
+        f"{100 * rec['fraction_of_matmul_rate']:.0f}% of matmul"
+    )
+    scaling = (
+        f"  scaling {100 * rec['scaling_efficiency']:.0f}%" if "scaling_efficiency" in rec else ""
+    )
+    dev_mem = (
+        f"  peak device memory {rec['peak_device_mb']:,.0f} MB" if rec.get("peak_device_mb") else ""
+    )
+    spread = ""
+    if rounds > 1:
+        lo, hi = min(rec["frames_per_sec_rounds"]), max(rec["frames_per_sec_rounds"])
+        spread = f" (median of {rounds}: {lo:,.0f}-{hi:,.0f})"
+    log(
+        f"curio_jax  {preset}  devices {d}  envs {n:>5}  seeds {s:>3}  "
+        f"micro-batch {rec['micro_batch']:>5}  seed-batch {rec['seed_batch']:>3}  "
+        f"{rec['frames_per_sec']:>10,.0f} frames/s{spread}  {flop_text}  "
+        f"compile {rec['compile_seconds']:.1f}s  "
+        f"peak RSS {rec['peak_rss_mb']:,.0f} MB{dev_mem}{scaling}"
+    )
+
+
+def _ratios_to_baseline(
+    records: list[dict], cells: list[tuple], baseline: str, log: Callable[[str], None]
+) -> None:
+    """Set `baseline` and `over_baseline` on every record of a preset other than `baseline`
+    (frames/s over the baseline's cell of the same devices, seeds, envs, micro-batch and
+    seed-batch settings) and log them as a table."""
+    base = {cell[1:]: rec for cell, rec in zip(cells, records, strict=True) if cell[0] == baseline}
+    log(f"side by side (frames/s, and over {baseline}):")
+    for cell, rec in zip(cells, records, strict=True):
+        ref = base[cell[1:]]
+        if cell[0] != baseline:
+            rec["baseline"] = baseline
+            rec["over_baseline"] = rec["frames_per_sec"] / ref["frames_per_sec"]
+        ratio = f"{rec['over_baseline']:.2f}x" if cell[0] != baseline else "1 (baseline)"
+        log(
+            f"  {cell[0]:<20} devices {cell[1]}  seeds {cell[2]:>3}  envs {cell[3]:>5}  "
+            f"{rec['frames_per_sec']:>10,.0f} frames/s  {ratio}"
+        )
 
 
 def get_reference_envs(preset: str) -> int:
@@ -573,41 +636,43 @@ def anchor_kwargs(anchor: str, preset: str, num_envs: int, updates: int) -> dict
 def _anchor_records(
     preset: str,
     anchor: str,
-    anchor_runs: dict[int, list[dict]],
+    anchor_runs: dict[tuple[int, str], list[dict]],
     records: list[dict],
     log: Callable[[str], None],
 ) -> list[dict]:
-    """The anchor's records (median over rounds, tagged with `preset`), and `over_navix_ppo` set
-    on the one-device one-seed curio_jax `records` of the same num_envs (logged)."""
+    """The anchor's records (median over rounds, tagged with `preset`), and `over_navix_ppo`
+    (notebook torso) and `over_navix_ppo_conv` (navix's ConvEncoder) set on the one-device
+    one-seed curio_jax `records` of `preset` with the same num_envs (logged)."""
     out = []
     rnd = get_preset(preset).bonus.enabled
-    for n, cell_runs in anchor_runs.items():
-        rec = dict(cell_runs[0], preset=preset, anchor=anchor)
-        if len(cell_runs) > 1:
-            fps = [x["frames_per_sec"] for x in cell_runs]
-            rec["frames_per_sec"] = float(statistics.median(fps))
-            rec["frames_per_sec_rounds"] = fps
-            rec["compile_seconds"] = float(
-                statistics.median(x["compile_seconds"] for x in cell_runs)
-            )
+    for (n, enc), cell_runs in anchor_runs.items():
+        rec = dict(_median_record(cell_runs), preset=preset, anchor=anchor)
         log(
-            f"navix_ppo  {preset}  envs {n:>5}  steps {rec['num_steps']}  epochs "
-            f"{rec['epochs']}  minibatches {rec['minibatches']}  "
+            f"navix_ppo  {preset}  {enc} encoder  envs {n:>5}  steps {rec['num_steps']}  "
+            f"epochs {rec['epochs']}  minibatches {rec['minibatches']}  "
             f"{rec['frames_per_sec']:>10,.0f} frames/s  compile {rec['compile_seconds']:.1f}s"
         )
+        key = "over_navix_ppo" if enc == "notebook" else f"over_navix_ppo_{enc}"
         for cj in records:
+            if cj["preset"] != preset:
+                continue
             if (cj["num_envs"], cj["seeds"], cj.get("devices", 1)) == (n, 1, 1):
-                cj["over_navix_ppo"] = cj["frames_per_sec"] / rec["frames_per_sec"]
+                cj[key] = cj["frames_per_sec"] / rec["frames_per_sec"]
                 log(
-                    f"curio_jax / navix PPO  envs {n:>5}  micro-batch {cj['micro_batch']}: "
-                    f"{cj['over_navix_ppo']:.2f}x"
-                    + ("  (curio_jax with RND, navix without)" if rnd else "")
+                    f"curio_jax / navix PPO ({enc} encoder)  envs {n:>5}  micro-batch "
+                    f"{cj['micro_batch']}: {cj[key]:.2f}x"
+                    + ("  (curio_jax with its bonus, navix without)" if rnd else "")
                 )
         out.append(rec)
     return out
 
 
 # --------------------------------------------------------------------------- navix's own PPO
+
+
+NAVIX_ENCODERS = ("notebook", "conv")
+"""The towers `bench_navix_ppo` times navix's PPO with: the notebook's torso, and navix's own
+default `ConvEncoder`."""
 
 
 def bench_navix_ppo(
@@ -618,18 +683,23 @@ def bench_navix_ppo(
     minibatches: int,
     updates: int = 4,
     repeats: int = 2,
+    encoder: str = "notebook",
 ) -> dict:
     """Training frames/s of navix's own PPO agent (`navix.agents.PPO`) on navix's DoorKey of
-    the same size (`Navix-DoorKey-SxS-v0`, egocentric 7x7x3 symbolic observations), with the
-    network matched to the notebook's as far as navix's agent allows: each of its two towers
-    (navix keeps actor and critic encoders separate) is the notebook's torso (three 2x2
-    convolutions, 16-32-64 channels, stride 1) and a 64-unit tanh layer. The whole run of
-    `updates` updates is one `jax.jit(agent.train)`, compiled apart and timed as the best of
-    `repeats` calls."""
+    the same size (`Navix-DoorKey-SxS-v0`, egocentric 7x7x3 symbolic observations). Each of
+    its two towers (navix keeps actor and critic encoders separate) is, with
+    ``encoder="notebook"``, the network matched to the notebook's as far as navix's agent
+    allows: the notebook's torso (three 2x2 convolutions, 16-32-64 channels, stride 1) and a
+    64-unit tanh layer; with ``encoder="conv"``, navix's default `ConvEncoder` (the same
+    channels with stride 2, so 4x4, 2x2 and 1x1 maps instead of 6x6, 5x5 and 4x4, and a 64-unit
+    ReLU layer). The whole run of `updates` updates is one `jax.jit(agent.train)`, compiled
+    apart and timed as the best of `repeats` calls."""
+    if encoder not in NAVIX_ENCODERS:
+        raise ValueError(f"encoder must be one of {NAVIX_ENCODERS}, got {encoder!r}")
     # navix.agents runs computations when imported, which initialises the XLA backend; a
     # module-level import would break jax.distributed.initialize in multi-process runs
     from navix.agents import PPO, ActorCritic, PPOHparams
-    from navix.agents.models import Encoder
+    from navix.agents.models import ConvEncoder, Encoder
 
     class NotebookTorso(Encoder):
         @nn.compact
@@ -651,11 +721,8 @@ def bench_navix_ppo(
         num_epochs=epochs,
         num_minibatches=minibatches,
     )
-    net = ActorCritic(
-        action_dim=len(env.action_set),
-        actor_encoder=NotebookTorso(),
-        critic_encoder=NotebookTorso(),
-    )
+    tower = NotebookTorso if encoder == "notebook" else ConvEncoder
+    net = ActorCritic(action_dim=len(env.action_set), actor_encoder=tower(), critic_encoder=tower())
     agent = PPO(hparams=hp, env=env, network=net)
     t0 = time.perf_counter()
     compiled = jax.jit(agent.train).lower(jax.random.key(0)).compile()
@@ -674,6 +741,7 @@ def bench_navix_ppo(
         "num_steps": num_steps,
         "epochs": epochs,
         "minibatches": minibatches,
+        "encoder": encoder,
         "frames_per_sec": hp.budget / best,
         "compile_seconds": compile_s,
         "device": device_description(),

@@ -56,7 +56,7 @@ class ToyBonus(Bonus):
         feature = jnp.sum(traj.next_obs[..., 0].astype(jnp.float32), axis=(-1, -2))
         return BonusReward(state=state, reward=state.weight * feature)
 
-    def learn(self, state, traj, key, hparams):
+    def learn(self, state, traj, key, hparams, micro=None):
         loss, grad = jax.value_and_grad(lambda w: jnp.square(w - 2.0))(state.weight)
         state = state.replace(weight=state.weight - 0.25 * grad, steps=state.steps + 1)
         return state, BonusMetrics(loss=loss, grad_norm=jnp.abs(grad))

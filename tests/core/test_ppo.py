@@ -4,6 +4,8 @@ coefficient changing exactly what it says, validation; and (slow) learning DoorK
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,6 +29,9 @@ from curio_jax.core.ppo import (
     ppo_loss,
     prepare_minibatch,
     proportion_mask,
+    subset_bonus_grads,
+    subset_indices,
+    subset_size,
 )
 from curio_jax.core.train import make_train
 
@@ -374,6 +379,7 @@ def test_lr_zero_leaves_params_and_a2c_state_has_no_ppo_leaves():
 # parameters, so a switch that acts only through the gradient leaves every metric unchanged.
 # The clip tests take two epochs: the clip can act only once the parameters have moved.
 ONE_STEP = {"ppo.epochs": 1, "ppo.minibatches": 1}
+ONE_STEP_MASK = {**ONE_STEP, "ppo.bonus_sample": "mask"}  # the proportion is traced with it
 TWO_STEPS = {"ppo.epochs": 2, "ppo.minibatches": 1}
 # the update's own metrics (the rollout's frames, episodes and score are checked apart)
 METRICS = tuple(n for n in metric_names() if n not in ("avg_return_last100", "episodes"))
@@ -404,7 +410,15 @@ CASES = {
     "adv_coef_int": (ONE_STEP, {}, {"adv_coef_int": 3.0}, 0, NOT_ADVANTAGE,
                      ["grad_norm_ac", "params.ac"]),
     "update_proportion": (
-        ONE_STEP, {}, {"update_proportion": 0.75}, 0,
+        ONE_STEP_MASK, {}, {"update_proportion": 0.75}, 0,
+        ["loss_policy", "loss_value_ext", "loss_value_int", "entropy", "reward_int_mean",
+         "grad_norm_ac", "params.ac", "obs_rms", "reward_rms"],
+        ["loss_rnd", "grad_norm_rnd", "params.predictor"],
+    ),
+    # the predictor's samples drawn as a Bernoulli mask instead of a fixed-size subset: the
+    # actor-critic's update is the same bits (its gradient never depended on them)
+    "bonus_sample": (
+        ONE_STEP, {"ppo.bonus_sample": "mask"}, {}, 0,
         ["loss_policy", "loss_value_ext", "loss_value_int", "entropy", "reward_int_mean",
          "grad_norm_ac", "params.ac", "obs_rms", "reward_rms"],
         ["loss_rnd", "grad_norm_rnd", "params.predictor"],
@@ -475,6 +489,99 @@ def test_switch_changes_exactly_what_it_says(name):
 
 def test_coefficients_of_the_switch_tests_are_traced():
     """The coefficient cases above ran in the preset's program (no recompilation)."""
-    _one_update(ONE_STEP, {"update_proportion": 0.5}, 0)
-    train, _, update = _PROGRAMS[tuple(sorted(ONE_STEP.items()))]
+    _one_update(ONE_STEP_MASK, {"update_proportion": 0.5}, 0)
+    train, _, update = _PROGRAMS[tuple(sorted(ONE_STEP_MASK.items()))]
     assert update._cache_size() == 1
+
+
+# --------------------------------------------------------------------------- predictor samples
+
+
+def test_subset_size_is_the_rounded_proportion_and_at_least_one():
+    assert subset_size(4096, 0.25) == 1024
+    assert subset_size(10, 0.25) == 2  # round(2.5) == 2 (round half to even)
+    assert subset_size(3, 0.01) == 1
+    assert subset_size(7, 1.0) == 7
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        subset_size(8, 0.0)
+
+
+def test_subset_indices_are_distinct_and_uniform():
+    idx = np.asarray(subset_indices(jax.random.key(0), 50, 20))
+    assert idx.shape == (20,) and len(set(idx.tolist())) == 20 and idx.min() >= 0
+    draws = np.stack(
+        [np.asarray(subset_indices(k, 8, 2)) for k in jax.random.split(jax.random.key(1), 4000)]
+    )
+    hits = np.bincount(draws.ravel(), minlength=8) / draws.size
+    # each position equally often: 8,000 picks, sd of a share about 0.004 (a draw that
+    # favoured some positions, e.g. always the first k, would be off by 0.125)
+    np.testing.assert_allclose(hits, 1 / 8, atol=0.016)
+
+
+def _predictor_grads(nets, params, target, mb, keys, draw):
+    """The predictor's gradient on `mb` for each key of `keys` ([K, P] flattened): `draw`
+    "mask" (a Bernoulli weight of the minibatch, as prepare_minibatch draws it), "subset"
+    (subset_bonus_grads), or "subset/M" (a deliberately biased subset: divided by M)."""
+    from jax.flatten_util import ravel_pytree
+
+    from curio_jax.core.bonuses.rnd import predictor_loss_term
+
+    term = predictor_loss_term(nets.target, nets.predictor, target, None, 5.0)
+    m = mb.obs.shape[0]
+    k = subset_size(m, COEFS.update_proportion)
+
+    def one(key):
+        if draw == "mask":
+            w = mb.weight * proportion_mask(key, m, COEFS.update_proportion)
+            denom = jnp.maximum(jnp.sum(w), 1.0)
+            g = jax.grad(term)(params.bonus, mb.obs, None, key, w, denom)
+        else:
+            sel = subset_indices(key, m, k)
+            _, g = subset_bonus_grads(
+                params.bonus, mb.obs[sel], None, mb.weight[sel], key, term, None
+            )
+            if draw == "subset/M":
+                g = jax.tree.map(lambda x: x * k / m, g)
+        return ravel_pytree(g)[0]
+
+    return np.asarray(jax.jit(jax.vmap(one))(keys), np.float64)
+
+
+def test_subset_and_mask_give_the_same_expected_predictor_gradient():
+    """Over 200 keys, the mean predictor gradient of the subset draw and of the Bernoulli mask
+    both sit on the whole minibatch's gradient within their sampling error (dropout off, so
+    the draw is the only randomness): the squared distance of each mean from the full
+    gradient, over its expected value for an unbiased draw (trace of the covariance / 200),
+    is about 1; a biased draw (the subset divided by M instead of k) is far off."""
+    from jax.flatten_util import ravel_pytree
+
+    from curio_jax.core.networks import RNDPredictor
+    from curio_jax.core.rnd import rnd_loss
+
+    nets = dataclasses.replace(_nets(True), predictor=RNDPredictor(dropout=0.0))
+    params, target = _init(nets)
+    m = 64
+    mb = PPOBatch(
+        obs=jax.random.randint(jax.random.key(5), (m, 7, 7, 3), 0, 11).astype(jnp.uint8),
+        action=jnp.zeros(m, jnp.int32),
+        logprob=jnp.zeros(m),
+        value_ext=jnp.zeros(m),
+        adv_ext=jnp.zeros(m),
+        ret_ext=jnp.zeros(m),
+        weight=jnp.ones(m),
+    )
+    full = jax.grad(
+        lambda p: rnd_loss(nets.target, nets.predictor, target, p, mb.obs, jax.random.key(0))
+    )(params.bonus)
+    full = np.asarray(ravel_pytree(full)[0], np.float64)
+    keys = jax.random.split(jax.random.key(7), 200)
+
+    def off(draw):
+        g = _predictor_grads(nets, params, target, mb, keys, draw)
+        expected = np.sum(np.var(g, axis=0, ddof=1)) / len(g)
+        return np.sum(np.square(g.mean(axis=0) - full)) / expected
+
+    subset, mask = off("subset"), off("mask")
+    assert 0.5 < subset < 2.0, subset
+    assert 0.5 < mask < 2.0, mask
+    assert off("subset/M") > 20.0  # the check can fail

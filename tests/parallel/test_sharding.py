@@ -107,6 +107,7 @@ def runs(tmp_path_factory):
     return done
 
 
+@pytest.mark.slow  # three 4-device CLI runs (about 3 minutes on 2 cores)
 def test_seed_sharded_run_matches_one_device(runs):
     one, _ = runs["one"]
     seeds, log = runs["seeds"]
@@ -116,6 +117,7 @@ def test_seed_sharded_run_matches_one_device(runs):
     assert_close_runs(seeds, one)
 
 
+@pytest.mark.slow  # three 4-device CLI runs (about 3 minutes on 2 cores)
 def test_env_sharded_agent_matches_one_device_with_the_same_envs(runs):
     one, _ = runs["one"]
     envs, log = runs["envs"]
@@ -131,6 +133,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # three 4-device CLI runs (about 3 minutes on 2 cores)
 def test_two_processes_with_jax_distributed_match_one_process(runs, tmp_path):
     seeds, _ = runs["seeds"]
     out = tmp_path / "procs"

@@ -58,16 +58,11 @@ HAS_TB = importlib.util.find_spec("tensorboardX") is not None
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("jax_cache")
+def env():
+    """The children's environment: the session's compilation cache (tests/conftest.py) comes
+    with os.environ."""
     e = dict(os.environ)
-    e.update(
-        JAX_PLATFORMS="cpu",
-        JAX_COMPILATION_CACHE_DIR=str(cache),
-        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
-        PYTHONUNBUFFERED="1",
-    )
+    e.update(JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
     return e
 
 

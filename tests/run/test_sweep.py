@@ -310,3 +310,14 @@ def test_cli_sweep_end_to_end(tmp_path, capsys):
     table = capsys.readouterr().out
     assert code == 0
     assert "train.entropy_coef" in table
+
+
+def test_update_proportion_sweeps_only_with_the_mask():
+    from curio_jax.config import preset
+    from curio_jax.run.sweep import SweepError, parse_set
+
+    cfg = preset("ppo-rnd-5x5")
+    with pytest.raises(SweepError, match="bonus_sample=subset"):
+        parse_set("update_proportion=0.25,0.5", cfg)
+    axis = parse_set("update_proportion=0.25,0.5", cfg.with_overrides({"ppo.bonus_sample": "mask"}))
+    assert axis.values == (0.25, 0.5)

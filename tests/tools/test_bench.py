@@ -22,6 +22,7 @@ def fake_worker(monkeypatch):
             return {"gflops": 100.0}
         return {
             "impl": "curio_jax",
+            "preset": kw["preset"],
             "num_envs": kw["num_envs"],
             "seeds": kw["seeds"],
             "micro_batch": 512,
@@ -134,44 +135,75 @@ def fake_anchor(fake_worker, monkeypatch):
     return fake_worker
 
 
-def test_anchor_times_navix_ppo_matched_to_the_preset_per_num_envs(fake_anchor):
+def test_anchor_times_navix_ppo_with_both_encoders_matched_to_the_preset(fake_anchor):
     lines: list[str] = []
     recs = bench.bench_train(
         "ppo-8x8", [16, 64], [1], updates=3, anchor="navix-ppo", log=lines.append
     )
     names = [name for name, _ in fake_anchor if name != "matmul_gflops"]
-    # one round: the curio_jax cells, then one navix cell per num_envs
-    assert names == ["bench_train_cell"] * 2 + ["bench_navix_ppo"] * 2
+    # one round: the curio_jax cells, then navix per num_envs with each encoder
+    assert names == ["bench_train_cell"] * 2 + ["bench_navix_ppo"] * 4
     navix_calls = [kw for name, kw in fake_anchor if name == "bench_navix_ppo"]
+    common = {"size": 8, "num_steps": 128, "epochs": 4, "minibatches": 4, "updates": 3}
     assert navix_calls == [
-        {"size": 8, "num_envs": n, "num_steps": 128, "epochs": 4, "minibatches": 4, "updates": 3}
-        for n in (16, 64)
+        {**common, "num_envs": n, "encoder": enc} for n in (16, 64) for enc in ("notebook", "conv")
     ]
     # the worker's keyword arguments are exactly bench_navix_ppo's
     inspect.signature(bench.bench_navix_ppo).bind(**navix_calls[0])
-    small, large, nx16, nx64 = recs
+    small, large, nx16, nx16conv, nx64, nx64conv = recs
     assert (small["impl"], nx16["impl"], nx16["preset"], nx16["anchor"]) == (
         "curio_jax",
         "navix_ppo",
         "ppo-8x8",
         "navix-ppo",
     )
-    assert (nx16["num_envs"], nx64["num_envs"]) == (16, 64)
+    assert (nx16["num_envs"], nx64conv["num_envs"]) == (16, 64)
+    # navix speeds in call order: 500 (16, notebook), 700 (16, conv), 600, 100
     assert small["over_navix_ppo"] == pytest.approx(1000.0 / 500.0)
-    assert large["over_navix_ppo"] == pytest.approx(3000.0 / 700.0)
-    assert any("navix_ppo  ppo-8x8  envs    16" in line for line in lines)
-    assert any("curio_jax / navix PPO  envs    64" in line and "4.29x" in line for line in lines)
+    assert small["over_navix_ppo_conv"] == pytest.approx(1000.0 / 700.0)
+    assert large["over_navix_ppo"] == pytest.approx(3000.0 / 600.0)
+    assert large["over_navix_ppo_conv"] == pytest.approx(3000.0 / 100.0)
+    assert any("navix_ppo  ppo-8x8  notebook encoder  envs    16" in line for line in lines)
+    assert any(
+        "curio_jax / navix PPO (conv encoder)  envs    64" in line and "30.00x" in line
+        for line in lines
+    )
 
 
 def test_anchor_rounds_take_the_median_and_only_one_seed_cells_get_the_ratio(fake_anchor):
     recs = bench.bench_train("ppo-rnd-5x5", [16], [1, 4], rounds=2, anchor="navix-ppo", log=print)
     names = [name for name, _ in fake_anchor if name != "matmul_gflops"]
-    assert names == ["bench_train_cell", "bench_train_cell", "bench_navix_ppo"] * 2
-    one_seed, four_seeds, navix = recs
-    assert navix["frames_per_sec_rounds"] == [500.0, 700.0]
-    assert navix["frames_per_sec"] == 600.0
-    assert one_seed["over_navix_ppo"] == pytest.approx(one_seed["frames_per_sec"] / 600.0)
+    assert names == ["bench_train_cell"] * 2 + ["bench_navix_ppo"] * 2 + (
+        ["bench_train_cell"] * 2 + ["bench_navix_ppo"] * 2
+    )
+    one_seed, four_seeds, navix, navix_conv = recs
+    assert navix["frames_per_sec_rounds"] == [500.0, 600.0]
+    assert navix["frames_per_sec"] == 550.0
+    assert navix_conv["frames_per_sec"] == 400.0  # median of 700 and 100
+    assert one_seed["over_navix_ppo"] == pytest.approx(one_seed["frames_per_sec"] / 550.0)
     assert "over_navix_ppo" not in four_seeds  # not matched: 4 seeds vs navix's one
+
+
+def test_several_presets_are_timed_side_by_side_with_their_ratio_to_the_first(fake_worker):
+    lines: list[str] = []
+    recs = bench.bench_train("ppo-16x16,ppo-rnd-16x16", [128], [1], rounds=2, log=lines.append)
+    cells = [kw["preset"] for name, kw in fake_worker if name != "matmul_gflops"]
+    assert cells == ["ppo-16x16", "ppo-rnd-16x16"] * 2  # round-robin over the presets too
+    ppo, rnd = recs
+    # speeds in call order: 1000 (ppo), 3000 (rnd), 2000 (ppo), 9000 (rnd)
+    assert (ppo["frames_per_sec"], rnd["frames_per_sec"]) == (1500.0, 6000.0)
+    assert "over_baseline" not in ppo
+    assert (rnd["baseline"], rnd["over_baseline"]) == ("ppo-16x16", pytest.approx(4.0))
+    assert any("ppo-rnd-16x16" in line and "4.00x" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    "preset, match", [("ppo-16x16,nope", "nope"), ("ppo-16x16,ppo-16x16", "repeated")]
+)
+def test_unknown_or_repeated_presets_are_refused_before_timing(fake_worker, preset, match):
+    with pytest.raises(ValueError, match=match):
+        bench.bench_train(preset, [32], [1], log=print)
+    assert fake_worker == []
 
 
 @pytest.mark.parametrize(

@@ -103,11 +103,12 @@ class Bonus:
         return None
 
     def learn(
-        self, state: Any, traj: Any, key: Array, hparams: Hyperparams
+        self, state: Any, traj: Any, key: Array, hparams: Hyperparams, micro: int | None = None
     ) -> tuple[Any, BonusMetrics]:
         """Train the bonus's own parameters on the rollout with its own optimiser, after the
-        learner's step (default: nothing to train)."""
-        del traj, key, hparams
+        learner's step (default: nothing to train); ``micro``: rows per piece of its passes
+        (None: one pass), as :meth:`reward`'s."""
+        del traj, key, hparams, micro
         return state, BonusMetrics.zero()
 
 
@@ -137,7 +138,7 @@ def register(cls: type[Bonus]) -> type[Bonus]:
     if other is not None and other is not cls:
         raise ValueError(f"bonus kind {cls.kind!r} is already {other.__name__}")
     BONUSES[cls.kind] = cls
-    register_bonus_kind(cls.kind)
+    register_bonus_kind(cls.kind, cls.joint)
     return cls
 
 

@@ -7,9 +7,10 @@ rank-one Sherman-Morrison updates in a scan over the rollout). ``phi`` is traine
 dynamics (predict the action from ``phi(s_t), phi(s_{t+1})``) with an optimiser of its own
 (Adam, ``bonus.e3b_lr``, gradients clipped to ``bonus.max_grad_norm``), after the learner's
 step: one pass over the rollout's transitions in the learner's number of minibatches (PPO's
-``ppo.minibatches``, one batch for A2C), autoreset dummy transitions weighted 0 (their action
-did nothing). The rewards of a rollout use the embedding as it was before that rollout's
-training.
+``ppo.minibatches``, one batch for A2C; groups of whole env trajectories when they divide the
+envs, so that each observation is embedded once), autoreset dummy transitions weighted 0
+(their action did nothing). The rewards of a rollout use the embedding as it was before that
+rollout's training.
 """
 
 from __future__ import annotations
@@ -21,9 +22,15 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from curio_jax.core.agent import map_rows
+from curio_jax.core.agent import largest_divisor, map_rows, sum_over_pieces
 from curio_jax.core.bonuses.base import Bonus, BonusMetrics, BonusReward, register
-from curio_jax.core.e3b import E3BNetwork, EllipticalState, elliptical_bonus, inverse_dynamics_loss
+from curio_jax.core.e3b import (
+    E3BNetwork,
+    EllipticalState,
+    elliptical_bonus,
+    inverse_dynamics_loss,
+    trajectory_inverse_dynamics_loss,
+)
 from curio_jax.core.hparams import Hyperparams
 from curio_jax.core.networks import dummy_obs
 
@@ -82,32 +89,90 @@ class E3B(Bonus):
         return BonusReward(state=state.replace(per_env=per_env), reward=bonus)
 
     def learn(
-        self, state: E3BState, traj: Any, key: Array, hparams: Hyperparams
+        self,
+        state: E3BState,
+        traj: Any,
+        key: Array,
+        hparams: Hyperparams,
+        micro: int | None = None,
     ) -> tuple[E3BState, BonusMetrics]:
-        """One pass of inverse-dynamics Adam steps over the rollout's transitions, shuffled
-        and cut into the learner's number of minibatches; reports the mean loss and pre-clip
-        gradient norm over the steps."""
-        n = traj.action.shape[0] * traj.action.shape[1]
-        m = n // self.minibatches
+        """One pass of inverse-dynamics Adam steps over the rollout's transitions in the
+        learner's number of minibatches; reports the mean loss and pre-clip gradient norm over
+        the steps.
 
-        def flat(x: Array) -> Array:
-            return x.reshape((n,) + x.shape[2:])
+        When the minibatches divide the envs, each minibatch is the whole trajectories of a
+        random group of envs, and each observation is embedded once (``[obs[0]; next_obs]``
+        of the group: step t's pair is ``(x[t], x[t + 1])``, as ``obs[t + 1] == next_obs[t]``),
+        about half the embedding passes of separate pairs; ``micro`` (rows per piece) cuts a
+        group's gradient into pieces of whole trajectories of about that many observations.
+        Otherwise the transitions are shuffled one by one and each pair embeds both of its
+        observations."""
+        t, b = traj.action.shape
+        weight = 1.0 - traj.is_reset.astype(jnp.float32)
 
-        obs, next_obs, action = flat(traj.obs), flat(traj.next_obs), flat(traj.action)
-        weight = 1.0 - flat(traj.is_reset).astype(jnp.float32)
-        idx = jax.random.permutation(key, n)[: m * self.minibatches].reshape(self.minibatches, m)
-
-        def step(carry, i):
+        def adam_step(carry, loss_of, with_grads=False):
+            """One clipped Adam step; ``loss_of(params)`` -> loss (or, ``with_grads``, the
+            loss and its gradient)."""
             params, opt_state = carry
-            loss, grads = jax.value_and_grad(inverse_dynamics_loss)(
-                params, self.net, obs[i], next_obs[i], action[i], weight[i]
-            )
+            if with_grads:
+                loss, grads = loss_of(params)
+            else:
+                loss, grads = jax.value_and_grad(loss_of)(params)
             norm = optax.global_norm(grads)
             updates, opt_state = self.optimizer.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state), (loss, norm)
 
-        (params, opt_state), (losses, norms) = jax.lax.scan(
-            step, (state.params, state.opt_state), idx
-        )
+        carry = (state.params, state.opt_state)
+        if b % self.minibatches == 0:
+            # env-major: [B, T + 1, ...] trajectories, [B, T] actions and weights
+            x = jnp.swapaxes(jnp.concatenate([traj.obs[:1], traj.next_obs], axis=0), 0, 1)
+            action, w_env = jnp.swapaxes(traj.action, 0, 1), jnp.swapaxes(weight, 0, 1)
+            groups = jax.random.permutation(key, b).reshape(self.minibatches, -1)
+            envs = groups.shape[1]
+            piece = None if micro is None else largest_divisor(envs, round(micro / (t + 1)))
+
+            def env_step(carry, group):
+                part = (x[group], action[group], w_env[group])
+                denom = jnp.maximum(jnp.sum(part[2]), 1.0)
+
+                def loss_of(params):
+                    def grads_of(p, _key):
+                        xs, a, w = (jnp.swapaxes(v, 0, 1) for v in p)  # time-major
+                        return jax.value_and_grad(trajectory_inverse_dynamics_loss)(
+                            params, self.net, xs, a, w, denom
+                        )
+
+                    return sum_over_pieces(grads_of, part, key, piece)
+
+                return adam_step(carry, loss_of, with_grads=True)
+
+            carry, (losses, norms) = jax.lax.scan(env_step, carry, groups)
+        else:
+            n = t * b
+            m = n // self.minibatches
+
+            def flat(a: Array) -> Array:
+                return a.reshape((n,) + a.shape[2:])
+
+            obs, next_obs, action, w = (
+                flat(traj.obs),
+                flat(traj.next_obs),
+                flat(traj.action),
+                flat(weight),
+            )
+            idx = jax.random.permutation(key, n)[: m * self.minibatches].reshape(
+                self.minibatches, m
+            )
+
+            def sample_step(carry, i):
+                return adam_step(
+                    carry,
+                    lambda p: inverse_dynamics_loss(
+                        p, self.net, obs[i], next_obs[i], action[i], w[i]
+                    ),
+                )
+
+            carry, (losses, norms) = jax.lax.scan(sample_step, carry, idx)
+        params, opt_state = carry
         metrics = BonusMetrics(loss=jnp.mean(losses), grad_norm=jnp.mean(norms))
         return state.replace(params=params, opt_state=opt_state), metrics
