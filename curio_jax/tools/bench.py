@@ -675,25 +675,24 @@ NAVIX_ENCODERS = ("notebook", "conv")
 default `ConvEncoder`."""
 
 
-def bench_navix_ppo(
+def navix_ppo_agent(
     size: int,
     num_envs: int,
     num_steps: int,
     epochs: int,
     minibatches: int,
-    updates: int = 4,
-    repeats: int = 2,
+    updates: int,
     encoder: str = "notebook",
-) -> dict:
-    """Training frames/s of navix's own PPO agent (`navix.agents.PPO`) on navix's DoorKey of
-    the same size (`Navix-DoorKey-SxS-v0`, egocentric 7x7x3 symbolic observations). Each of
-    its two towers (navix keeps actor and critic encoders separate) is, with
-    ``encoder="notebook"``, the network matched to the notebook's as far as navix's agent
-    allows: the notebook's torso (three 2x2 convolutions, 16-32-64 channels, stride 1) and a
-    64-unit tanh layer; with ``encoder="conv"``, navix's default `ConvEncoder` (the same
-    channels with stride 2, so 4x4, 2x2 and 1x1 maps instead of 6x6, 5x5 and 4x4, and a 64-unit
-    ReLU layer). The whole run of `updates` updates is one `jax.jit(agent.train)`, compiled
-    apart and timed as the best of `repeats` calls."""
+) -> tuple[Any, int]:
+    """navix's own PPO agent (`navix.agents.PPO`) on navix's DoorKey of the same size
+    (`Navix-DoorKey-SxS-v0`, egocentric 7x7x3 symbolic observations) for `updates` updates, and
+    its frame budget. Each of its two towers (navix keeps actor and critic encoders separate)
+    is, with ``encoder="notebook"``, the network matched to the notebook's as far as navix's
+    agent allows: the notebook's torso (three 2x2 convolutions, 16-32-64 channels, stride 1)
+    and a 64-unit tanh layer; with ``encoder="conv"``, navix's default `ConvEncoder` (the same
+    channels with stride 2 and SAME padding, so 4x4, 2x2 and 1x1 maps instead of 6x6, 5x5 and
+    4x4, and a 64-unit ReLU layer). navix applies its network to one sample at a time under
+    `vmap` (`benchmarks/profile_navix.py` profiles both)."""
     if encoder not in NAVIX_ENCODERS:
         raise ValueError(f"encoder must be one of {NAVIX_ENCODERS}, got {encoder!r}")
     # navix.agents runs computations when imported, which initialises the XLA backend; a
@@ -723,7 +722,25 @@ def bench_navix_ppo(
     )
     tower = NotebookTorso if encoder == "notebook" else ConvEncoder
     net = ActorCritic(action_dim=len(env.action_set), actor_encoder=tower(), critic_encoder=tower())
-    agent = PPO(hparams=hp, env=env, network=net)
+    return PPO(hparams=hp, env=env, network=net), hp.budget
+
+
+def bench_navix_ppo(
+    size: int,
+    num_envs: int,
+    num_steps: int,
+    epochs: int,
+    minibatches: int,
+    updates: int = 4,
+    repeats: int = 2,
+    encoder: str = "notebook",
+) -> dict:
+    """Training frames/s of navix's own PPO agent (`navix_ppo_agent`): the whole run of
+    `updates` updates is one `jax.jit(agent.train)`, compiled apart and timed as the best of
+    `repeats` calls."""
+    agent, budget = navix_ppo_agent(
+        size, num_envs, num_steps, epochs, minibatches, updates, encoder
+    )
     t0 = time.perf_counter()
     compiled = jax.jit(agent.train).lower(jax.random.key(0)).compile()
     compile_s = time.perf_counter() - t0
@@ -742,7 +759,7 @@ def bench_navix_ppo(
         "epochs": epochs,
         "minibatches": minibatches,
         "encoder": encoder,
-        "frames_per_sec": hp.budget / best,
+        "frames_per_sec": budget / best,
         "compile_seconds": compile_s,
         "device": device_description(),
     }
