@@ -4,10 +4,13 @@
 # Usage, from the repository root on a machine with an NVIDIA GPU and JAX's CUDA wheels
 # (`pip install -e '.[cuda12]'`, or an image that already has jax + its CUDA plugin):
 #     OUT=some/dir bash benchmarks/gpu_run.sh
-# Writes train_gpu_main.json, train_gpu_seeds.json, env_gpu_8x8.json, quickstart_gpu.txt and
-# the logs under $OUT (kept in benchmarks/results/ as train_rnd8x8_h100.json,
-# train_rnd8x8_seeds_h100.json, env_8x8_h100.json, quickstart_5x5_h100.txt); STEPS="train_main
-# env" runs a subset. FLOPs are not counted here (each cell
+# Writes train_gpu_main.json, train_gpu_seeds.json, env_gpu_8x8.json, quickstart_gpu.txt,
+# curiosity_gpu_16x16.json and the logs under $OUT (kept in benchmarks/results/ as
+# train_rnd8x8_h100.json, train_rnd8x8_seeds_h100.json, env_8x8_h100.json,
+# quickstart_5x5_h100.txt); STEPS="train_main env" runs a subset. The step `curiosity` times
+# ppo-16x16, ppo-rnd-16x16, ppo-e3b-16x16 and ppo-noveld-16x16 side by side at 1,024 to
+# 16,384 envs, each with its frames/s over PPO's (`bench train` with several presets), the
+# cost of the curiosity bonuses at the env counts a GPU runs (docs/performance.md). FLOPs are not counted here (each cell
 # would compile three more programs, tens of seconds on an H100); the FLOPs per frame are the
 # program's, as counted by the CPU benchmark. Each step has its own time limit, so one slow
 # step cannot take the others down with it. If a folder .whl/ holds wheels (packages the
@@ -43,7 +46,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm 
 $PY -c "import jax, flax, optax, navix; print('jax', jax.__version__, 'flax', flax.__version__,
 'optax', optax.__version__, 'navix', getattr(navix, '__version__', '?'), jax.devices())"
 
-STEPS=${STEPS:-train_main train_seeds env quickstart}
+STEPS=${STEPS:-train_main train_seeds env quickstart curiosity}
 for s in $STEPS; do
     case $s in
     train_main) step train_main 150 $CLI bench train --preset notebook-rnd-8x8 \
@@ -54,6 +57,10 @@ for s in $STEPS; do
         --impls curio_jax,navix_symbolic_first_person --json "$OUT/env_gpu_8x8.json" ;;
     quickstart) step quickstart 80 $CLI train --preset notebook-rnd-5x5 --seeds 4 \
         --total-frames 204800 --out /tmp/quickstart_gpu ;;
+    curiosity) step curiosity 420 $CLI bench train \
+        --preset ppo-16x16,ppo-rnd-16x16,ppo-e3b-16x16,ppo-noveld-16x16 \
+        --num-envs 1024,4096,16384 --seeds 1 --updates 10 --no-flops \
+        --json "$OUT/curiosity_gpu_16x16.json" ;;
     *) echo "unknown step $s" ; exit 2 ;;
     esac
 done

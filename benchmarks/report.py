@@ -43,6 +43,7 @@ LABELS = {
     "train_seeds": "curio_jax training, vmapped seeds (x = envs x seeds)",
     "reference": "PyTorch reference training (2 threads)",
     "navix_ppo": "navix's own PPO training (matched rollout, epochs, minibatches)",
+    "navix_ppo_conv": "navix's own PPO training with its default ConvEncoder",
     "curio_jax": "curio_jax env only (random actions)",
     "navix_symbolic_first_person": "stock navix env only (symbolic_first_person)",
 }
@@ -141,7 +142,9 @@ def series(env: list[dict], train: list[dict]) -> dict[str, list[tuple[int, floa
         if r["impl"] == "torch_reference":
             name = "reference"
         elif r["impl"] == "navix_ppo":
-            name = "navix_ppo"
+            # the notebook's torso (records before the encoder field had only it), or navix's
+            # ConvEncoder
+            name = "navix_ppo" if r.get("encoder", "notebook") == "notebook" else "navix_ppo_conv"
         else:
             name = (
                 "train|" + passes(r)
@@ -200,7 +203,8 @@ def markdown(preset: str, size: int, env: list[dict], train: list[dict]) -> str:
             )
         elif r["impl"] == "navix_ppo":
             lines.append(
-                f"| navix PPO (own agent) | {r['num_envs']} x 1 | {r['num_steps']} steps, "
+                f"| navix PPO (own agent, {r.get('encoder', 'notebook')} encoder) | "
+                f"{r['num_envs']} x 1 | {r['num_steps']} steps, "
                 f"{r['epochs']} x {r['minibatches']} minibatches | "
                 f"{r['frames_per_sec']:,.0f}{rounds_note(r)} | | | "
                 f"{r['compile_seconds']:.1f} s | |"
@@ -244,13 +248,14 @@ def plot(preset: str, size: int, data: dict, path: Path, devices: str = "") -> N
         "train_seed_loop": dict(marker="P", color="tab:olive", ls="none", ms=12),
         "reference": dict(marker="s", color="tab:red", ls="none", ms=9),
         "navix_ppo": dict(marker="D", color="tab:brown", ls="-.", ms=8),
+        "navix_ppo_conv": dict(marker="d", color="tab:pink", ls="-.", ms=8),
         "curio_jax": dict(marker="^", color="tab:green", ls="--"),
         "navix_symbolic_first_person": dict(marker="v", color="tab:orange", ls="--"),
     }
     fig, ax = plt.subplots(figsize=(8, 6.5))
     env_names = ["curio_jax", "navix_symbolic_first_person"]
     train_names = sorted(n for n in data if n.startswith("train"))
-    for name in env_names + train_names + ["reference", "navix_ppo"]:
+    for name in env_names + train_names + ["reference", "navix_ppo", "navix_ppo_conv"]:
         if name not in data:
             continue
         xs = [p[0] for p in data[name]]
@@ -266,7 +271,7 @@ def plot(preset: str, size: int, data: dict, path: Path, devices: str = "") -> N
         if tag.startswith("seed loop"):
             label = label.replace("vmapped seeds", f"seeds in a loop, {tag[10:]} at a time")
         ax.plot(xs, ys, label=label, **kw)
-        if base in ("train", "train_seeds", "reference", "navix_ppo"):
+        if base in ("train", "train_seeds", "reference", "navix_ppo", "navix_ppo_conv"):
             for x, y in zip(xs, ys, strict=True):
                 # multi-seed labels above (vmapped) or left of (seed loop) the point, so they
                 # do not overlap the one-seed cell at the same total envs

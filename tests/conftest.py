@@ -5,6 +5,7 @@ import sys
 import tempfile
 
 import jax
+import pytest
 from hypothesis import settings
 
 # tests/ holds helper modules (minigrid_helpers, fake_env) imported by the test files
@@ -26,6 +27,21 @@ settings.load_profile("deterministic")
 # compiled program gives the same bits, so no result depends on it.
 # CURIO_JAX_TEST_XLA_CACHE=off runs without it.
 _OWN = "CURIO_JAX_TEST_XLA_CACHE" not in os.environ
+
+SLOW_IDS = {
+    # fixture-parametrised cases that a decorator cannot reach; each has a quick sibling
+    "tests/core/test_program_contract.py::test_vmapped_seeds_equal_per_seed_loop[ppo-rnd]",
+    "tests/core/test_program_contract.py::test_chunked_equals_one_shot[ppo-rnd]",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid in SLOW_IDS:
+            item.add_marker(pytest.mark.slow)
+
+
 if _OWN:
     os.environ["CURIO_JAX_TEST_XLA_CACHE"] = tempfile.mkdtemp(prefix="curio_jax_test_xla_cache_")
     atexit.register(shutil.rmtree, os.environ["CURIO_JAX_TEST_XLA_CACHE"], ignore_errors=True)

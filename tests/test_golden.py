@@ -97,6 +97,7 @@ def _csv_close(got: str, want: str, same_jax: bool, where: str) -> None:
             _near(float(x), y, tol, f"{where}[row {i + 1}].{name}")
 
 
+@pytest.mark.slow  # whole CLI runs (about 2.5 minutes); tests/test_golden_presets.py is quick
 @pytest.mark.parametrize("src", sorted(OUTPUTS))
 def test_command_outputs_match_the_golden_files(produced, src):
     got = normalised(produced / src, produced)

@@ -198,6 +198,7 @@ def test_export_eval_and_pth_round_trip(set_run, tmp_path, capsys):
     )
 
 
+@pytest.mark.slow  # the default suite keeps a lighter sibling (README: the slow suite)
 def test_init_from_starts_every_seed_from_the_given_networks(set_run, tmp_path, capsys):
     weights = params_mod.load_weights(set_run, seed_index=1)
     out = tmp_path / "warm"

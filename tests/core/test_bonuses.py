@@ -173,7 +173,10 @@ def test_noveld_reward_is_the_novelty_gain_on_first_visits():
 
 @pytest.mark.parametrize(
     ("name", "coef", "values"),
-    [("ppo-e3b-5x5", "e3b_lambda", (0.1, 1.0)), ("ppo-noveld-5x5", "noveld_alpha", (0.0, 0.5))],
+    [
+        ("ppo-e3b-5x5", "e3b_lambda", (0.1, 1.0)),
+        pytest.param("ppo-noveld-5x5", "noveld_alpha", (0.0, 0.5), marks=pytest.mark.slow),
+    ],
 )
 def test_the_new_bonuses_are_deterministic_and_their_coefficients_sweep_in_one_program(
     name, coef, values

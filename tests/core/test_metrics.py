@@ -48,6 +48,7 @@ class Recorder:
         pass
 
 
+@pytest.mark.slow  # the default suite keeps a lighter sibling (README: the slow suite)
 def test_a_new_metric_field_reaches_csv_tensorboard_and_compare(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(metrics_mod, "UpdateMetrics", Probe)
     original = program_mod.make_train

@@ -99,7 +99,10 @@ def test_map_rows_allows_none_leaves():
 # --------------------------------------------------------------------------- the update
 
 
-@pytest.mark.parametrize("name", ["notebook-a2c-5x5", "notebook-rnd-5x5", "rnd-paper-5x5"])
+@pytest.mark.parametrize(
+    "name",
+    ["notebook-a2c-5x5", pytest.param("notebook-rnd-5x5", marks=pytest.mark.slow), "rnd-paper-5x5"],
+)
 def test_micro_batched_update_equals_one_pass(name):
     """Dropout off (its masks are drawn per piece): 4 pieces of 8 give the parameters and
     metrics of one pass over the 32 samples, to float32 summation order, after 4 updates."""
@@ -131,6 +134,7 @@ def test_micro_batched_update_equals_one_pass(name):
     assert max(diffs) > 0
 
 
+@pytest.mark.slow  # the default suite keeps a lighter sibling (README: the slow suite)
 def test_micro_batched_run_is_deterministic_with_dropout():
     cfg = _cfg("notebook-rnd-5x5", 8)
     train = make_train(cfg, env=Corridor(length=3, max_steps=4))

@@ -360,6 +360,7 @@ def test_plain_ppo_builds_no_rnd_and_ignores_the_rnd_group():
     )
 
 
+@pytest.mark.slow  # the default suite keeps a lighter sibling (README: the slow suite)
 def test_lr_zero_leaves_params_and_a2c_state_has_no_ppo_leaves():
     train = make_train(tiny("ppo-rnd-5x5"), env=Corridor(length=3, max_steps=4))
     hp = Hyperparams.from_config(train.cfg).replace(lr=jnp.float32(0.0))
@@ -452,6 +453,8 @@ CASES = {
     ),
 }  # fmt: skip
 
+SLOW_CASES = ("obs_norm", "reward_norm")  # the RND normalisations: tests/core/test_rnd.py
+
 _PROGRAMS: dict = {}
 
 
@@ -472,7 +475,10 @@ def _value(name, metrics, state):
     return getattr(metrics, name) if name in METRICS else PARTS[name](state)
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_CASES else n for n in sorted(CASES)],
+)
 def test_switch_changes_exactly_what_it_says(name):
     base, switch, traced, at, unchanged, changed = CASES[name]
     m0, s0 = _one_update(base, {}, at)
@@ -555,10 +561,15 @@ def test_subset_and_mask_give_the_same_expected_predictor_gradient():
     is about 1; a biased draw (the subset divided by M instead of k) is far off."""
     from jax.flatten_util import ravel_pytree
 
-    from curio_jax.core.networks import RNDPredictor
+    from curio_jax.core.networks import RNDPredictor, RNDTarget
     from curio_jax.core.rnd import rnd_loss
 
-    nets = dataclasses.replace(_nets(True), predictor=RNDPredictor(dropout=0.0))
+    # the notebook's networks with 32 features instead of 256 (fewer parameters to average)
+    nets = dataclasses.replace(
+        _nets(True),
+        target=RNDTarget(feature_dim=32),
+        predictor=RNDPredictor(feature_dim=32, dropout=0.0),
+    )
     params, target = _init(nets)
     m = 64
     mb = PPOBatch(

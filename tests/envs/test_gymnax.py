@@ -308,6 +308,7 @@ def _jitted_train(cfg: PPOConfig):
     return jax.jit(make_train(cfg))
 
 
+@pytest.mark.slow  # the default suite keeps a lighter sibling (README: the slow suite)
 def test_ppo_runs_and_is_deterministic():
     cfg = PPOConfig(num_envs=4, num_steps=32, num_updates=2, update_epochs=2, num_minibatches=2)
     train = _jitted_train(cfg)

@@ -46,7 +46,7 @@ def _discrete(state):
     return out + [np.asarray(jax.random.key_data(state.key))]
 
 
-@pytest.mark.parametrize("seed_batch", [1, 2])
+@pytest.mark.parametrize("seed_batch", [pytest.param(1, marks=pytest.mark.slow), 2])
 def test_seed_loop_equals_one_vmap(seed_batch):
     train = _train()
     state = _states(train)
@@ -159,6 +159,7 @@ def test_cli_rejects_bad_layouts_before_writing(argv, contains, tmp_path, capsys
     assert not out.exists()  # nothing was written
 
 
+@pytest.mark.slow  # the default suite keeps a lighter sibling (README: the slow suite)
 def test_train_records_the_seed_batch(tmp_path):
     out = tmp_path / "run"
     argv = ["train", "--preset", "notebook-a2c-5x5", "--seeds", "2", "--total-frames", "512"]

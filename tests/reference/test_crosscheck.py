@@ -16,6 +16,7 @@ from curio_jax.reference import crosscheck as cc  # noqa: E402
 torch.set_num_threads(1)
 
 
+@pytest.mark.slow  # every group runs in the default suite on its own (test_ppo_parity, ...)
 def test_crosscheck_quick_passes(capsys):
     code = cli.main(["crosscheck", "--quick"])
     out, err = capsys.readouterr()

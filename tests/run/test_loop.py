@@ -304,6 +304,7 @@ def test_ctrl_c_says_where_to_resume(env, tmp_path):
     assert [u for u, _ in ckpt.list_checkpoints(out / "checkpoints")] == [8]
 
 
+@pytest.mark.slow  # the default suite keeps a lighter sibling (README: the slow suite)
 def test_corrupt_newest_checkpoint_falls_back_and_is_kept(env, full_run, tmp_path):
     full, _ = full_run
     out = copy_run(full, tmp_path / "corrupt")
@@ -400,6 +401,7 @@ def test_config_mismatch_on_resume_names_the_fields(full_run, capsys):
     assert snapshot(full) == before
 
 
+@pytest.mark.slow  # the default suite keeps a lighter sibling (README: the slow suite)
 def test_extend_trains_a_finished_run_on_as_a_longer_run(env, full_run, tmp_path, capsys):
     """A run whose budget (22 updates) is not a whole number of chunks, extended to 24: it
     gets back on the chunk grid and ends bit-identical to the run started with 24 updates

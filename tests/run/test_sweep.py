@@ -103,6 +103,7 @@ def test_each_grid_point_equals_a_separate_run_bit_for_bit(swept, tmp_path, g):
         assert (point / "metrics.csv").read_bytes() != (other / "metrics.csv").read_bytes()
 
 
+@pytest.mark.slow  # the default suite keeps a lighter sibling (README: the slow suite)
 def test_vmap_grid_compiles_once_and_matches_single_runs_to_rounding(swept, tmp_path):
     """--vmap-grid: one batch of 3 x 8; not bitwise (XLA CPU reductions depend on the batch
     size), but the same learning to float rounding after 6 updates."""
