@@ -32,6 +32,7 @@ SLOW_IDS = {
     # fixture-parametrised cases that a decorator cannot reach; each has a quick sibling
     "tests/core/test_program_contract.py::test_vmapped_seeds_equal_per_seed_loop[ppo-rnd]",
     "tests/core/test_program_contract.py::test_chunked_equals_one_shot[ppo-rnd]",
+    "tests/core/test_program_contract.py::test_vmapped_seeds_equal_per_seed_loop[a2c]",
 }
 
 

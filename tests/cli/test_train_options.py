@@ -60,6 +60,7 @@ def test_set_converts_validates_and_records_the_field(set_run):
     assert cfg["train"]["num_envs"] == 2 and cfg["name"] == "notebook-a2c-5x5"
 
 
+@pytest.mark.slow  # the default suite keeps a lighter sibling (README: the slow suite)
 def test_config_file_replays_a_run_exactly(set_run, tmp_path):
     out = tmp_path / "replay"
     code = _main(

@@ -101,7 +101,11 @@ def test_map_rows_allows_none_leaves():
 
 @pytest.mark.parametrize(
     "name",
-    ["notebook-a2c-5x5", pytest.param("notebook-rnd-5x5", marks=pytest.mark.slow), "rnd-paper-5x5"],
+    [
+        "notebook-a2c-5x5",
+        pytest.param("notebook-rnd-5x5", marks=pytest.mark.slow),
+        pytest.param("rnd-paper-5x5", marks=pytest.mark.slow),
+    ],
 )
 def test_micro_batched_update_equals_one_pass(name):
     """Dropout off (its masks are drawn per piece): 4 pieces of 8 give the parameters and

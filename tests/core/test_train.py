@@ -174,6 +174,7 @@ def test_rnd_paper_run(rnd_paper_run):
     assert int(s.update) == UPDATES
 
 
+@pytest.mark.slow  # the default suite keeps a lighter sibling (README: the slow suite)
 def test_doorkey_run_is_deterministic():
     """The real env (default of make_train): same key, bit-identical output on CPU."""
     cfg = tiny("notebook-a2c-5x5", total_frames=16 * 3)

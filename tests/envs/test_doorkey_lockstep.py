@@ -20,7 +20,9 @@ from curio_jax.reference.crosscheck import lockstep  # noqa: E402
 EPISODES = {5: (60, 24, 8_000), 8: (30, 24, 15_000), 16: (8, 16, 20_000)}
 
 
-@pytest.mark.parametrize("size", [5, pytest.param(8, marks=pytest.mark.slow), 16])
+@pytest.mark.parametrize(
+    "size", [5, pytest.param(8, marks=pytest.mark.slow), pytest.param(16, marks=pytest.mark.slow)]
+)
 def test_lockstep(size):
     n_random, n_scripted, min_steps = EPISODES[size]
     result = lockstep(size, n_random, n_scripted)

@@ -282,6 +282,7 @@ def test_cli_refusals_are_one_line_exit_2(argv, fragment, capsys, tmp_path, monk
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow  # the default suite keeps a lighter sibling (README: the slow suite)
 def test_cli_sweep_end_to_end(tmp_path, capsys):
     out = tmp_path / "cli"
     argv = [
