@@ -12,17 +12,19 @@ samples, one gradient step each (a ``lax.scan`` over the ``epochs * minibatches`
     value  = mean(max((v - R)^2, (v_old + clip(v - v_old, +-clip_eps) - R)^2))   (clip_value)
              mean((v - R)^2)                                                      (otherwise)
              (+ mean((v_int - R_int)^2), never clipped)
-    bonus  = sum(err * mask) / max(sum(mask), 1),  mask ~ Bernoulli(update_proportion)
+    bonus  = mean(err) over k = round(update_proportion * M) samples drawn without
+             replacement (ppo.bonus_sample="subset"), or sum(err * mask) / max(sum(mask), 1),
+             mask ~ Bernoulli(update_proportion) ("mask")
              (the loss of the bonus's jointly trained parameters: the RND predictor's error)
     loss   = policy + value_coef * value - entropy_coef * entropy (+ bonus)
 
 Every mean is weighted by the sample weights (0 for masked autoreset dummy transitions,
-``mask_reset_transition``) and divided by the minibatch's weight sum; the bonus's mask
-multiplies the weight. Gradients are clipped by global norm per group (actor-critic, the
-bonus's joint parameters), then one
-Adam step (:func:`curio_jax.core.optim.adam_step`) updates both groups. The logged terms are
-means over the update's ``epochs * minibatches`` steps. Semantics and how they compare with
-CleanRL and purejaxrl: docs/ppo.md.
+``mask_reset_transition``) and divided by the minibatch's weight sum (the bonus's: its
+samples' weight sum; the mask multiplies the weight). Gradients are clipped by global norm
+per group (actor-critic, the bonus's joint parameters), then one Adam step
+(:func:`curio_jax.core.optim.adam_step`) updates both groups. The logged terms are means over
+the update's ``epochs * minibatches`` steps. Semantics and how they compare with CleanRL and
+purejaxrl: docs/ppo.md.
 """
 
 from __future__ import annotations
