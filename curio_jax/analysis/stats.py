@@ -41,6 +41,7 @@ __all__ = [
     "km_median",
     "km_median_ci",
     "logrank",
+    "holm",
     "percentile_interval",
 ]
 
@@ -439,3 +440,26 @@ def logrank(
         return TestResult(math.nan, math.nan)
     chi2 = (float(np.sum(d_a)) - expected_a) ** 2 / variance
     return TestResult(chi2, _chi2_1_sf(chi2))
+
+
+def holm(pvalues: object) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (Holm 1979), in the order given.
+
+    Sorted ascending, the k-th smallest of m becomes max over j <= k of min(1, (m - j + 1) p_(j)):
+    reject where the adjusted p is below alpha, and the family-wise error rate is at most alpha
+    under any dependence between the tests. NaN entries (a test without information, as
+    `logrank` returns) stay NaN and do not count in m."""
+    p = np.asarray(pvalues, dtype=float)
+    if p.ndim != 1:
+        raise ValueError(f"pvalues must be a 1-D array, got shape {p.shape}")
+    if np.any((p < 0) | (p > 1)):
+        raise ValueError(f"pvalues must lie in [0, 1], got {p.tolist()}")
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    m = ok.size
+    order = ok[np.argsort(p[ok], kind="stable")]
+    running = 0.0
+    for k, i in enumerate(order):
+        running = max(running, min(1.0, (m - k) * p[i]))
+        out[i] = running
+    return out

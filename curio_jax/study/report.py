@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from curio_jax.analysis import compare, records
+from curio_jax.analysis import compare, records, stats
 from curio_jax.analysis.report import format_table, plot
 from curio_jax.analysis.runs import Run, load_recorded, pool_runs
 from curio_jax.config import TrainConfig, diff_configs
@@ -114,6 +114,75 @@ def completeness(spec: StudySpec, found: list[ArmRecords]) -> str:
     return "; ".join(parts)
 
 
+def _num(x: float | None) -> float:
+    return math.nan if x is None else float(x)
+
+
+def _pair_p(result: dict[str, Any], a: str, b: str) -> float | None:
+    for p in result["pairs"]:
+        if {p["a"], p["b"]} == {a, b}:
+            return p.get("logrank_p") if p["comparable"] else None
+    return None
+
+
+def _holm_family(result: dict[str, Any], pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    ps = [_pair_p(result, a, b) for a, b in pairs]
+    adjusted = stats.holm([_num(p) for p in ps]) if pairs else []
+    return [
+        {"a": a, "b": b, "logrank_p": p, "holm_p": compare.json_number(h)}
+        for (a, b), p, h in zip(pairs, ps, adjusted, strict=True)
+    ]
+
+
+def _pick_key(run: dict[str, Any]) -> tuple[float, float, float]:
+    """The tuning rule: most seeds solved, then the lowest median frames-to-solve, then the
+    highest final mean."""
+    med = run["frames_to_solve_median"]["value"]
+    final = run["final_mean"]["value"]
+    return (
+        -run["n_solved"],
+        math.inf if med is None else med,
+        -(final if final is not None else -math.inf),
+    )
+
+
+def group_tests(spec: StudySpec, result: dict[str, Any], complete: set[str]) -> dict[str, Any]:
+    """What the spec asks of one group's comparison beyond the pairs: with a ``baseline`` arm
+    in the group, the log-rank test of every other arm against it and the pairwise tests among
+    the other arms that solved a seed, each family Holm-corrected; with tuning arms
+    (``tunes``), the candidate each final arm's tune picks (`_pick_key`)."""
+    runs = {r["label"]: r for r in result["runs"]}
+    out: dict[str, Any] = {}
+    base = spec.baseline
+    if base is not None and base in runs:
+        others = [lab for lab in runs if lab != base]
+        solving = [lab for lab in others if runs[lab]["n_solved"] > 0]
+        out["baseline"] = base
+        out["against_baseline"] = _holm_family(result, [(lab, base) for lab in others])
+        out["among_solving"] = _holm_family(
+            result, [(a, b) for i, a in enumerate(solving) for b in solving[i + 1 :]]
+        )
+    picks = []
+    for target in dict.fromkeys(a.tunes for a in spec.arms if a.tunes is not None):
+        candidates = [a.name for a in spec.arms if a.tunes == target]
+        found = [c for c in candidates if c in runs]
+        if not found:
+            continue
+        best = min(found, key=lambda c: _pick_key(runs[c]))
+        picks.append(
+            {
+                "for": target,
+                "pick": best,
+                "candidates": candidates,
+                "complete": all(c in complete for c in candidates),
+                "any_solved": any(runs[c]["n_solved"] > 0 for c in found),
+            }
+        )
+    if picks:
+        out["picks"] = picks
+    return out
+
+
 def _fmt_frames(f: float | None) -> str:
     if f is None or not math.isfinite(f):
         return "not reached"
@@ -132,9 +201,21 @@ def _p(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3g}"
 
 
+def _last(run: dict[str, Any], metric: str) -> str:
+    """The last logged point of a metric's mean curve, with its band ("n/a" without one)."""
+    curve = run.get("metric_curves", {}).get(metric)
+    if not curve:
+        return "n/a"
+    for m, lo, hi in reversed(list(zip(curve["mean"], curve["low"], curve["high"], strict=True))):
+        if m is not None:
+            return _est({"value": m, "low": lo, "high": hi})
+    return "n/a"
+
+
 def markdown(spec: StudySpec, result: dict[str, Any], status: str) -> str:
     """A markdown table of the arms and one of the pairs (for docs/results/)."""
     thr = result["settings"].get("threshold")
+    entropy = any("entropy" in r.get("metric_curves", {}) for r in result["runs"])
     lines = [
         f"### {spec.name}"
         + (f", {result['study']['group']}" if result.get("study", {}).get("group") else "")
@@ -144,16 +225,55 @@ def markdown(spec: StudySpec, result: dict[str, Any], status: str) -> str:
         f"Records: {status}.",
         "",
         "| arm | preset | seeds | frames per seed | final score mean [95% CI] | solved | "
-        "median frames-to-solve [95% CI] |",
-        "|---|---|---|---|---|---|---|",
+        "median frames-to-solve [95% CI] |"
+        + (" entropy at the end [95% CI] |" if entropy else "")
+        + " frames/s |",
+        "|---|---|---|---|---|---|---|" + ("---|" if entropy else "") + "---|",
     ]
     for r in result["runs"]:
         med = r["frames_to_solve_median"]
+        fps = r.get("frames_per_sec")
         lines.append(
             f"| {r['label']} | {r['preset']} | {r['n_seeds']} | {_fmt_frames(r['budget'])} | "
             f"{_est(r['final_mean'])} | {r['n_solved']}/{r['n_seeds']} | "
             f"{_est(med, _fmt_frames) if med['value'] is not None else 'not reached'} |"
+            + (f" {_last(r, 'entropy')} |" if entropy else "")
+            + (f" {fps:,.0f} |" if fps is not None else " n/a |")
         )
+    tests = result.get("study", {}).get("tests", {})
+    if tests.get("against_baseline"):
+        lines += [
+            "",
+            f"Log-rank tests of frames-to-solve against {tests['baseline']}, Holm-corrected over "
+            f"the {len(tests['against_baseline'])} tests:",
+            "",
+            "| arm | log-rank p | Holm p |",
+            "|---|---|---|",
+            *(f"| {t['a']} | {_p(t['logrank_p'])} | {_p(t['holm_p'])} |"
+              for t in tests["against_baseline"]),
+        ]  # fmt: skip
+    if tests.get("among_solving"):
+        lines += [
+            "",
+            "Pairwise log-rank tests among the other arms that solved a seed, Holm-corrected over "
+            f"the {len(tests['among_solving'])} tests:",
+            "",
+            "| A | B | log-rank p | Holm p |",
+            "|---|---|---|---|",
+            *(f"| {t['a']} | {t['b']} | {_p(t['logrank_p'])} | {_p(t['holm_p'])} |"
+              for t in tests["among_solving"]),
+        ]  # fmt: skip
+    for pk in tests.get("picks", []):
+        lines += [
+            "",
+            f"Tune for {pk['for']}: **{pk['pick']}** (most seeds solved, then the lowest median "
+            "frames-to-solve, then the highest final mean; of "
+            + ", ".join(pk["candidates"])
+            + ")"
+            + ("" if pk["any_solved"] else "; no candidate solved a seed")
+            + ("" if pk["complete"] else "; **not final: the tune's records are incomplete**")
+            + ".",
+        ]
     pairs = [p for p in result["pairs"] if p["comparable"]]
     if pairs:
         lines += [
@@ -181,6 +301,7 @@ def report_study(
     out = Path(out) if out is not None else spec.dir / "report"
     found = [arm_records(spec, a) for a in spec.arms if a.cfg is not None]
     status = completeness(spec, found)
+    complete = {f.arm.name for f in found if not f.missing}
     groups: dict[str, tuple[list[Run], list[str]]] = {}
     for a in spec.arms:
         runs, labels = groups.setdefault(a.group, ([], []))
@@ -222,6 +343,7 @@ def report_study(
                 "spec": spec.path.name,
                 "group": group if len(groups) > 1 else None,
                 "status": status,
+                "tests": group_tests(spec, result, complete),
             }
             atomic_write(out / f"{stem}.json", json.dumps(result, indent=2) + "\n")
             atomic_write(out / f"{stem}.md", markdown(spec, result, status))

@@ -56,12 +56,14 @@ STUDY_FIELDS = {
     "n_boot": "bootstrap resamples of the report",
     "set": "config overrides of every arm, {dotted.name = value}",
     "records": "where the records go, relative to the spec (default records)",
+    "baseline": "the arm every other arm of its group is tested against (Holm-corrected)",
 }
 ARM_FIELDS = {
     "name": "the arm's name",
     "preset": "the preset it trains",
     "set": "config overrides, {dotted.name = value}, after the study's",
     "recorded": "FILE.json:LABEL: a run recorded in a compare JSON, reported as a stand-in",
+    "tunes": "the arm of another group whose weight this tuning arm is a candidate for",
     **{
         k: STUDY_FIELDS[k]
         for k in (
@@ -118,6 +120,7 @@ class Arm:
     frames_per_sec: float | None = None
     recorded: str | None = None  # FILE.json:LABEL, the file resolved against the spec
     recorded_as: str | None = None  # FILE.json:LABEL as the spec writes it
+    tunes: str | None = None  # the arm (of another group) this tuning arm is a candidate for
 
     @property
     def slices(self) -> list[Slice]:
@@ -141,6 +144,10 @@ class StudySpec:
     metrics: tuple[str, ...] = ()
     n_boot: int = 2000
     records_dir: Path = field(default=Path("records"))
+    baseline: str | None = None  # the arm its group's other arms are tested against
+
+    def arm(self, name: str) -> Arm:
+        return next(a for a in self.arms if a.name == name)
 
     @property
     def dir(self) -> Path:
@@ -286,6 +293,25 @@ def parse_spec(data: dict[str, Any], path: Path) -> StudySpec:
             raise SpecError(f"{where}: two arms are named {arm_name!r}")
         arms.append(_arm(where, arm_name, a, defaults, study_set, path))
     _check_seed_ranges(w, arms)
+    names = {a.name: a for a in arms}
+    baseline = study.get("baseline")
+    if baseline is not None and (not isinstance(baseline, str) or baseline not in names):
+        raise SpecError(
+            f"{w}: study.baseline must name an arm ({', '.join(names)}), got {baseline!r}"
+        )
+    for a in arms:
+        if a.tunes is None:
+            continue
+        target = names.get(a.tunes)
+        if target is None or target.cfg is None:
+            raise SpecError(
+                f"{w}: arm {a.name!r}.tunes must name an arm that runs, got {a.tunes!r}"
+            )
+        if target.group == a.group:
+            raise SpecError(
+                f"{w}: arm {a.name!r}.tunes names {a.tunes!r} of its own group ({a.group}); "
+                "a tuning arm chooses for an arm of another group (fresh seeds)"
+            )
     if all(a.cfg is None for a in arms):
         raise SpecError(f"{w}: every arm is recorded; a study needs an arm to run")
     return StudySpec(
@@ -297,6 +323,7 @@ def parse_spec(data: dict[str, Any], path: Path) -> StudySpec:
         metrics=tuple(metrics),
         n_boot=n_boot,
         records_dir=path.parent / records,
+        baseline=baseline,
     )
 
 
@@ -366,6 +393,9 @@ def _arm(
     group = get("group", "main")
     if not isinstance(group, str) or not group:
         raise SpecError(f"{where}.group must be a name")
+    tunes = a.get("tunes")
+    if tunes is not None and not isinstance(tunes, str):
+        raise SpecError(f"{where}.tunes must be an arm's name, got {tunes!r}")
     return Arm(
         name=name,
         cfg=cfg,
@@ -376,6 +406,7 @@ def _arm(
         stop_when_solved=_bool(f"{where}: stop_when_solved", get("stop_when_solved", False)),
         checkpoint_every=_int(f"{where}.checkpoint_every", get("checkpoint_every", 10), 1),
         frames_per_sec=None if fps is None else float(fps),
+        tunes=tunes,
     )
 
 

@@ -329,3 +329,39 @@ def test_logrank_no_solves_is_undefined():
 def test_bad_input_raises_value_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# --------------------------------------------------------------------------- Holm
+
+
+def test_holm_by_hand():
+    # sorted: 0.005 x4 = 0.02, 0.01 x3 = 0.03, 0.03 x2 = 0.06, 0.04 x1 = 0.04 -> kept at 0.06
+    got = stats.holm([0.01, 0.04, 0.03, 0.005])
+    np.testing.assert_allclose(got, [0.03, 0.06, 0.06, 0.02])
+    np.testing.assert_allclose(stats.holm([0.3, 0.6]), [0.6, 0.6])
+    np.testing.assert_allclose(stats.holm([0.9, 0.8]), [1.0, 1.0])  # capped at 1
+    # a test without information is left out of the family
+    np.testing.assert_allclose(stats.holm([0.02, math.nan, 0.01]), [0.02, math.nan, 0.02])
+    assert stats.holm([]).shape == (0,)
+    for bad in ([1.5], [-0.1], [[0.1]]):
+        with pytest.raises(ValueError, match="pvalues"):
+            stats.holm(bad)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=1, max_size=8),
+    st.sampled_from([0.01, 0.05, 0.1]),
+)
+def test_holm_rejects_what_the_step_down_procedure_rejects(p, alpha):
+    """Reject where the adjusted p <= alpha: the same set as Holm's procedure run by hand
+    (walk up the sorted p-values, reject while (m - k + 1) p_(k) <= alpha)."""
+    adjusted = stats.holm(p)
+    assert np.all(adjusted >= np.asarray(p) - 1e-15) and np.all(adjusted <= 1.0)
+    order = np.argsort(p, kind="stable")
+    by_hand = np.zeros(len(p), bool)
+    for k, i in enumerate(order):
+        if (len(p) - k) * p[i] > alpha:
+            break
+        by_hand[i] = True
+    np.testing.assert_array_equal(adjusted <= alpha, by_hand)

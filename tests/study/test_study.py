@@ -285,6 +285,9 @@ BAD_SPECS = [
         "arm 'a' (group main) and arm 'b' (group tune) share base seed(s) 0..1",
     ),
     ("[study]", "[study", "not valid TOML"),
+    ("n_boot = 200", 'n_boot = 200\nbaseline = "c"', "study.baseline must name an arm (a, b)"),
+    ('name = "b"', 'name = "b"\ntunes = "a"', "arm 'b'.tunes names 'a' of its own group"),
+    ('name = "b"', 'name = "b"\ntunes = "z"', "arm 'b'.tunes must name an arm that runs"),
 ]
 
 
@@ -295,6 +298,54 @@ def test_a_bad_spec_exits_2_naming_the_field(tmp_path, capsys, old, new, message
     spec.write_text(SPEC.replace(old, new, 1))
     assert_usage_error(["study", "status", str(spec)], capsys, message)
     assert_usage_error(["study", "run", str(spec)], capsys, message)
+
+
+def test_the_report_tests_against_the_baseline_and_picks_the_tunes(study, tmp_path, capsys):
+    """`baseline`: every other arm of its group log-rank tested against it, Holm-corrected, and
+    the arms that solved tested pairwise; `tunes`: the candidate the tuning rule picks."""
+    sliced, _, _ = study
+    spec = _copy(sliced, tmp_path / "t")
+    spec.write_text(spec.read_text().replace("n_boot = 200", 'n_boot = 200\nbaseline = "b"'))
+    code, out, err = run_cli(["study", "report", str(spec)], capsys)
+    assert code == 0, err
+    result = json.loads((tmp_path / "t" / "report" / "tiny.json").read_text())
+    tests = result["study"]["tests"]
+    pair = next(p for p in result["pairs"] if {p["a"], p["b"]} == {"a", "b"})
+    assert tests["baseline"] == "b"
+    assert tests["against_baseline"] == [
+        {"a": "a", "b": "b", "logrank_p": pair["logrank_p"], "holm_p": pair["logrank_p"]}
+    ]  # a family of one: Holm leaves it as it is (None where no seed solved either way)
+    md = (tmp_path / "t" / "report" / "tiny.md").read_text()
+    assert "against b, Holm-corrected over the 1 tests" in md and "| a | " in md
+    assert "entropy at the end [95% CI]" in md and "frames/s |" in md
+
+    def run(label, solved, median, final):
+        return {"label": label, "n_solved": solved, "frames_to_solve_median": {"value": median},
+                "final_mean": {"value": final}}  # fmt: skip
+
+    runs = [run("t1", 2, 9e5, 0.5), run("t2", 2, 4e5, 0.4), run("t3", 1, None, 0.9),
+            run("u1", 0, None, 0.1), run("u2", 0, None, 0.3)]  # fmt: skip
+    arms = {"t1": "a", "t2": "a", "t3": "a", "u1": "b", "u2": "b"}
+    toml = SPEC.replace('name = "b"', 'name = "b"\ngroup = "final"\nbase_seed = 100', 1)
+    for lab, target in arms.items():
+        toml += f'\n[[arms]]\nname = "{lab}"\npreset = "notebook-a2c-5x5"\ngroup = "tune"\n'
+        toml += f'base_seed = 50\ntunes = "{"b" if target == "b" else "a"}"\n'
+    toml = toml.replace('name = "a"\n', 'name = "a"\ngroup = "final"\nbase_seed = 100\n', 1)
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "study.toml").write_text(toml)
+    from curio_jax.study.report import group_tests
+    from curio_jax.study.spec import load_spec
+
+    got = group_tests(load_spec(tmp_path / "p" / "study.toml"), {"runs": runs, "pairs": []},
+                      {"t1", "t2", "t3", "u1"})  # fmt: skip
+    assert got["picks"] == [
+        # most solved, then the lower median: t2 over t1 (t3 solved fewer, whatever its final)
+        {"for": "a", "pick": "t2", "candidates": ["t1", "t2", "t3"], "complete": True,
+         "any_solved": True},
+        # none solved: the higher final mean; u2 has no complete records yet
+        {"for": "b", "pick": "u2", "candidates": ["u1", "u2"], "complete": False,
+         "any_solved": False},
+    ]  # fmt: skip
 
 
 def test_disjoint_groups_may_be_set_apart_by_base_seed(tmp_path, capsys):
