@@ -361,3 +361,23 @@ def test_a_slice_is_named_or_numbered(tmp_path, capsys):
     spec.write_text(SPEC)
     assert_usage_error(["study", "run", str(spec), "--slice", "c/s0"], capsys, "no such slice")
     assert_usage_error(["study", "run", str(spec), "--slice", "4"], capsys, "has 4 slices")
+
+
+REPO = Path(__file__).parents[2]
+
+
+@pytest.mark.parametrize(
+    "spec", sorted(p.relative_to(REPO).as_posix() for p in (REPO / "studies").glob("*/study.toml"))
+)
+def test_the_repositorys_studies_load_and_their_records_still_hold(spec):
+    """Every committed spec is valid, and every committed record is still one of its slices
+    with the config the spec gives it as this code resolves it (a change to a preset or a
+    default that a running study depends on fails here, not sessions later in its report)."""
+    from curio_jax.study.report import arm_records
+    from curio_jax.study.spec import load_spec
+
+    s = load_spec(REPO / spec)
+    for arm in s.arms:
+        if arm.cfg is not None:
+            found = arm_records(s, arm)  # raises StudyError on any mismatch
+            assert len(found.done) + len(found.missing) == len(arm.slices)
